@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The maps shared by every gputier BPF object. Each is pinned by name under
+ * the agent's pin directory (LIBBPF_PIN_BY_NAME + pin_root_path), so the LSM
+ * and tracepoint objects, a restarted agent and `gputierctl audit` all see the
+ * same counters. Keys and values come from include/gputier/abi.h and carry BTF,
+ * so `bpftool map dump pinned ...` prints field names.
+ *
+ * max_entries below are defaults; gputierd may resize gt_cg_stats before load.
+ */
+#ifndef GPUTIER_MAPS_BPF_H
+#define GPUTIER_MAPS_BPF_H
+
+#include "gputier/abi.h"
+
+/* cgroup v2 id -> counters. Written by the programs, read by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_DEFAULT_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct gt_cgroup_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_cg_stats SEC(".maps");
+
+/* lower-cased extension -> class id. Filled by the agent from config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_MAX_EXTENSIONS);
+	__type(key, struct gt_ext_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_ext_class SEC(".maps");
+
+/* class id -> class name, for readers of the pins (the programs never read it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GT_CLASS_MAX);
+	__type(key, __u32);
+	__type(value, struct gt_class_name);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_class_names SEC(".maps");
+
+/* (major, minor or GT_MINOR_ANY) -> GPU kind. Filled by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_MAX_GPU_DEVS);
+	__type(key, struct gt_dev_key);
+	__type(value, struct gt_dev_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_gpu_devs SEC(".maps");
+
+/* One record per cgroup on its first GPU device access. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, GT_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_events SEC(".maps");
+
+/* ABI version and attach record, written by the agent; see struct gt_meta. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gt_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_meta SEC(".maps");
+
+/* Events the programs had to drop, per enum gt_drop_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GT_DROP_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_drops SEC(".maps");
+
+#endif /* GPUTIER_MAPS_BPF_H */

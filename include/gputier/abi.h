@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gputier ABI: the one definition of everything shared by the BPF programs
+ * (bpf/) and userspace (loader/, policy/, tests/).
+ *
+ * Rules for changing this file:
+ *  - Every struct here is the key or value of a pinned map. Pins outlive the
+ *    agent, so a changed layout must bump GT_ABI_VERSION; gputierd refuses to
+ *    reuse pins whose gt_meta record carries another version (it never
+ *    reinterprets old bytes).
+ *  - Fixed-width types only, explicit padding, no pointers.
+ *  - tests/abi_layout_test.cc pins sizes and offsets with static_asserts.
+ */
+#ifndef GPUTIER_ABI_H
+#define GPUTIER_ABI_H
+
+#ifdef __BPF__
+/* vmlinux.h provides __u8.. __u64 for BPF objects. */
+#else
+#include <linux/types.h>
+#endif
+
+#define GT_ABI_VERSION 1
+#define GT_ABI_MAGIC 0x67707574u /* "gput" */
+
+/* ---- Extension classes ------------------------------------------------ */
+/*
+ * Opens of regular files are counted per class of their last extension.
+ * Class ids 1..4 are the built-in classes; ids 5..7 are free for classes
+ * named in the config. GT_CLASS_OTHER counts files whose extension is in no
+ * class; files without an extension are counted in opens_noext instead.
+ */
+enum gt_ext_class {
+	GT_CLASS_OTHER = 0,
+	GT_CLASS_IMAGE = 1,
+	GT_CLASS_VIDEO = 2,
+	GT_CLASS_TENSOR = 3,   /* models, checkpoints, arrays */
+	GT_CLASS_GRAPHICS = 4, /* 3D models, shaders */
+	GT_CLASS_FIRST_CUSTOM = 5,
+	GT_CLASS_MAX = 8,
+};
+
+/*
+ * Longest extension recognised, in bytes, without the dot. The BPF side reads
+ * only the last GT_NAME_TAIL bytes of a file name, so an extension longer than
+ * GT_EXT_MAX counts as "no extension" (documented in docs/ARCHITECTURE.md).
+ */
+#define GT_EXT_MAX 15
+#define GT_NAME_TAIL 16
+#define GT_CLASS_NAME_LEN 16
+
+/* Key of gt_ext_class: the lower-cased extension, NUL padded. */
+struct gt_ext_key {
+	char ext[GT_EXT_MAX + 1];
+};
+
+/* Value of gt_class_names[class id]: the class's name, NUL padded. */
+struct gt_class_name {
+	char name[GT_CLASS_NAME_LEN];
+};
+
+/* ---- GPU devices -------------------------------------------------------- */
+enum gt_gpu_kind {
+	GT_GPU_NONE = 0,
+	GT_GPU_NVIDIA = 1,
+	GT_GPU_DRM = 2,
+	GT_GPU_KFD = 3,
+	GT_GPU_ACCEL = 4,
+	GT_GPU_CONFIGURED = 5, /* named by the operator's config */
+	GT_GPU_KIND_MAX = 6,
+};
+
+/* Minor number meaning "every minor of this major". */
+#define GT_MINOR_ANY 0xffffffffu
+
+/* Key of gt_gpu_devs. */
+struct gt_dev_key {
+	__u32 major;
+	__u32 minor; /* or GT_MINOR_ANY */
+};
+
+/* Value of gt_gpu_devs. */
+struct gt_dev_val {
+	__u32 kind; /* enum gt_gpu_kind */
+	__u32 reserved;
+};
+
+/* ---- Per-cgroup counters ------------------------------------------------ */
+enum gt_cgroup_flags {
+	GT_CG_GPU_SEEN = 1u << 0, /* a GPU device was opened or ioctl'ed */
+};
+
+/* Value of gt_cg_stats, keyed by the cgroup v2 id (__u64). */
+struct gt_cgroup_stats {
+	__u64 opens_total; /* opens of regular files */
+	__u64 opens_noext; /* ... whose name has no extension */
+	__u64 opens_by_class[GT_CLASS_MAX];
+	__u64 gpu_opens;   /* opens of a selected GPU device */
+	__u64 gpu_ioctls;  /* ioctls on a selected GPU device */
+	__u64 bytes_written; /* bytes written to regular files */
+	__u64 writes;        /* write calls to regular files */
+	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 last_seen_ns;
+	__u64 gpu_first_ns; /* first GPU device access, 0 if none */
+	__u32 flags;        /* enum gt_cgroup_flags */
+	__u32 gpu_kinds;    /* bit (1 << enum gt_gpu_kind) per kind seen */
+};
+
+/* ---- Ring-buffer events ------------------------------------------------- */
+enum gt_event_type {
+	GT_EV_FIRST_GPU_ACCESS = 1,
+};
+
+struct gt_event {
+	__u32 type; /* enum gt_event_type */
+	__u32 gpu_kind;
+	__u64 cgroup_id;
+	__u64 ts_ns;
+	__u32 pid; /* tgid of the process that touched the device */
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 reserved;
+	char comm[16];
+};
+
+/* ---- Agent-wide state --------------------------------------------------- */
+/* Value of gt_meta[0]: written by gputierd when it creates the pins. */
+struct gt_meta {
+	__u32 magic;       /* GT_ABI_MAGIC */
+	__u32 abi_version; /* GT_ABI_VERSION */
+	__u32 mode;        /* enum gt_mode of the last agent that attached */
+	__u32 reserved;
+	__u64 attached_ns; /* bpf_ktime_get_ns()-compatible, CLOCK_MONOTONIC */
+};
+
+enum gt_mode {
+	GT_MODE_NONE = 0,
+	GT_MODE_LSM = 1,
+	GT_MODE_TRACEPOINT = 2,
+};
+
+/* Indexes of gt_drops (a per-CPU array of __u64). */
+enum gt_drop_reason {
+	GT_DROP_CGROUP_MAP_FULL = 0, /* new cgroup, gt_cg_stats full */
+	GT_DROP_RINGBUF_FULL = 1,    /* event lost */
+	GT_DROP_NAME_READ = 2,       /* file name could not be read */
+	GT_DROP_MAX = 4,
+};
+
+/* Pinned map names (also the names inside the BPF objects). */
+#define GT_MAP_CG_STATS "gt_cg_stats"
+#define GT_MAP_EXT_CLASS "gt_ext_class"
+#define GT_MAP_CLASS_NAMES "gt_class_names"
+#define GT_MAP_GPU_DEVS "gt_gpu_devs"
+#define GT_MAP_EVENTS "gt_events"
+#define GT_MAP_META "gt_meta"
+#define GT_MAP_DROPS "gt_drops"
+
+/* Default capacities; gputierd may override before load. */
+#define GT_DEFAULT_MAX_CGROUPS 16384
+#define GT_MAX_EXTENSIONS 1024
+#define GT_MAX_GPU_DEVS 256
+#define GT_EVENTS_BYTES (256 * 1024)
+
+#endif /* GPUTIER_ABI_H */

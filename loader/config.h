@@ -1,0 +1,57 @@
+// gputierd configuration: the YAML schema, its defaults, and validation.
+//
+// Pure: parsing and validation never touch the system, so every rule is
+// tested without root (tests/config_test.cc). Errors are one sentence that
+// names the file, the key and the fix.
+#ifndef GPUTIER_LOADER_CONFIG_H_
+#define GPUTIER_LOADER_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace gputier {
+
+// One extension class: its ABI id (enum gt_ext_class or a custom id 5..7),
+// its name and its lower-cased extensions without the leading dot.
+struct ExtensionClass {
+  uint32_t id = 0;
+  std::string name;
+  std::vector<std::string> extensions;
+};
+
+// A GPU device selector from `gpu_devices:`. Exactly one of path_glob or
+// major is set; minor is only meaningful with major (unset = every minor).
+struct GpuDeviceSelector {
+  std::optional<std::string> path_glob;
+  std::optional<uint32_t> major;
+  std::optional<uint32_t> minor;
+};
+
+struct Config {
+  // The built-in classes (image, video, tensor, graphics), each replaced by a
+  // same-named class from the file; new names get ids 5..7 in file order.
+  std::vector<ExtensionClass> classes;
+  // Operator-selected GPU devices, added to the defaults found on the node.
+  std::vector<GpuDeviceSelector> gpu_devices;
+  // Capacity of the per-cgroup counter map (entries).
+  uint32_t max_cgroups = 16384;
+};
+
+// The configuration used when no --config is given.
+Config DefaultConfig();
+
+// Parses YAML text. `source` names the input in errors (usually the path).
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text,
+                                   absl::string_view source);
+
+// Reads and parses a file; an unreadable file is an error naming the path.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_CONFIG_H_

@@ -1,0 +1,261 @@
+// gputierd: the node agent. Loads the observer (LSM or tracepoint mode), pins
+// its maps, and shows live per-container counters.
+#include <bpf/libbpf.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "loader/cgroup_resolver.h"
+#include "loader/cli.h"
+#include "loader/config.h"
+#include "loader/gpu_devices.h"
+#include "loader/log.h"
+#include "loader/maps.h"
+#include "loader/observer.h"
+#include "loader/pin_dir.h"
+#include "loader/report.h"
+
+ABSL_FLAG(std::string, mode, "auto",
+          "auto | lsm | tracepoint. auto prefers BPF LSM and falls back to observe-only "
+          "tracepoints, logging why");
+ABSL_FLAG(std::string, config, "", "YAML config file (default: built-in defaults)");
+ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory for the pinned maps");
+ABSL_FLAG(std::string, run_dir, "/run/gputier", "runtime directory (probe files, ready file)");
+ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "how often the live counters are printed");
+ABSL_FLAG(bool, quiet, false, "do not print live counters (log only)");
+ABSL_FLAG(std::string, ready_file, "",
+          "write this file once the programs are attached and verified (for supervisors/tests)");
+ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
+
+namespace gputier {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop = true; }
+
+absl::Status MakeDir(const std::string& dir) {
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    if (mkdir(dir.substr(0, pos).c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("creating ", dir.substr(0, pos)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int OnEvent(void* ctx, void* data, size_t size) {
+  if (size < sizeof(gt_event)) return 0;
+  const gt_event* e = static_cast<const gt_event*>(data);
+  const CgroupResolver* resolver = static_cast<const CgroupResolver*>(ctx);
+  if (e->type != GT_EV_FIRST_GPU_ACCESS) return 0;
+  absl::StatusOr<std::string> path = resolver->PathOf(e->cgroup_id);
+  LogInfo("first GPU access: cgroup %d (%s) pid %d (%s) device %u:%u kind %s", e->cgroup_id,
+          path.ok() ? *path : "removed", e->pid, std::string(e->comm, strnlen(e->comm, 16)),
+          e->dev_major, e->dev_minor, GpuKindName(e->gpu_kind));
+  return 0;
+}
+
+void LogGpuDevices(const std::vector<GpuDevice>& devices) {
+  for (const GpuDevice& d : devices) {
+    LogInfo("GPU device selector %u:%s kind=%s from %s", d.major,
+            d.minor == GT_MINOR_ANY ? "*" : absl::StrCat(d.minor), GpuKindName(d.kind), d.source);
+  }
+}
+
+// Deletes counters of cgroups that are gone: removed while no agent was
+// attached (the in-kernel cgroup_rmdir hook handles the rest).
+void SweepRemovedCgroups(int stats_fd, const CgroupResolver& resolver) {
+  absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd);
+  if (!counters.ok()) return;
+  for (const auto& [id, stats] : *counters) {
+    if (absl::IsNotFound(resolver.PathOf(id).status())) {
+      if (DeleteCgroupCounter(stats_fd, id).ok()) LogDebug("swept removed cgroup %d", id);
+    }
+  }
+}
+
+int Run() {
+  const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
+  const std::string run_dir = absl::GetFlag(FLAGS_run_dir);
+
+  absl::StatusOr<ObserveMode> mode = ParseObserveMode(absl::GetFlag(FLAGS_mode));
+  if (!mode.ok()) {
+    LogError("%s", mode.status().message());
+    return 2;
+  }
+  Config config = DefaultConfig();
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    absl::StatusOr<Config> loaded = LoadConfigFile(path);
+    if (!loaded.ok()) {
+      LogError("%s", loaded.status().message());
+      return 2;
+    }
+    config = std::move(*loaded);
+    LogInfo("config: %s", path);
+  } else {
+    LogInfo("config: built-in defaults (no --config given)");
+  }
+  if (geteuid() != 0) {
+    LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
+    return 1;
+  }
+  if (absl::Status s = MakeDir(run_dir); !s.ok()) {
+    LogError("%s; pass a writable --run-dir", s.message());
+    return 1;
+  }
+  if (absl::Status s = EnsurePinDir(pin_dir); !s.ok()) {
+    LogError("%s", s.message());
+    return 1;
+  }
+  absl::StatusOr<Fd> lock = LockPinDir(pin_dir);
+  if (!lock.ok()) {
+    LogError("%s", lock.status().message());
+    return 1;
+  }
+  absl::StatusOr<PinState> pins = CheckPinnedLayout(pin_dir);
+  if (!pins.ok()) {
+    LogError("%s", pins.status().message());
+    return 1;
+  }
+  LogInfo("pins: %s (%s)", pin_dir,
+          *pins == PinState::kEmpty ? "new" : "reusing maps of a previous run: counters continue");
+
+  std::vector<std::string> notes;
+  absl::StatusOr<std::vector<GpuDevice>> devices = ResolveGpuDevices(config.gpu_devices, &notes);
+  if (!devices.ok()) {
+    LogError("%s", devices.status().message());
+    return 1;
+  }
+  for (const std::string& n : notes) LogWarning("%s", n);
+  LogGpuDevices(*devices);
+
+  absl::StatusOr<CgroupResolver> resolver = CgroupResolver::Create();
+  if (!resolver.ok()) {
+    LogError("%s", resolver.status().message());
+    return 1;
+  }
+  LogInfo("cgroup2 mount: %s", resolver->mount_point());
+
+  ObserverOptions options;
+  options.mode = *mode;
+  options.pin_dir = pin_dir;
+  options.max_cgroups = config.max_cgroups;
+  options.classes = config.classes;
+  options.gpu_devices = *devices;
+  options.probe_dir = run_dir;
+  absl::StatusOr<std::unique_ptr<Observer>> observer = Observer::Start(options);
+  if (!observer.ok()) {
+    LogError("%s", observer.status().message());
+    return 1;
+  }
+  LogInfo("mode: %s: %s", ObserveModeName((*observer)->mode()), (*observer)->reason());
+  if ((*observer)->mode() == ObserveMode::kTracepoint) {
+    LogInfo("observe only: tracepoint mode counts but can never deny or enforce anything");
+  }
+
+  const int stats_fd = (*observer)->map_fd(GT_MAP_CG_STATS);
+  SweepRemovedCgroups(stats_fd, *resolver);
+
+  ring_buffer* rb = ring_buffer__new((*observer)->map_fd(GT_MAP_EVENTS), OnEvent, &*resolver, nullptr);
+  if (rb == nullptr) {
+    LogError("opening the gt_events ring buffer failed: %s", strerror(errno));
+    return 1;
+  }
+
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
+    std::ofstream out(ready);
+    out << ObserveModeName((*observer)->mode()) << "\n";
+    if (!out) LogWarning("could not write --ready_file %s", ready);
+  }
+  LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", pin_dir);
+
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  absl::StatusOr<ClassNames> names = ReadClassNames((*observer)->map_fd(GT_MAP_CLASS_NAMES));
+  absl::flat_hash_map<uint64_t, gt_cgroup_stats> shown;
+  const absl::Duration interval = absl::GetFlag(FLAGS_interval);
+  absl::Time next_print = absl::Now() + interval;
+  absl::Time next_rescan = absl::Now() + absl::Seconds(10);
+  while (!g_stop) {
+    int n = ring_buffer__poll(rb, 200);
+    if (n < 0 && n != -EINTR) {
+      LogError("polling gt_events: %s", strerror(-n));
+      break;
+    }
+    absl::Time now = absl::Now();
+    if (now >= next_rescan) {
+      next_rescan = now + absl::Seconds(10);
+      std::vector<std::string> ignored;
+      absl::StatusOr<std::vector<GpuDevice>> fresh = ResolveGpuDevices(config.gpu_devices, &ignored);
+      if (fresh.ok() && fresh->size() != devices->size()) {
+        LogInfo("GPU devices changed on the node");
+        LogGpuDevices(*fresh);
+        if (absl::Status s = (*observer)->SetGpuDevices(*fresh); !s.ok()) LogWarning("%s", s.message());
+        devices = std::move(fresh);
+      }
+      SweepRemovedCgroups(stats_fd, *resolver);
+    }
+    if (now < next_print || absl::GetFlag(FLAGS_quiet) || !names.ok()) continue;
+    next_print = now + interval;
+    absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd);
+    if (!counters.ok()) {
+      LogWarning("%s", counters.status().message());
+      continue;
+    }
+    CgroupCounters changed;
+    for (const auto& [id, stats] : *counters) {
+      auto it = shown.find(id);
+      if (it == shown.end() || memcmp(&it->second, &stats, sizeof(stats)) != 0) {
+        changed.emplace_back(id, stats);
+        shown[id] = stats;
+      }
+    }
+    if (changed.empty()) continue;
+    std::string table = RowsToTable(BuildRows(changed, *resolver), *names);
+    printf("--- %s: %zu of %zu cgroups changed (lifetime counters)\n%s",
+           absl::FormatTime("%H:%M:%S", now, absl::UTCTimeZone()).c_str(), changed.size(), counters->size(),
+           table.c_str());
+    fflush(stdout);
+  }
+  ring_buffer__free(rb);
+  LogInfo("stopping: programs detached, maps stay pinned in %s", pin_dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace gputier
+
+int main(int argc, char** argv) {
+  std::vector<std::string> rest = gputier::ParseFlags(
+      argc, argv, "gputierd",
+      "the gputier node agent.\n\n"
+      "Watches every cgroup from the kernel (BPF LSM when the kernel allows it, observe-only\n"
+      "tracepoints otherwise), pins its maps for `gputierctl audit`, and prints live\n"
+      "per-container counters.\n\n"
+      "Usage: gputierd [--mode=auto|lsm|tracepoint] [--config=FILE] [--pin-dir=DIR] [-v]");
+  if (!rest.empty()) {
+    fprintf(stderr, "gputierd: unexpected argument '%s'; see gputierd --help\n", rest[0].c_str());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_verbose)) gputier::SetLogLevel(gputier::LogLevel::kDebug);
+  gputier::RouteLibbpfLogs();
+  return gputier::Run();
+}

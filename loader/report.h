@@ -1,0 +1,43 @@
+// Per-cgroup rows for people and programs: the counters joined with the
+// cgroup path and container identity. Shared by `gputierctl audit` and the
+// live view of gputierd.
+#ifndef GPUTIER_LOADER_REPORT_H_
+#define GPUTIER_LOADER_REPORT_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gputier/abi.h"
+#include "loader/cgroup_path.h"
+#include "loader/maps.h"
+
+namespace gputier {
+
+class CgroupResolver;
+
+struct CgroupRow {
+  uint64_t cgroup_id = 0;
+  std::optional<std::string> cgroup_path;  // nullopt: the cgroup is gone
+  std::optional<ContainerIdentity> container;
+  gt_cgroup_stats stats = {};
+};
+
+// Joins counters with paths and identities (runc ids read once per call).
+std::vector<CgroupRow> BuildRows(const CgroupCounters& counters, const CgroupResolver& resolver);
+
+// The audit JSON: an array with one object per cgroup (schema in docs/AUDIT.md).
+nlohmann::json RowsToJson(const std::vector<CgroupRow>& rows, const ClassNames& names);
+
+// A fixed-width table, one line per row, with a header line.
+std::string RowsToTable(const std::vector<CgroupRow>& rows, const ClassNames& names);
+
+// "12.3 MiB"
+std::string HumanBytes(uint64_t bytes);
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_REPORT_H_

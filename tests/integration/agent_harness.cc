@@ -1,0 +1,205 @@
+#include "tests/integration/agent_harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "loader/cgroup_resolver.h"
+
+namespace gputier::testing {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::string> RunCapture(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return absl::ErrnoToStatus(errno, cmd);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  if (rc != 0) return absl::InternalError(absl::StrCat(cmd, " exited ", rc, ": ", out));
+  return out;
+}
+
+}  // namespace
+
+std::string BinaryDir() {
+  const char* env = getenv("GPUTIER_BIN_DIR");
+  return env != nullptr ? env : GPUTIER_BIN_DIR;
+}
+
+std::string RequestedMode() {
+  const char* env = getenv("GPUTIER_TEST_MODE");
+  return env != nullptr && *env ? env : "tracepoint";
+}
+
+std::string ExpectedMode() {
+  const char* env = getenv("GPUTIER_EXPECT_MODE");
+  if (env != nullptr && *env) return env;
+  return RequestedMode() == "auto" ? "tracepoint" : RequestedMode();
+}
+
+void WriteFile(const std::string& path, size_t size) {
+  std::ofstream out(path, std::ios::binary);
+  out << std::string(size, 'x');
+}
+
+TestCgroup::TestCgroup(const std::string& name) {
+  absl::StatusOr<CgroupResolver> resolver = CgroupResolver::Create();
+  if (!resolver.ok()) {
+    fprintf(stderr, "no cgroup2: %s\n", std::string(resolver.status().message()).c_str());
+    abort();
+  }
+  relative_ = absl::StrFormat("/gputier-test-%d-%s", getpid(), name);
+  path_ = resolver->mount_point() + relative_;
+  if (mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST) {
+    fprintf(stderr, "mkdir %s: %s\n", path_.c_str(), strerror(errno));
+    abort();
+  }
+  id_ = *resolver->IdOf(relative_);
+}
+
+TestCgroup::~TestCgroup() { Remove(); }
+
+bool TestCgroup::Remove() {
+  if (removed_) return true;
+  removed_ = rmdir(path_.c_str()) == 0 || errno == ENOENT;
+  return removed_;
+}
+
+int TestCgroup::RunInside(const std::function<int()>& body) const {
+  int go[2];
+  if (pipe(go) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(go[1]);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(120);
+    _exit(body());
+  }
+  close(go[0]);
+  std::string procs = path_ + "/cgroup.procs";
+  int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+  std::string pid_text = std::to_string(pid);
+  bool moved = fd >= 0 && write(fd, pid_text.data(), pid_text.size()) == static_cast<ssize_t>(pid_text.size());
+  if (fd >= 0) close(fd);
+  if (!moved) kill(pid, SIGKILL);
+  if (write(go[1], "g", 1) != 1) kill(pid, SIGKILL);
+  close(go[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!moved) return -2;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -3;
+}
+
+AgentProcess::AgentProcess() {
+  pin_dir_ = absl::StrFormat("/sys/fs/bpf/gputier-test-%d", getpid());
+  char tmpl[] = "/tmp/gputier-test-XXXXXX";
+  char* dir = mkdtemp(tmpl);
+  if (dir == nullptr) abort();
+  work_dir_ = dir;
+  log_path_ = work_dir_ + "/gputierd.log";
+}
+
+AgentProcess::~AgentProcess() {
+  (void)Stop();
+  std::string ctl = absl::StrCat(BinaryDir(), "/gputierctl unpin --pin-dir ", pin_dir_, " >/dev/null 2>&1");
+  (void)system(ctl.c_str());
+  rmdir(pin_dir_.c_str());
+  std::string rm = absl::StrCat("rm -rf ", work_dir_);
+  (void)system(rm.c_str());
+}
+
+absl::StatusOr<std::string> AgentProcess::Start(const Options& options) {
+  std::string config = work_dir_ + "/config.yaml";
+  std::ofstream(config) << options.config_yaml;
+  std::string ready = work_dir_ + "/ready";
+  unlink(ready.c_str());
+  pid_ = fork();
+  if (pid_ == 0) {
+    int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(log, 1);
+    dup2(log, 2);
+    std::string bin = BinaryDir() + "/gputierd";
+    std::string mode = "--mode=" + options.mode;
+    std::string pin = "--pin-dir=" + pin_dir_;
+    std::string run = "--run-dir=" + work_dir_ + "/run";
+    std::string cfg = "--config=" + config;
+    std::string rdy = "--ready-file=" + ready;
+    execl(bin.c_str(), bin.c_str(), mode.c_str(), pin.c_str(), run.c_str(), cfg.c_str(), rdy.c_str(),
+          "--quiet", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // TCG VMs are slow: allow two minutes for load + verification.
+  for (int i = 0; i < 1200; ++i) {
+    struct stat st;
+    if (stat(ready.c_str(), &st) == 0) {
+      return std::string(absl::StripAsciiWhitespace(Slurp(ready)));
+    }
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat("gputierd exited before it was ready:\n", LogTail()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("gputierd not ready after 120 s:\n", LogTail()));
+}
+
+absl::Status AgentProcess::Stop() {
+  if (pid_ <= 0) return absl::OkStatus();
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("gputierd did not exit cleanly:\n", LogTail()));
+  }
+  return absl::OkStatus();
+}
+
+std::string AgentProcess::LogTail() const {
+  std::string log = Slurp(log_path_);
+  return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::Audit() const {
+  absl::StatusOr<std::string> out =
+      RunCapture(absl::StrCat(BinaryDir(), "/gputierctl audit --json --pin-dir ", pin_dir_));
+  if (!out.ok()) return out.status();
+  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad audit JSON: ", *out));
+  return j;
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::AuditCgroup(uint64_t cgroup_id) const {
+  absl::StatusOr<nlohmann::json> all = Audit();
+  if (!all.ok()) return all.status();
+  for (const nlohmann::json& row : *all) {
+    if (row.at("cgroup_id").get<uint64_t>() == cgroup_id) return row;
+  }
+  return nlohmann::json(nullptr);
+}
+
+}  // namespace gputier::testing

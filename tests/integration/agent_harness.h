@@ -1,0 +1,94 @@
+// Test harness for tests that drive the real gputierd against the real
+// kernel: a private pin directory, run directory and cgroups per test, all
+// removed afterwards, so an agent running on the node is never disturbed.
+#ifndef GPUTIER_TESTS_INTEGRATION_AGENT_HARNESS_H_
+#define GPUTIER_TESTS_INTEGRATION_AGENT_HARNESS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace gputier::testing {
+
+// A cgroup v2 directory made for one test and removed by the destructor.
+class TestCgroup {
+ public:
+  explicit TestCgroup(const std::string& name);
+  ~TestCgroup();
+  TestCgroup(const TestCgroup&) = delete;
+  TestCgroup& operator=(const TestCgroup&) = delete;
+
+  uint64_t id() const { return id_; }
+  const std::string& path() const { return path_; }          // absolute
+  const std::string& relative() const { return relative_; }  // from the cgroup2 root
+
+  // Forks a child, moves it into this cgroup, runs `body` there and waits.
+  // `body` must only make raw syscalls (open/ioctl/write/close): anything
+  // else could touch the counters it is meant to prove. Returns its exit code.
+  int RunInside(const std::function<int()>& body) const;
+
+  // Removes the cgroup now (it must be empty).
+  bool Remove();
+
+ private:
+  std::string path_;
+  std::string relative_;
+  uint64_t id_ = 0;
+  bool removed_ = false;
+};
+
+// A running gputierd with private directories.
+class AgentProcess {
+ public:
+  struct Options {
+    std::string mode;         // --mode
+    std::string config_yaml;  // written to a file passed as --config
+  };
+  AgentProcess();
+  ~AgentProcess();  // stops the agent, unpins, removes the directories
+
+  // Starts gputierd and waits until it reports ready; returns the mode it
+  // chose ("lsm" or "tracepoint").
+  absl::StatusOr<std::string> Start(const Options& options);
+  // SIGTERM and wait; the pins stay.
+  absl::Status Stop();
+
+  // `gputierctl audit --json` against this agent's pins.
+  absl::StatusOr<nlohmann::json> Audit() const;
+  // The audit object of one cgroup, or null if it has no entry.
+  absl::StatusOr<nlohmann::json> AuditCgroup(uint64_t cgroup_id) const;
+
+  const std::string& pin_dir() const { return pin_dir_; }
+  const std::string& work_dir() const { return work_dir_; }
+  const std::string& log_path() const { return log_path_; }
+  std::string LogTail() const;
+
+ private:
+  std::string pin_dir_;
+  std::string work_dir_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+};
+
+// Directory holding gputierd and gputierctl.
+std::string BinaryDir();
+
+// Creates a file of `size` bytes.
+void WriteFile(const std::string& path, size_t size);
+
+// The mode integration tests ask for and the mode they expect the agent to
+// pick: GPUTIER_TEST_MODE (default "tracepoint") and GPUTIER_EXPECT_MODE
+// (default: the same, or "tracepoint" for auto).
+std::string RequestedMode();
+std::string ExpectedMode();
+
+}  // namespace gputier::testing
+
+#endif  // GPUTIER_TESTS_INTEGRATION_AGENT_HARNESS_H_

@@ -1,0 +1,201 @@
+// Host (and VM) integration: the real gputierd on the real kernel counts
+// exactly what a process in a fresh cgroup does, and nothing else.
+//
+// Runs in the mode named by GPUTIER_TEST_MODE (tracepoint on the host; the VM
+// runs it in auto mode and expects lsm, or tracepoint when booted without bpf).
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/agent_harness.h"
+
+namespace gputier::testing {
+namespace {
+
+// One file per class, named to exercise the extension rules.
+struct ClassFile {
+  const char* class_name;  // key in opens_by_class, or "noext"
+  const char* file_name;
+};
+constexpr ClassFile kClassFiles[] = {
+    {"image", "frame_0001.PNG"},       {"video", "clip.final.mp4"},
+    {"tensor", "model.safetensors"},   {"graphics", "mesh.glb"},
+    {"other", "notes.gtother"},        {"noext", "README"},
+};
+
+struct Workload {
+  int opens_per_file = 0;
+  int gpu_ioctls = 0;
+  int write_calls = 0;
+  int bytes_per_write = 0;
+};
+
+class ObserveCountingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs and makes cgroups";
+    for (const ClassFile& f : kClassFiles) WriteFile(Data(f.file_name), 16);
+    // The GPU test device: a char device node with /dev/full's number (1:7),
+    // selected by path in the config. There is no GPU driver behind it; the
+    // agent reports it as a configured device number.
+    gpu_path_ = Data("gpu0");
+    ASSERT_EQ(mknod(gpu_path_.c_str(), S_IFCHR | 0600, makedev(1, 7)), 0) << strerror(errno);
+    config_ = absl::StrCat("gpu_devices:\n  - path: ", gpu_path_, "\n");
+  }
+
+  std::string Data(const std::string& name) { return agent_.work_dir() + "/" + name; }
+
+  // Runs `w` inside `cg` using only raw syscalls.
+  void Run(const TestCgroup& cg, const Workload& w) {
+    std::vector<std::string> paths;
+    for (const ClassFile& f : kClassFiles) paths.push_back(Data(f.file_name));
+    const std::string out_path = Data("written.dat");
+    const std::string gpu = gpu_path_;
+    int rc = cg.RunInside([&]() -> int {
+      for (const std::string& p : paths) {
+        for (int i = 0; i < w.opens_per_file; ++i) {
+          int fd = open(p.c_str(), O_RDONLY);
+          if (fd < 0) return 10;
+          close(fd);
+        }
+      }
+      if (w.gpu_ioctls > 0) {
+        int fd = open(gpu.c_str(), O_RDWR);
+        if (fd < 0) return 11;
+        for (int i = 0; i < w.gpu_ioctls; ++i) ioctl(fd, 0x6400 + i, 0);  // ENOTTY: still an ioctl
+        close(fd);
+      }
+      if (w.write_calls > 0) {
+        int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) return 12;
+        char buf[4096] = {};
+        for (int i = 0; i < w.write_calls; ++i) {
+          if (write(fd, buf, w.bytes_per_write) != w.bytes_per_write) return 13;
+        }
+        close(fd);
+      }
+      return 0;
+    });
+    ASSERT_EQ(rc, 0) << "workload failed inside cgroup " << cg.relative();
+  }
+
+  // Asserts the counters of `cgroup_id` equal `runs` repetitions of `w`.
+  void ExpectCounts(uint64_t cgroup_id, const Workload& w, int runs) {
+    absl::StatusOr<nlohmann::json> row = agent_.AuditCgroup(cgroup_id);
+    ASSERT_TRUE(row.ok()) << row.status();
+    ASSERT_FALSE(row->is_null()) << "no counters for cgroup " << cgroup_id;
+    const uint64_t files = w.opens_per_file * runs;
+    const uint64_t write_file_opens = w.write_calls > 0 ? runs : 0;  // written.dat ("dat": other)
+    EXPECT_EQ(row->at("opens_total"), files * 6 + write_file_opens) << row->dump(2);
+    EXPECT_EQ(row->at("opens_noext"), files);
+    const nlohmann::json& by_class = row->at("opens_by_class");
+    for (const char* cls : {"image", "video", "tensor", "graphics"}) {
+      EXPECT_EQ(by_class.at(cls), files) << cls << ": " << row->dump(2);
+    }
+    EXPECT_EQ(by_class.at("other"), files + write_file_opens);
+    EXPECT_EQ(row->at("gpu_opens"), w.gpu_ioctls > 0 ? runs : 0);
+    EXPECT_EQ(row->at("gpu_ioctls"), static_cast<uint64_t>(w.gpu_ioctls) * runs);
+    EXPECT_EQ(row->at("bytes_written"), static_cast<uint64_t>(w.write_calls) * w.bytes_per_write * runs);
+    EXPECT_EQ(row->at("writes"), static_cast<uint64_t>(w.write_calls) * runs);
+    EXPECT_GT(row->at("last_seen_ns").get<uint64_t>(), 0u);
+    EXPECT_LE(row->at("first_seen_ns").get<uint64_t>(), row->at("last_seen_ns").get<uint64_t>());
+  }
+
+  AgentProcess agent_;
+  std::string gpu_path_;
+  std::string config_;
+};
+
+TEST_F(ObserveCountingTest, CountsExactlyWhatACgroupDidAndNothingInItsSibling) {
+  absl::StatusOr<std::string> mode = agent_.Start({RequestedMode(), config_});
+  ASSERT_TRUE(mode.ok()) << mode.status();
+  EXPECT_EQ(*mode, ExpectedMode()) << agent_.LogTail();
+
+  TestCgroup busy("busy");
+  TestCgroup sibling("sibling");
+  TestCgroup idle("idle");
+  const Workload w{/*opens_per_file=*/7, /*gpu_ioctls=*/5, /*write_calls=*/3, /*bytes_per_write=*/1000};
+  const Workload small{/*opens_per_file=*/2, /*gpu_ioctls=*/0, /*write_calls=*/1, /*bytes_per_write=*/10};
+  Run(busy, w);
+  Run(sibling, small);
+
+  ExpectCounts(busy.id(), w, 1);
+  ExpectCounts(sibling.id(), small, 1);
+  absl::StatusOr<nlohmann::json> idle_row = agent_.AuditCgroup(idle.id());
+  ASSERT_TRUE(idle_row.ok()) << idle_row.status();
+  EXPECT_TRUE(idle_row->is_null()) << "a cgroup that did nothing has counters: " << idle_row->dump();
+
+  absl::StatusOr<nlohmann::json> row = agent_.AuditCgroup(busy.id());
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->at("cgroup_path"), busy.relative());
+  EXPECT_TRUE(row->at("container_id").is_null());
+  EXPECT_FALSE(row->at("gpu_first_ns").is_null());
+}
+
+TEST_F(ObserveCountingTest, CountersSurviveAnAgentRestart) {
+  ASSERT_TRUE(agent_.Start({RequestedMode(), config_}).ok()) << agent_.LogTail();
+  TestCgroup cg("restart");
+  const Workload w{/*opens_per_file=*/3, /*gpu_ioctls=*/2, /*write_calls=*/2, /*bytes_per_write=*/512};
+  Run(cg, w);
+  ExpectCounts(cg.id(), w, 1);
+
+  ASSERT_TRUE(agent_.Stop().ok());
+  Run(cg, w);  // nobody is attached: not counted
+  ExpectCounts(cg.id(), w, 1);
+
+  absl::StatusOr<std::string> mode = agent_.Start({RequestedMode(), config_});
+  ASSERT_TRUE(mode.ok()) << mode.status();
+  EXPECT_NE(agent_.LogTail().find("reusing maps of a previous run"), std::string::npos) << agent_.LogTail();
+  ExpectCounts(cg.id(), w, 1);
+  Run(cg, w);
+  ExpectCounts(cg.id(), w, 2);
+}
+
+TEST_F(ObserveCountingTest, RemovedCgroupLosesItsEntry) {
+  ASSERT_TRUE(agent_.Start({RequestedMode(), config_}).ok()) << agent_.LogTail();
+  TestCgroup cg("removed");
+  const uint64_t id = cg.id();
+  Run(cg, Workload{1, 0, 0, 0});
+  absl::StatusOr<nlohmann::json> before = agent_.AuditCgroup(id);
+  ASSERT_TRUE(before.ok());
+  ASSERT_FALSE(before->is_null());
+
+  ASSERT_TRUE(cg.Remove()) << strerror(errno);
+  // The kernel frees a cgroup asynchronously after rmdir; the cgroup_rmdir
+  // hook runs at rmdir itself, so the entry should already be gone.
+  nlohmann::json after = nullptr;
+  for (int i = 0; i < 50; ++i) {
+    absl::StatusOr<nlohmann::json> r = agent_.AuditCgroup(id);
+    ASSERT_TRUE(r.ok());
+    after = *r;
+    if (after.is_null()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(after.is_null()) << "entry of removed cgroup " << id << " remains: " << after.dump();
+}
+
+TEST_F(ObserveCountingTest, OlderPinLayoutIsRefusedNotMisread) {
+  ASSERT_TRUE(agent_.Start({RequestedMode(), config_}).ok()) << agent_.LogTail();
+  ASSERT_TRUE(agent_.Stop().ok());
+  // Rewrite the layout record as an older agent would have left it.
+  std::string cmd = absl::StrCat("bpftool map update pinned ", agent_.pin_dir(),
+                                 "/gt_meta key 0 0 0 0 value hex 74 75 70 67 00 00 00 00 "
+                                 "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 2>&1");
+  ASSERT_EQ(system(cmd.c_str()), 0) << cmd;
+  absl::StatusOr<std::string> mode = agent_.Start({RequestedMode(), config_});
+  ASSERT_FALSE(mode.ok()) << "an agent reused pins of layout version 0";
+  EXPECT_NE(agent_.LogTail().find("have map layout version 0"), std::string::npos) << agent_.LogTail();
+  EXPECT_NE(agent_.LogTail().find("gputierctl unpin"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gputier::testing
