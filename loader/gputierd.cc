@@ -161,6 +161,8 @@ int Run() {
   absl::StatusOr<std::unique_ptr<Observer>> observer = Observer::Start(options);
   if (!observer.ok()) {
     LogError("%s", observer.status().message());
+    // libbpf removed the pins it made; leave no empty directory behind either.
+    if (*pins == PinState::kEmpty) rmdir(pin_dir.c_str());
     return 1;
   }
   LogInfo("mode: %s: %s", ObserveModeName((*observer)->mode()), (*observer)->reason());
@@ -250,7 +252,8 @@ int main(int argc, char** argv) {
       "Watches every cgroup from the kernel (BPF LSM when the kernel allows it, observe-only\n"
       "tracepoints otherwise), pins its maps for `gputierctl audit`, and prints live\n"
       "per-container counters.\n\n"
-      "Usage: gputierd [--mode=auto|lsm|tracepoint] [--config=FILE] [--pin-dir=DIR] [-v]");
+      "Usage: gputierd [--mode=auto|lsm|tracepoint] [--config=FILE] [--pin-dir=DIR] [-v]\n"
+      "Flags may be spelled with - or _ (--pin-dir or --pin_dir).");
   if (!rest.empty()) {
     fprintf(stderr, "gputierd: unexpected argument '%s'; see gputierd --help\n", rest[0].c_str());
     return 2;

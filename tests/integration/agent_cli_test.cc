@@ -1,0 +1,109 @@
+// The agent's failure paths on the real kernel: bad input is one clear error,
+// a non-zero exit, and nothing loaded or pinned.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "tests/integration/agent_harness.h"
+
+namespace gputier::testing {
+namespace {
+
+struct Outcome {
+  int exit_code;
+  std::string output;
+};
+
+Outcome RunAgent(const std::string& args) {
+  std::string cmd = absl::StrCat(BinaryDir(), "/gputierd ", args, " 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+class AgentCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    pin_dir_ = absl::StrFormat("/sys/fs/bpf/gputier-clitest-%d", getpid());
+    char tmpl[] = "/tmp/gputier-clitest-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override {
+    (void)system(absl::StrCat(BinaryDir(), "/gputierctl unpin --pin-dir ", pin_dir_, " >/dev/null 2>&1").c_str());
+    rmdir(pin_dir_.c_str());
+    (void)system(absl::StrCat("rm -rf ", dir_).c_str());
+  }
+  std::string Args(const std::string& extra) {
+    return absl::StrCat("--pin-dir=", pin_dir_, " --run-dir=", dir_, "/run --ready-file=", dir_,
+                        "/ready --quiet ", extra);
+  }
+  std::string pin_dir_;
+  std::string dir_;
+};
+
+struct BadConfigCase {
+  const char* description;
+  const char* yaml;
+  const char* error_names;  // the key the error must name
+};
+
+TEST_F(AgentCliTest, BadConfigIsOneClearErrorAndLoadsNothing) {
+  const BadConfigCase cases[] = {
+      {"two extensions", "extensions:\n  tensor: [pt, tar.gz]\n", "extensions.tensor[1]"},
+      {"unknown key", "extension:\n  image: [png]\n", "extension"},
+      {"empty class", "extensions:\n  image: []\n", "extensions.image"},
+      {"minor without major", "gpu_devices:\n  - minor: 3\n", "gpu_devices[0]"},
+      {"wrong type", "max_cgroups: lots\n", "max_cgroups"},
+  };
+  for (const BadConfigCase& c : cases) {
+    SCOPED_TRACE(c.description);
+    std::string path = dir_ + "/config.yaml";
+    std::ofstream(path) << c.yaml;
+    Outcome o = RunAgent(Args(absl::StrCat("--config=", path)));
+    EXPECT_EQ(o.exit_code, 2) << o.output;
+    EXPECT_NE(o.output.find(c.error_names), std::string::npos) << o.output;
+    EXPECT_NE(o.output.find(path), std::string::npos) << "error does not name the file: " << o.output;
+    EXPECT_FALSE(Exists(dir_ + "/ready"));
+    EXPECT_FALSE(Exists(pin_dir_)) << "a bad config still created pins";
+  }
+}
+
+TEST_F(AgentCliTest, ForcedLsmModeFailsClearlyWhereTheKernelRefusesIt) {
+  if (ExpectedMode() == "lsm") {
+    // This kernel runs BPF LSM (a VM cell booted with bpf); LSM mode itself is
+    // proven there by the counting tests, which expect the agent to pick it.
+    GTEST_SKIP() << "kernel accepts LSM mode; covered by ObserveCountingTest";
+  }
+  Outcome o = RunAgent(Args("--mode=lsm"));
+  EXPECT_EQ(o.exit_code, 1) << o.output;
+  EXPECT_NE(o.output.find("--mode=lsm cannot run on this kernel"), std::string::npos) << o.output;
+  EXPECT_NE(o.output.find("--mode=tracepoint"), std::string::npos) << "no fix named: " << o.output;
+  EXPECT_FALSE(Exists(pin_dir_)) << "a refused start left its pin directory behind";
+}
+
+TEST_F(AgentCliTest, UnknownModeIsOneClearError) {
+  Outcome o = RunAgent(Args("--mode=fast"));
+  EXPECT_EQ(o.exit_code, 2) << o.output;
+  EXPECT_NE(o.output.find("--mode=fast is not a mode; use auto, lsm or tracepoint"), std::string::npos)
+      << o.output;
+}
+
+}  // namespace
+}  // namespace gputier::testing
