@@ -139,6 +139,21 @@ TEST_F(ObserveCountingTest, CountsExactlyWhatACgroupDidAndNothingInItsSibling) {
   EXPECT_EQ(row->at("cgroup_path"), busy.relative());
   EXPECT_TRUE(row->at("container_id").is_null());
   EXPECT_FALSE(row->at("gpu_first_ns").is_null());
+
+  // The first GPU access raised exactly one ring-buffer event for `busy`
+  // (gputierd logs each one), and none for the sibling that used no GPU.
+  const std::string busy_event = absl::StrCat("first GPU access: cgroup ", busy.id(), " ");
+  const std::string sibling_event = absl::StrCat("first GPU access: cgroup ", sibling.id(), " ");
+  std::string log;
+  for (int i = 0; i < 50 && log.find(busy_event) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    log = agent_.LogTail();
+  }
+  size_t first = log.find(busy_event);
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(busy_event, first + 1), std::string::npos) << "event fired twice: " << log;
+  EXPECT_EQ(log.find(sibling_event), std::string::npos) << log;
+  EXPECT_NE(log.find(absl::StrCat("device 1:7 kind configured")), std::string::npos) << log;
 }
 
 TEST_F(ObserveCountingTest, CountersSurviveAnAgentRestart) {
