@@ -46,10 +46,16 @@ class ObserveCountingTest : public ::testing::Test {
     for (const ClassFile& f : kClassFiles) WriteFile(Data(f.file_name), 16);
     // The GPU test device: a char device node with /dev/full's number (1:7),
     // selected by path in the config. There is no GPU driver behind it; the
-    // agent reports it as a configured device number.
-    gpu_path_ = Data("gpu0");
+    // agent reports it as a configured device number. It lives in /dev
+    // because /tmp is often mounted nodev.
+    gpu_path_ = absl::StrCat("/dev/gputier-test-", getpid(), "-gpu0");
+    unlink(gpu_path_.c_str());
     ASSERT_EQ(mknod(gpu_path_.c_str(), S_IFCHR | 0600, makedev(1, 7)), 0) << strerror(errno);
     config_ = absl::StrCat("gpu_devices:\n  - path: ", gpu_path_, "\n");
+  }
+
+  void TearDown() override {
+    if (!gpu_path_.empty()) unlink(gpu_path_.c_str());
   }
 
   std::string Data(const std::string& name) { return agent_.work_dir() + "/" + name; }
