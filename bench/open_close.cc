@@ -1,19 +1,32 @@
 // Benchmark: the cost gputierd adds to open()+close().
 //
-// One run alternates rounds without and with a real gputierd (its own pin
-// directory, --quiet), timing a tight open+close loop on a regular file with
-// a classified extension, and reads the kernel's own accounting of the
-// programs (BPF_ENABLE_STATS: run_time_ns / run_cnt) during the "with" rounds.
+// Times a tight open+close loop on a regular file with a classified extension,
+// without and with a real gputierd (its own pin directory, --quiet). Rounds
+// alternate; each round starts gputierd, times two loops, and stops it:
+//   with     gputierd attached, kernel BPF stats off: what a node pays;
+//   stats    gputierd attached, BPF_ENABLE_STATS on, reading the kernel's own
+//            accounting of the programs (run_time_ns / run_cnt).
+// A "without" loop runs before the first round and after every round, and each
+// round's ratio is its "with" loop over the mean of the two "without" loops
+// around it, so slow drift on a shared host cancels. The reported ratio is the
+// median of the rounds' ratios. It never uses the "stats" loops:
+// BPF_ENABLE_STATS adds two clock reads per program run.
+//
+// That accounting has a floor: an empty program on the same hook reports a
+// non-zero time per run (the clock reads themselves, the call into the
+// program). During the "stats" loops the benchmark also attaches such an
+// empty raw tracepoint program to sys_exit and reports its time per run, and
+// the programs' time per open with that floor taken out (tracepoint mode runs
+// the program on both the open and the close exit).
 //
 //   sudo build/bench/gputier_bench_open_close [--mode=tracepoint] [--iterations=200000] [--rounds=5]
-//
-// Prints the median per-iteration time of each side, their ratio, and the
-// programs' average ns per run and per open.
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,13 +44,27 @@
 #include "absl/strings/str_format.h"
 
 ABSL_FLAG(std::string, mode, "tracepoint", "gputierd --mode for the 'with' rounds");
-ABSL_FLAG(int, iterations, 200000, "open+close pairs per round");
-ABSL_FLAG(int, rounds, 5, "rounds per side (median reported)");
+ABSL_FLAG(int, iterations, 200000, "open+close pairs per loop");
+ABSL_FLAG(int, rounds, 5, "rounds with gputierd (medians reported)");
 ABSL_FLAG(std::string, gputierd, GPUTIER_BIN_DIR "/gputierd", "agent binary");
 
 namespace {
 
-double LoopNsPerIteration(const std::string& path, int iterations) {
+// Per-iteration time of one loop: wall clock, and the thread's CPU time (which
+// leaves out time the thread spent preempted by other work on the host).
+struct LoopTime {
+  double wall_ns = 0;
+  double cpu_ns = 0;
+};
+
+double ThreadCpuNs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+LoopTime TimeLoop(const std::string& path, int iterations) {
+  const double cpu_start = ThreadCpuNs();
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < iterations; ++i) {
     int fd = open(path.c_str(), O_RDONLY);
@@ -48,13 +75,26 @@ double LoopNsPerIteration(const std::string& path, int iterations) {
     close(fd);
   }
   auto end = std::chrono::steady_clock::now();
-  return std::chrono::duration<double, std::nano>(end - start).count() / iterations;
+  const double cpu_end = ThreadCpuNs();
+  return {std::chrono::duration<double, std::nano>(end - start).count() / iterations,
+          (cpu_end - cpu_start) / iterations};
 }
 
 struct ProgStats {
   uint64_t run_time_ns = 0;
   uint64_t run_cnt = 0;
 };
+
+ProgStats ProgStatsOf(int fd) {
+  ProgStats s;
+  bpf_prog_info info = {};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+    s.run_time_ns = info.run_time_ns;
+    s.run_cnt = info.run_cnt;
+  }
+  return s;
+}
 
 // Sums the kernel's stats over loaded programs whose name starts with "gt_".
 ProgStats ReadGtProgStats() {
@@ -74,10 +114,39 @@ ProgStats ReadGtProgStats() {
   return total;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+// An empty raw tracepoint program ("return 0") attached to sys_exit: what the
+// kernel's accounting reports for a program that does nothing. Returns the
+// program fd (and the attachment in *link_fd), or -1.
+int AttachEmptySysExitProgram(int* link_fd) {
+  const bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
+  };
+  int prog = bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, "bench_floor", "GPL", insns, 2, nullptr);
+  if (prog < 0) return -1;
+  *link_fd = bpf_raw_tracepoint_open("sys_exit", prog);
+  if (*link_fd < 0) {
+    close(prog);
+    return -1;
+  }
+  return prog;
 }
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+template <typename F>
+double MedianOf(const std::vector<LoopTime>& v, F f) {
+  std::vector<double> x;
+  for (const LoopTime& t : v) x.push_back(f(t));
+  return Median(x);
+}
+
+double Wall(const LoopTime& t) { return t.wall_ns; }
+double Cpu(const LoopTime& t) { return t.cpu_ns; }
 
 }  // namespace
 
@@ -89,6 +158,10 @@ int main(int argc, char** argv) {
   }
   const int iterations = absl::GetFlag(FLAGS_iterations);
   const int rounds = absl::GetFlag(FLAGS_rounds);
+  if (iterations <= 0 || rounds <= 0) {
+    fprintf(stderr, "gputier_bench_open_close: --iterations and --rounds must be positive\n");
+    return 1;
+  }
   char tmpl[] = "/tmp/gputier-bench-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   const std::string file = dir + "/weights.safetensors";
@@ -96,16 +169,12 @@ int main(int argc, char** argv) {
   const std::string pin_dir = absl::StrFormat("/sys/fs/bpf/gputier-bench-%d", getpid());
   const std::string ready = dir + "/ready";
 
-  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-  if (stats_fd < 0) fprintf(stderr, "warning: BPF_ENABLE_STATS failed (%s): no program times\n", strerror(errno));
-
-  std::vector<double> without, with;
-  ProgStats prog_total;
-  uint64_t opens_with = 0;
-  LoopNsPerIteration(file, iterations / 10);  // warm the dentry and page caches
+  std::vector<LoopTime> without, with, with_stats;
+  std::vector<double> ratios, cpu_ratios, per_run, per_open, floor_per_run, net_per_open;
+  bool stats_ok = true;
+  TimeLoop(file, iterations / 10);  // warm the dentry and page caches
+  without.push_back(TimeLoop(file, iterations));
   for (int r = 0; r < rounds; ++r) {
-    without.push_back(LoopNsPerIteration(file, iterations));
-
     unlink(ready.c_str());
     pid_t pid = fork();
     if (pid == 0) {
@@ -128,32 +197,81 @@ int main(int argc, char** argv) {
       kill(pid, SIGKILL);
       return 1;
     }
-    ProgStats before = ReadGtProgStats();
-    with.push_back(LoopNsPerIteration(file, iterations));
-    ProgStats after = ReadGtProgStats();
-    prog_total.run_time_ns += after.run_time_ns - before.run_time_ns;
-    prog_total.run_cnt += after.run_cnt - before.run_cnt;
-    opens_with += iterations;
+    with.push_back(TimeLoop(file, iterations));
+
+    // Stats stay on only while stats_fd is open (a kernel-wide switch).
+    int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (stats_fd < 0) {
+      if (stats_ok) {
+        fprintf(stderr, "warning: BPF_ENABLE_STATS failed (%s): no program times\n", strerror(errno));
+      }
+      stats_ok = false;
+    } else {
+      int floor_link = -1;
+      int floor_prog = AttachEmptySysExitProgram(&floor_link);
+      ProgStats floor_before = floor_prog >= 0 ? ProgStatsOf(floor_prog) : ProgStats{};
+      ProgStats before = ReadGtProgStats();
+      with_stats.push_back(TimeLoop(file, iterations));
+      ProgStats after = ReadGtProgStats();
+      ProgStats floor_after = floor_prog >= 0 ? ProgStatsOf(floor_prog) : ProgStats{};
+      close(stats_fd);
+      const uint64_t ns = after.run_time_ns - before.run_time_ns;
+      const uint64_t runs = after.run_cnt - before.run_cnt;
+      if (runs > 0) {
+        per_run.push_back(double(ns) / runs);
+        per_open.push_back(double(ns) / iterations);
+      }
+      if (floor_prog >= 0) {
+        close(floor_link);
+        close(floor_prog);
+        const uint64_t floor_runs = floor_after.run_cnt - floor_before.run_cnt;
+        if (floor_runs > 0 && runs > 0) {
+          const double f = double(floor_after.run_time_ns - floor_before.run_time_ns) / floor_runs;
+          floor_per_run.push_back(f);
+          net_per_open.push_back((double(ns) - f * runs) / iterations);
+        }
+      }
+    }
     kill(pid, SIGTERM);
     waitpid(pid, nullptr, 0);
+
+    without.push_back(TimeLoop(file, iterations));
+    const LoopTime& a = without[without.size() - 2];
+    const LoopTime& b = without.back();
+    ratios.push_back(with.back().wall_ns / ((a.wall_ns + b.wall_ns) / 2));
+    cpu_ratios.push_back(with.back().cpu_ns / ((a.cpu_ns + b.cpu_ns) / 2));
   }
   std::string unpin = absl::StrCat(GPUTIER_BIN_DIR "/gputierctl unpin --pin-dir ", pin_dir, " >/dev/null");
   (void)system(unpin.c_str());
   rmdir(pin_dir.c_str());
   (void)system(absl::StrCat("rm -rf ", dir).c_str());
-  if (stats_fd >= 0) close(stats_fd);
 
-  const double base = Median(without), agent = Median(with);
-  const double per_run = prog_total.run_cnt ? double(prog_total.run_time_ns) / prog_total.run_cnt : 0;
-  const double per_open = opens_with ? double(prog_total.run_time_ns) / opens_with : 0;
-  printf("open+close loop, %d iterations x %d rounds, mode=%s\n", iterations, rounds,
+  const double base = MedianOf(without, Wall), agent = MedianOf(with, Wall);
+  const double stats_ns = MedianOf(with_stats, Wall);
+  const double ratio = Median(ratios), cpu_ratio = Median(cpu_ratios);
+  const double run_ns = Median(per_run), open_ns = Median(per_open);
+  const double floor_ns = Median(floor_per_run), net_ns = Median(net_per_open);
+  std::vector<double> sorted = ratios;
+  std::sort(sorted.begin(), sorted.end());
+  printf("open+close loop, %d iterations, %d rounds, mode=%s\n", iterations, rounds,
          absl::GetFlag(FLAGS_mode).c_str());
-  printf("  without gputierd: %8.1f ns per open+close (median)\n", base);
-  printf("  with gputierd:    %8.1f ns per open+close (median)\n", agent);
-  printf("  ratio:            %8.3f\n", agent / base);
-  printf("  program time:     %8.1f ns per program run, %.1f ns per open (runs include the close exit)\n",
-         per_run, per_open);
-  printf("RESULT ratio=%.3f base_ns=%.1f agent_ns=%.1f prog_ns_per_run=%.1f prog_ns_per_open=%.1f\n",
-         agent / base, base, agent, per_run, per_open);
+  printf("  without gputierd: %8.1f ns per open+close (median wall; %.1f CPU)\n", base,
+         MedianOf(without, Cpu));
+  printf("  with gputierd:    %8.1f ns per open+close (median wall; %.1f CPU; BPF stats off)\n", agent,
+         MedianOf(with, Cpu));
+  printf("  ratio:            %8.3f (median of per-round ratios, range %.3f..%.3f; thread CPU time: %.3f)\n",
+         ratio, sorted.front(), sorted.back(), cpu_ratio);
+  if (stats_ok) {
+    printf("  with BPF stats:   %8.1f ns per open+close (median wall; not used for the ratio)\n", stats_ns);
+    printf("  program time:     %8.1f ns per program run, %.1f ns per open (runs include the close exit)\n",
+           run_ns, open_ns);
+    if (!floor_per_run.empty()) {
+      printf("  accounting floor: %8.1f ns per run of an empty sys_exit program; programs net of it: %.1f ns per open\n",
+             floor_ns, net_ns);
+    }
+  }
+  printf("RESULT ratio=%.3f cpu_ratio=%.3f base_ns=%.1f agent_ns=%.1f stats_ns=%.1f prog_ns_per_run=%.1f "
+         "prog_ns_per_open=%.1f floor_ns_per_run=%.1f net_prog_ns_per_open=%.1f\n",
+         ratio, cpu_ratio, base, agent, stats_ns, run_ns, open_ns, floor_ns, net_ns);
   return 0;
 }

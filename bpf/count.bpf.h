@@ -5,10 +5,26 @@
  * tracepoint object first finds the struct file behind a syscall's fd. Every
  * function is observe-only: it never fails the operation it watches.
  *
- * Cost per regular-file open: ~5 bounded kernel reads (inode, mode, dentry,
- * name length/pointer, the last GT_NAME_TAIL bytes of the name), two hash
- * lookups (extension, cgroup) and a few atomic adds. No bpf_d_path, no string
- * loops beyond GT_NAME_TAIL bytes, no per-open ring-buffer traffic.
+ * How the struct file is read is the caller's choice (enum gt_read):
+ *   GT_READ_PROBE     `file` is a plain address (found with
+ *                     bpf_probe_read_kernel): every field is read with
+ *                     BPF_CORE_READ, one helper call per field.
+ *   GT_READ_BTF       `file` is a pointer the verifier knows the type of (an
+ *                     LSM/fexit argument, or a bpf_rdonly_cast result): fields
+ *                     are plain loads, which the JIT makes fault-safe. Only
+ *                     the name tail still takes a bpf_probe_read_kernel.
+ *   GT_READ_BTF_CAST  as GT_READ_BTF, and the name tail is read with typed
+ *                     loads too, through bpf_rdonly_cast (Linux 6.2+). Only for
+ *                     objects that define GT_HAVE_RDONLY_CAST and only in
+ *                     programs the loader loads where the kfunc exists.
+ * `task`, when not NULL, is the current task as a typed pointer
+ * (bpf_get_current_task_btf()): the cgroup id is then read from it with plain
+ * loads instead of a bpf_get_current_cgroup_id() call.
+ *
+ * Cost per regular-file open (GT_READ_BTF_CAST): a handful of plain loads,
+ * the extension parse (straight-line, ext_class.bpf.h), two hash lookups
+ * (extension, cgroup) and two atomic adds. No clock read: see gt_now(). No
+ * bpf_d_path, no string loops, no per-open ring-buffer traffic.
  */
 #ifndef GPUTIER_COUNT_BPF_H
 #define GPUTIER_COUNT_BPF_H
@@ -23,6 +39,24 @@
 #define GT_MINORBITS 20
 #define GT_MINORMASK ((1u << GT_MINORBITS) - 1)
 
+enum gt_read {
+	GT_READ_PROBE = 0,
+	GT_READ_BTF = 1,
+	GT_READ_BTF_CAST = 2,
+};
+
+/*
+ * One field of a kernel object: a plain (fault-safe) load when the pointer is
+ * typed, BPF_CORE_READ otherwise. `how` is a compile-time constant in every
+ * caller, so only one side is compiled in.
+ */
+#define GT_READ(how, ptr, field) ((how) != GT_READ_PROBE ? (ptr)->field : BPF_CORE_READ(ptr, field))
+
+#ifdef GT_HAVE_RDONLY_CAST
+/* Linux 6.2+. The verifier turns the call into a register move. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#endif
+
 static __always_inline void gt_drop(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&gt_drops, &reason);
@@ -31,10 +65,45 @@ static __always_inline void gt_drop(__u32 reason)
 		*n += 1; /* per-CPU slot: no atomic needed */
 }
 
-/* The current task's cgroup counters, created on first sight. */
-static __always_inline struct gt_cgroup_stats *gt_current_stats(__u64 now)
+/*
+ * CLOCK_MONOTONIC nanoseconds at tick resolution, for first/last-seen times.
+ * bpf_ktime_get_ns() reads the clocksource on every call (tens of ns on every
+ * counted syscall); jiffies is one load. The first caller in each tick reads
+ * the clock and leaves it here; later callers in the same tick reuse it, so a
+ * time is at most about one tick (1-10 ms) early. Two CPUs racing on a new
+ * tick may store in either order: the result is still a time of that tick
+ * or the one before.
+ */
+struct {
+	__u64 jiffies;
+	__u64 ns;
+} gt_clock;
+
+static __always_inline __u64 gt_now(void)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
+	__u64 j = bpf_jiffies64();
+	__u64 ns;
+
+	if (j == gt_clock.jiffies && gt_clock.ns)
+		return gt_clock.ns;
+	ns = bpf_ktime_get_ns();
+	gt_clock.ns = ns;
+	gt_clock.jiffies = j;
+	return ns;
+}
+
+/* The cgroup v2 id of the current task (see `task` above). */
+static __always_inline __u64 gt_current_cgroup_id(struct task_struct *task)
+{
+	if (task)
+		return task->cgroups->dfl_cgrp->kn->id;
+	return bpf_get_current_cgroup_id();
+}
+
+/* The current task's cgroup counters, created on first sight. */
+static __always_inline struct gt_cgroup_stats *gt_current_stats(__u64 now, struct task_struct *task)
+{
+	__u64 cgid = gt_current_cgroup_id(task);
 	struct gt_cgroup_stats *s;
 
 	s = bpf_map_lookup_elem(&gt_cg_stats, &cgid);
@@ -72,7 +141,7 @@ static __always_inline __u32 gt_gpu_kind(__u32 rdev, struct gt_dev_key *key)
 
 /* First GPU access of a cgroup: flag it and tell userspace once. */
 static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
-					const struct gt_dev_key *dev, __u64 now)
+					const struct gt_dev_key *dev, __u64 now, __u64 cgid)
 {
 	struct gt_event *e;
 
@@ -95,7 +164,7 @@ static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
 	}
 	e->type = GT_EV_FIRST_GPU_ACCESS;
 	e->gpu_kind = kind;
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->cgroup_id = cgid;
 	e->ts_ns = now;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->dev_major = dev->major;
@@ -105,47 +174,89 @@ static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* A file was opened. Regular files count by extension class; selected char devices count as GPU opens. */
-static __always_inline void gt_count_open(struct file *file)
+/* A GPU device was opened (is_ioctl == 0) or ioctl'ed: count it if selected. */
+static __always_inline void gt_count_gpu(__u32 rdev, int is_ioctl, struct task_struct *task)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	__u32 mode = BPF_CORE_READ(inode, i_mode);
 	struct gt_cgroup_stats *s;
-	struct gt_ext_key key;
+	struct gt_dev_key dev;
+	__u32 kind = gt_gpu_kind(rdev, &dev);
+	__u64 now;
+
+	if (kind == GT_GPU_NONE)
+		return;
+	now = gt_now();
+	s = gt_current_stats(now, task);
+	if (!s)
+		return;
+	if (is_ioctl)
+		__sync_fetch_and_add(&s->gpu_ioctls, 1);
+	else
+		__sync_fetch_and_add(&s->gpu_opens, 1);
+	gt_note_gpu(s, kind, &dev, now, gt_current_cgroup_id(task));
+}
+
+/*
+ * The last min(len, GT_NAME_TAIL) bytes of a name into tail[0..GT_NAME_TAIL)
+ * (the bytes after them are whatever follows in memory). Returns 0 on success.
+ */
+static __always_inline int gt_read_name_tail(char *tail, const unsigned char *name, __u32 len,
+					     __u32 n, enum gt_read how)
+{
+	const unsigned char *start = name + len - n;
+
+#ifdef GT_HAVE_RDONLY_CAST
+	if (how == GT_READ_BTF_CAST) {
+		/*
+		 * A typed, read-only view of the 16 bytes: any kernel struct that
+		 * starts with a char array of at least GT_NAME_TAIL bytes serves
+		 * (new_utsname: char sysname[65], a userspace ABI). The loads are
+		 * fault-safe; a fault would read zeros (no dot: no extension).
+		 */
+		const __u64 *w = bpf_rdonly_cast(start, bpf_core_type_id_kernel(struct new_utsname));
+
+		((__u64 *)tail)[0] = w[0];
+		((__u64 *)tail)[1] = w[1];
+		return 0;
+	}
+#endif
+	return bpf_probe_read_kernel(tail, GT_NAME_TAIL, start);
+}
+
+/*
+ * A file was opened. Regular files count by extension class; selected char
+ * devices count as GPU opens.
+ */
+static __always_inline void gt_count_open(struct file *file, enum gt_read how,
+					  struct task_struct *task)
+{
+	struct inode *inode = GT_READ(how, file, f_inode);
+	__u32 mode = GT_READ(how, inode, i_mode);
+	struct gt_cgroup_stats *s;
+	struct gt_ext_key key __attribute__((aligned(8)));
 	__u64 now;
 
 	if ((mode & GT_S_IFMT) == GT_S_IFCHR) {
-		struct gt_dev_key dev;
-		__u32 kind = gt_gpu_kind(BPF_CORE_READ(inode, i_rdev), &dev);
-
-		if (kind == GT_GPU_NONE)
-			return;
-		now = bpf_ktime_get_ns();
-		s = gt_current_stats(now);
-		if (!s)
-			return;
-		__sync_fetch_and_add(&s->gpu_opens, 1);
-		gt_note_gpu(s, kind, &dev, now);
+		gt_count_gpu(GT_READ(how, inode, i_rdev), 0, task);
 		return;
 	}
 	if ((mode & GT_S_IFMT) != GT_S_IFREG)
 		return;
 
 	{
-		struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
-		__u32 len = BPF_CORE_READ(dentry, d_name.len);
-		char tail[GT_NAME_TAIL];
+		struct dentry *dentry = GT_READ(how, file, f_path.dentry);
+		const unsigned char *name = GT_READ(how, dentry, d_name.name);
+		__u32 len = GT_READ(how, dentry, d_name.len);
+		char tail[GT_NAME_TAIL] __attribute__((aligned(8)));
 		__u32 n = len < GT_NAME_TAIL ? len : GT_NAME_TAIL;
 		int has_ext = 0;
 
-		if (bpf_probe_read_kernel(tail, GT_NAME_TAIL, name + len - n) == 0)
+		if (gt_read_name_tail(tail, name, len, n, how) == 0)
 			has_ext = gt_ext_from_tail(tail, n, len <= GT_NAME_TAIL, &key);
 		else
 			gt_drop(GT_DROP_NAME_READ);
 
-		now = bpf_ktime_get_ns();
-		s = gt_current_stats(now);
+		now = gt_now();
+		s = gt_current_stats(now, task);
 		if (!s)
 			return;
 		__sync_fetch_and_add(&s->opens_total, 1);
@@ -162,40 +273,32 @@ static __always_inline void gt_count_open(struct file *file)
 }
 
 /* An ioctl on a file: counted when the file is a selected GPU device. */
-static __always_inline void gt_count_ioctl(struct file *file)
+static __always_inline void gt_count_ioctl(struct file *file, enum gt_read how,
+					   struct task_struct *task)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	__u32 mode = BPF_CORE_READ(inode, i_mode);
-	struct gt_cgroup_stats *s;
-	struct gt_dev_key dev;
-	__u32 kind;
-	__u64 now;
+	struct inode *inode = GT_READ(how, file, f_inode);
+	__u32 mode = GT_READ(how, inode, i_mode);
 
 	if ((mode & GT_S_IFMT) != GT_S_IFCHR)
 		return;
-	kind = gt_gpu_kind(BPF_CORE_READ(inode, i_rdev), &dev);
-	if (kind == GT_GPU_NONE)
-		return;
-	now = bpf_ktime_get_ns();
-	s = gt_current_stats(now);
-	if (!s)
-		return;
-	__sync_fetch_and_add(&s->gpu_ioctls, 1);
-	gt_note_gpu(s, kind, &dev, now);
+	gt_count_gpu(GT_READ(how, inode, i_rdev), 1, task);
 }
 
 /* A write of `bytes` (> 0) bytes completed on a file: counted for regular files. */
-static __always_inline void gt_count_write(struct file *file, long bytes)
+static __always_inline void gt_count_write(struct file *file, long bytes, enum gt_read how,
+					   struct task_struct *task)
 {
 	struct gt_cgroup_stats *s;
+	struct inode *inode;
 	__u32 mode;
 
 	if (bytes <= 0)
 		return;
-	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	inode = GT_READ(how, file, f_inode);
+	mode = GT_READ(how, inode, i_mode);
 	if ((mode & GT_S_IFMT) != GT_S_IFREG)
 		return;
-	s = gt_current_stats(bpf_ktime_get_ns());
+	s = gt_current_stats(gt_now(), task);
 	if (!s)
 		return;
 	__sync_fetch_and_add(&s->bytes_written, bytes);

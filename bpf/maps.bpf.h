@@ -74,4 +74,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_drops SEC(".maps");
 
+/* cgroup v2 id -> verdict. Written by the agent on a verdict change. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_DEFAULT_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct gt_verdict);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_verdicts SEC(".maps");
+
 #endif /* GPUTIER_MAPS_BPF_H */

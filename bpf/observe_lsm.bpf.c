@@ -8,7 +8,8 @@
  *          ioctls of selected GPU devices, bytes written to regular files (see
  *          count.bpf.h and include/gputier/abi.h).
  * Denies:  nothing; every LSM program returns 0 (allow).
- * Cheap:   the hooks receive the struct file directly (no fd lookup), only
+ * Cheap:   the hooks receive the struct file directly (no fd lookup) as a
+ *          typed pointer, so its fields are plain loads (GT_READ_BTF); only
  *          opens/ioctls/writes run it, and no syscall tracepoint is enabled, so
  *          other syscalls keep the fast path.
  */
@@ -24,14 +25,14 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("lsm/file_open")
 int BPF_PROG(gt_lsm_file_open, struct file *file)
 {
-	gt_count_open(file);
+	gt_count_open(file, GT_READ_BTF, NULL);
 	return 0;
 }
 
 SEC("lsm/file_ioctl")
 int BPF_PROG(gt_lsm_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg)
 {
-	gt_count_ioctl(file);
+	gt_count_ioctl(file, GT_READ_BTF, NULL);
 	return 0;
 }
 
@@ -39,7 +40,7 @@ SEC("fexit/vfs_write")
 int BPF_PROG(gt_fexit_vfs_write, struct file *file, const char *buf, size_t count,
 	     loff_t *pos, ssize_t ret)
 {
-	gt_count_write(file, ret);
+	gt_count_write(file, ret, GT_READ_BTF, NULL);
 	return 0;
 }
 
@@ -48,7 +49,7 @@ SEC("fexit/vfs_writev")
 int BPF_PROG(gt_fexit_vfs_writev, struct file *file, const struct iovec *vec,
 	     unsigned long vlen, loff_t *pos, rwf_t flags, ssize_t ret)
 {
-	gt_count_write(file, ret);
+	gt_count_write(file, ret, GT_READ_BTF, NULL);
 	return 0;
 }
 

@@ -13,17 +13,27 @@
  *            write/pwrite64/writev/pwritev/pwritev2 exits with ret > 0
  *                                                   -> gt_count_write
  * Denies:  nothing.
- * Cheap:   a syscall tracepoint puts every thread on the syscall slow path;
- *          one sys_exit program (no sys_enter program) pays that once. Other
- *          syscalls leave after one register load and a compare. The struct
- *          file is found through current->files->fdt->fd[fd]; native x86_64
- *          syscall numbers only (32-bit compat syscalls are not counted).
+ * Cheap:   a syscall tracepoint puts every thread on the syscall slow path and
+ *          runs the program at every syscall exit; one sys_exit program (no
+ *          sys_enter program) pays that once. Other syscalls leave after one
+ *          register load and a few compares. The struct file is found through
+ *          current->files->fdt->fd[fd]; native x86_64 syscall numbers only
+ *          (32-bit compat syscalls are not counted).
+ *
+ * The sys_exit program comes in two builds; the loader loads exactly one:
+ *   gt_tp_sys_exit         Linux 6.2+ (needs the bpf_rdonly_cast kfunc): the
+ *                          fd table, the struct file and the name are read
+ *                          with plain typed loads. No helper call on the path
+ *                          of an open but the two map lookups.
+ *   gt_tp_sys_exit_compat  every supported kernel (5.10+): the same logic
+ *                          with a bpf_probe_read_kernel per field.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
+#define GT_HAVE_RDONLY_CAST
 #include "count.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -39,8 +49,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define GT_NR_pwritev2 328
 #define GT_NR_openat2 437
 
-/* The struct file behind `fd` in the current task, NULL if none. */
-static __always_inline struct file *gt_fd_file(long fd)
+/* The struct file behind `fd` in the current task, NULL if none (a plain address). */
+static __always_inline struct file *gt_fd_file_probe(long fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -58,11 +68,37 @@ static __always_inline struct file *gt_fd_file(long fd)
 	return file;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(gt_tp_sys_exit, struct pt_regs *regs, long ret)
+/*
+ * The same as a typed pointer, with plain loads. A NULL files or fdt (an
+ * exiting task) reads as zeros: max_fds 0, so NULL. The fd array holds plain
+ * addresses, so the slot fds[fd] is read through bpf_rdonly_cast, viewed as
+ * the first fd_array slot of a files_struct: the load yields a typed (read-only,
+ * untrusted) struct file pointer.
+ */
+static __always_inline struct file *gt_fd_file_btf(struct task_struct *task, long fd)
+{
+	struct files_struct *slot;
+	struct fdtable *fdt;
+	struct file **fds;
+
+	if (fd < 0)
+		return NULL;
+	fdt = task->files->fdt;
+	if ((unsigned long)fd >= fdt->max_fds)
+		return NULL;
+	fds = fdt->fd;
+	slot = bpf_rdonly_cast((void *)(fds + fd) - bpf_core_field_offset(struct files_struct, fd_array),
+			       bpf_core_type_id_kernel(struct files_struct));
+	return slot->fd_array[0];
+}
+
+/* Both builds: `how` is a compile-time constant, so each gets its own code. */
+static __always_inline int gt_sys_exit(struct pt_regs *regs, long ret, enum gt_read how)
 {
 	long nr = regs->orig_ax;
+	struct task_struct *task = NULL;
 	struct file *file;
+	long fd;
 
 	switch (nr) {
 	case GT_NR_open:
@@ -70,29 +106,50 @@ int BPF_PROG(gt_tp_sys_exit, struct pt_regs *regs, long ret)
 	case GT_NR_openat2:
 		if (ret < 0)
 			return 0;
-		file = gt_fd_file(ret);
-		if (file)
-			gt_count_open(file);
-		return 0;
+		fd = ret;
+		break;
 	case GT_NR_ioctl:
-		file = gt_fd_file((int)regs->di);
-		if (file)
-			gt_count_ioctl(file);
-		return 0;
 	case GT_NR_write:
 	case GT_NR_pwrite64:
 	case GT_NR_writev:
 	case GT_NR_pwritev:
 	case GT_NR_pwritev2:
-		if (ret <= 0)
+		if (nr != GT_NR_ioctl && ret <= 0)
 			return 0;
-		file = gt_fd_file((int)regs->di);
-		if (file)
-			gt_count_write(file, ret);
-		return 0;
+		fd = (int)regs->di;
+		break;
 	default:
 		return 0;
 	}
+
+	if (how == GT_READ_PROBE) {
+		file = gt_fd_file_probe(fd);
+	} else {
+		task = bpf_get_current_task_btf();
+		file = gt_fd_file_btf(task, fd);
+	}
+	if (!file)
+		return 0;
+
+	if (nr == GT_NR_open || nr == GT_NR_openat || nr == GT_NR_openat2)
+		gt_count_open(file, how, task);
+	else if (nr == GT_NR_ioctl)
+		gt_count_ioctl(file, how, task);
+	else
+		gt_count_write(file, ret, how, task);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(gt_tp_sys_exit, struct pt_regs *regs, long ret)
+{
+	return gt_sys_exit(regs, ret, GT_READ_BTF_CAST);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(gt_tp_sys_exit_compat, struct pt_regs *regs, long ret)
+{
+	return gt_sys_exit(regs, ret, GT_READ_PROBE);
 }
 
 SEC("tp_btf/cgroup_rmdir")

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace gputier {
 
@@ -32,6 +33,22 @@ struct GpuDeviceSelector {
   std::optional<uint32_t> minor;
 };
 
+// The classifier's settings (`policy:`), in plain types; see docs/FEATURES.md.
+struct PolicyConfig {
+  absl::Duration window = absl::Seconds(30);       // feature window
+  absl::Duration tick = absl::Seconds(1);          // classification period
+  absl::Duration record_every = absl::Seconds(60); // table row per active cgroup
+  double gpu_ioctl_rate = 1.0;                     // thresholds.gpu_ioctl_rate, per second
+  double ext_ratio = 0.3;                          // thresholds.ext_ratio, [0, 1]
+  uint32_t min_evidence = 10;                      // thresholds.min_evidence
+  std::vector<std::string> gpu_classes = {"image", "video", "tensor", "graphics"};
+  uint32_t min_rows_per_class = 20;
+  uint32_t demote_after_cpu_windows = 3;
+  uint32_t retrain_every_rows = 200;
+  double operator_weight = 10;
+  uint32_t table_max_rows = 100000;
+};
+
 struct Config {
   // The built-in classes (image, video, tensor, graphics), each replaced by a
   // same-named class from the file; new names get ids 5..7 in file order.
@@ -40,6 +57,7 @@ struct Config {
   std::vector<GpuDeviceSelector> gpu_devices;
   // Capacity of the per-cgroup counter map (entries).
   uint32_t max_cgroups = 16384;
+  PolicyConfig policy;
 };
 
 // The configuration used when no --config is given.

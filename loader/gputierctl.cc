@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -10,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "loader/cgroup_resolver.h"
 #include "loader/cli.h"
+#include "loader/control.h"
 #include "loader/doctor.h"
 #include "loader/gpu_devices.h"
 #include "loader/log.h"
@@ -18,7 +20,8 @@
 #include "loader/report.h"
 
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory of gputierd's pins");
-ABSL_FLAG(bool, json, false, "machine-readable output (audit)");
+ABSL_FLAG(std::string, run_dir, "/run/gputier", "gputierd's runtime directory (its control socket)");
+ABSL_FLAG(bool, json, false, "machine-readable output (audit, status, explain)");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
 
 namespace gputier {
@@ -31,7 +34,16 @@ constexpr char kUsage[] =
     "  doctor          what this kernel offers (BTF, LSM list, program loadability,\n"
     "                  cgroup2, overlayfs, mount API) and the mode gputierd would pick\n"
     "  audit [--json]  per-cgroup counters read straight from the pinned maps\n"
-    "  unpin           remove gputier's pinned maps from --pin-dir (counters are lost)\n";
+    "  status [--json] one row per cgroup: container, verdict, confidence, source, since,\n"
+    "                  features (asks the running gputierd)\n"
+    "  explain TARGET  each feature against its threshold, the rule's answer, the model's\n"
+    "                  per-class log-likelihoods, and why the verdict won\n"
+    "  train           retrain the Naive Bayes model from the classification table now\n"
+    "  label TARGET gpu|cpu|mixed\n"
+    "                  record an operator label (outweighs the agent's rows in training)\n"
+    "  unpin           remove gputier's pinned maps from --pin-dir (counters are lost)\n\n"
+    "TARGET: a container id (or a unique prefix of 4+ characters), a cgroup path, or a\n"
+    "cgroup id.\n";
 
 int Doctor() {
   if (geteuid() != 0) {
@@ -78,6 +90,96 @@ int Audit() {
   return 0;
 }
 
+std::string SocketPath() {
+  return absl::StrCat(absl::GetFlag(FLAGS_run_dir), "/", kControlSocketName);
+}
+
+// Sends a request to gputierd; prints the error and returns nullopt on failure.
+std::optional<nlohmann::json> Ask(const char* command, const nlohmann::json& request) {
+  absl::StatusOr<nlohmann::json> answer = ControlRequest(SocketPath(), request);
+  if (!answer.ok()) {
+    fprintf(stderr, "gputierctl %s: %s\n", command, std::string(answer.status().message()).c_str());
+    return std::nullopt;
+  }
+  return *answer;
+}
+
+std::string Num(const nlohmann::json& v, const char* fmt) {
+  return v.is_number() ? absl::StrFormat(fmt, v.get<double>()) : "-";
+}
+
+int StatusCommand() {
+  std::optional<nlohmann::json> a = Ask("status", {{"cmd", "status"}});
+  if (!a) return 1;
+  if (absl::GetFlag(FLAGS_json)) {
+    printf("%s\n", (*a)["cgroups"].dump(2).c_str());
+    return 0;
+  }
+  printf("classifier: %s\n", (*a)["classifier"].get<std::string>().c_str());
+  printf("%-10s %-22s %-8s %5s %-8s %10s %6s %9s %9s  %s\n", "CGROUP_ID", "CONTAINER", "VERDICT", "CONF",
+         "SOURCE", "GPU_IOCTL/s", "EXT", "OPENS/s", "WRITE/s", "CGROUP");
+  for (const nlohmann::json& r : (*a)["cgroups"]) {
+    std::string container = "-";
+    if (r["container_id"].is_string()) {
+      container = absl::StrCat(r["runtime"].get<std::string>(), ":",
+                               r["container_id"].get<std::string>().substr(0, 12));
+    }
+    const nlohmann::json& f = r["features"];
+    printf("%-10llu %-22s %-8s %5d %-8s %10s %6s %9s %9s  %s\n",
+           static_cast<unsigned long long>(r["cgroup_id"].get<uint64_t>()), container.c_str(),
+           r["verdict"].get<std::string>().c_str(), r["confidence"].get<int>(),
+           r["source"].get<std::string>().c_str(), Num(f["gpu_ioctl_rate"], "%.1f").c_str(),
+           Num(f["ext_ratio"], "%.2f").c_str(), Num(f["open_rate"], "%.1f").c_str(),
+           HumanBytes(static_cast<uint64_t>(f["write_rate"].get<double>())).c_str(),
+           r["cgroup_path"].is_string() ? r["cgroup_path"].get<std::string>().c_str() : "(removed)");
+  }
+  return 0;
+}
+
+int ExplainCommand(const std::string& target) {
+  std::optional<nlohmann::json> a = Ask("explain", {{"cmd", "explain"}, {"target", target}});
+  if (!a) return 1;
+  if (absl::GetFlag(FLAGS_json)) {
+    printf("%s\n", a->dump(2).c_str());
+    return 0;
+  }
+  printf("cgroup %llu %s%s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
+         (*a)["cgroup_path"].get<std::string>().c_str(),
+         (*a)["container_id"].is_string() ? absl::StrCat(" (container ", (*a)["container_id"].get<std::string>(), ")").c_str() : "");
+  printf("\nrule: %s\n", (*a)["rule"]["verdict"].get<std::string>().c_str());
+  for (const nlohmann::json& c : (*a)["rule"]["checks"]) {
+    printf("  %-15s %12s  %s threshold %-10g%s\n", c["feature"].get<std::string>().c_str(),
+           c["defined"].get<bool>() ? absl::StrFormat("%.4g", c["value"].get<double>()).c_str() : "undefined",
+           c["at_or_above"].get<bool>() ? ">=" : "< ", c["threshold"].get<double>(),
+           c["decisive"].get<bool>() ? "  <- decisive" : "");
+  }
+  printf("  %s\n", (*a)["rule"]["reason"].get<std::string>().c_str());
+  const nlohmann::json& m = (*a)["model"];
+  printf("\nmodel: %s\n", m.contains("version") ? absl::StrCat("version ", m["version"].get<int>()).c_str() : "none trained");
+  if (m.contains("log_likelihood")) {
+    for (const auto& [cls, ll] : m["log_likelihood"].items()) printf("  log-likelihood %-6s %10.3f\n", cls.c_str(), ll.get<double>());
+    printf("  model's answer: %s (confidence %d/1000)\n", m["verdict"].get<std::string>().c_str(), m["confidence"].get<int>());
+  }
+  if (m.contains("not_used_because")) printf("  not used: %s\n", m["not_used_because"].get<std::string>().c_str());
+  printf("\nverdict: %s\nwhy: %s\n", (*a)["verdict"].get<std::string>().c_str(), (*a)["why"].get<std::string>().c_str());
+  return 0;
+}
+
+int TrainCommand() {
+  std::optional<nlohmann::json> a = Ask("train", {{"cmd", "train"}});
+  if (!a) return 1;
+  printf("model version %d trained on %s\n", (*a)["version"].get<int>(), (*a)["rows"].dump().c_str());
+  return 0;
+}
+
+int LabelCommand(const std::string& target, const std::string& verdict) {
+  std::optional<nlohmann::json> a = Ask("label", {{"cmd", "label"}, {"target", target}, {"verdict", verdict}});
+  if (!a) return 1;
+  printf("labelled cgroup %llu as %s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
+         verdict.c_str());
+  return 0;
+}
+
 int UnpinCommand() {
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
   absl::StatusOr<Fd> lock = LockPinDir(pin_dir);
@@ -105,15 +207,24 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string& cmd = args[0];
-  if (args.size() > 1) {
-    fprintf(stderr, "gputierctl %s: unexpected argument '%s'; see gputierctl --help\n", cmd.c_str(),
-            args[1].c_str());
+  const size_t want = cmd == "explain" ? 2 : cmd == "label" ? 3 : 1;
+  if (args.size() != want && (cmd == "explain" || cmd == "label" || args.size() > 1)) {
+    fprintf(stderr, "gputierctl %s: %s; see gputierctl --help\n", cmd.c_str(),
+            args.size() > want ? absl::StrCat("unexpected argument '", args[want], "'").c_str()
+            : cmd == "label" ? "needs a TARGET and a label (gpu, cpu or mixed)"
+                             : "needs a TARGET (container id, cgroup path or cgroup id)");
     return 2;
   }
   if (cmd == "doctor") return gputier::Doctor();
   if (cmd == "audit") return gputier::Audit();
+  if (cmd == "status") return gputier::StatusCommand();
+  if (cmd == "explain") return gputier::ExplainCommand(args[1]);
+  if (cmd == "train") return gputier::TrainCommand();
+  if (cmd == "label") return gputier::LabelCommand(args[1], args[2]);
   if (cmd == "unpin") return gputier::UnpinCommand();
-  fprintf(stderr, "gputierctl: unknown command '%s'; commands are doctor, audit, unpin (see --help)\n",
+  fprintf(stderr,
+          "gputierctl: unknown command '%s'; commands are doctor, audit, status, explain, train, label, "
+          "unpin (see --help)\n",
           cmd.c_str());
   return 2;
 }

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -20,7 +21,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "loader/cgroup_resolver.h"
+#include "loader/classification_table.h"
 #include "loader/cli.h"
+#include "loader/control.h"
 #include "loader/config.h"
 #include "loader/gpu_devices.h"
 #include "loader/log.h"
@@ -28,13 +31,17 @@
 #include "loader/observer.h"
 #include "loader/pin_dir.h"
 #include "loader/report.h"
+#include "loader/verdict_service.h"
 
 ABSL_FLAG(std::string, mode, "auto",
           "auto | lsm | tracepoint. auto prefers BPF LSM and falls back to observe-only "
           "tracepoints, logging why");
 ABSL_FLAG(std::string, config, "", "YAML config file (default: built-in defaults)");
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory for the pinned maps");
-ABSL_FLAG(std::string, run_dir, "/run/gputier", "runtime directory (probe files, ready file)");
+ABSL_FLAG(std::string, run_dir, "/run/gputier",
+          "runtime directory (control socket gputierd.sock, probe files)");
+ABSL_FLAG(std::string, state_dir, gputier::kDefaultStateDir,
+          "state directory: classification table (classifications.db) and model (model.json)");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "how often the live counters are printed");
 ABSL_FLAG(bool, quiet, false, "do not print live counters (log only)");
 ABSL_FLAG(std::string, ready_file, "",
@@ -58,12 +65,19 @@ absl::Status MakeDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+struct EventContext {
+  const CgroupResolver* resolver;
+  VerdictService* verdicts;
+};
+
 int OnEvent(void* ctx, void* data, size_t size) {
   if (size < sizeof(gt_event)) return 0;
   const gt_event* e = static_cast<const gt_event*>(data);
-  const CgroupResolver* resolver = static_cast<const CgroupResolver*>(ctx);
+  const EventContext* c = static_cast<const EventContext*>(ctx);
   if (e->type != GT_EV_FIRST_GPU_ACCESS) return 0;
-  absl::StatusOr<std::string> path = resolver->PathOf(e->cgroup_id);
+  // Decide now: the verdict must not wait for the next tick.
+  if (absl::Status s = c->verdicts->OnGpuAccess(e->cgroup_id); !s.ok()) LogDebug("%s", s.message());
+  absl::StatusOr<std::string> path = c->resolver->PathOf(e->cgroup_id);
   LogInfo("first GPU access: cgroup %d (%s) pid %d (%s) device %u:%u kind %s", e->cgroup_id,
           path.ok() ? *path : "removed", e->pid, std::string(e->comm, strnlen(e->comm, 16)),
           e->dev_major, e->dev_minor, GpuKindName(e->gpu_kind));
@@ -92,6 +106,7 @@ void SweepRemovedCgroups(int stats_fd, const CgroupResolver& resolver) {
 int Run() {
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
   const std::string run_dir = absl::GetFlag(FLAGS_run_dir);
+  const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
 
   absl::StatusOr<ObserveMode> mode = ParseObserveMode(absl::GetFlag(FLAGS_mode));
   if (!mode.ok()) {
@@ -116,6 +131,10 @@ int Run() {
   }
   if (absl::Status s = MakeDir(run_dir); !s.ok()) {
     LogError("%s; pass a writable --run-dir", s.message());
+    return 1;
+  }
+  if (absl::Status s = MakeDir(state_dir); !s.ok()) {
+    LogError("%s; pass a writable --state-dir", s.message());
     return 1;
   }
   if (absl::Status s = EnsurePinDir(pin_dir); !s.ok()) {
@@ -173,9 +192,30 @@ int Run() {
   const int stats_fd = (*observer)->map_fd(GT_MAP_CG_STATS);
   SweepRemovedCgroups(stats_fd, *resolver);
 
-  ring_buffer* rb = ring_buffer__new((*observer)->map_fd(GT_MAP_EVENTS), OnEvent, &*resolver, nullptr);
+  VerdictService::Options verdict_options;
+  verdict_options.policy = config.policy;
+  verdict_options.classes = config.classes;
+  verdict_options.state_dir = state_dir;
+  absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
+      verdict_options, stats_fd, (*observer)->map_fd(GT_MAP_VERDICTS), &*resolver);
+  if (!verdicts.ok()) {
+    LogError("%s", verdicts.status().message());
+    return 1;
+  }
+  LogInfo("classifier: %s decides; state in %s; a tick every %s", (*verdicts)->Describe(), state_dir,
+          absl::FormatDuration(config.policy.tick));
+
+  EventContext event_context{&*resolver, verdicts->get()};
+  ring_buffer* rb = ring_buffer__new((*observer)->map_fd(GT_MAP_EVENTS), OnEvent, &event_context, nullptr);
   if (rb == nullptr) {
     LogError("opening the gt_events ring buffer failed: %s", strerror(errno));
+    return 1;
+  }
+  const std::string socket_path = absl::StrCat(run_dir, "/", kControlSocketName);
+  absl::StatusOr<ControlServer> control = ControlServer::Listen(socket_path);
+  if (!control.ok()) {
+    LogError("%s", control.status().message());
+    ring_buffer__free(rb);
     return 1;
   }
 
@@ -196,13 +236,27 @@ int Run() {
   const absl::Duration interval = absl::GetFlag(FLAGS_interval);
   absl::Time next_print = absl::Now() + interval;
   absl::Time next_rescan = absl::Now() + absl::Seconds(10);
+  absl::Time next_tick = absl::Now();
+  pollfd fds[2] = {{ring_buffer__epoll_fd(rb), POLLIN, 0}, {control->fd(), POLLIN, 0}};
   while (!g_stop) {
-    int n = ring_buffer__poll(rb, 200);
-    if (n < 0 && n != -EINTR) {
-      LogError("polling gt_events: %s", strerror(-n));
+    const int wait_ms = static_cast<int>(
+        std::clamp<int64_t>(absl::ToInt64Milliseconds(next_tick - absl::Now()), 0, 200));
+    if (poll(fds, 2, wait_ms) < 0 && errno != EINTR) {
+      LogError("poll: %s", strerror(errno));
       break;
     }
+    if (int n = ring_buffer__consume(rb); n < 0 && n != -EINTR) {
+      LogError("reading gt_events: %s", strerror(-n));
+      break;
+    }
+    if (fds[1].revents & POLLIN) {
+      control->ServePending([&](const nlohmann::json& request) { return (*verdicts)->Handle(request); });
+    }
     absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      next_tick = now + config.policy.tick;
+      if (absl::Status s = (*verdicts)->Tick(); !s.ok()) LogWarning("classification tick: %s", s.message());
+    }
     if (now >= next_rescan) {
       next_rescan = now + absl::Seconds(10);
       std::vector<std::string> ignored;

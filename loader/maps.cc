@@ -69,6 +69,34 @@ absl::Status DeleteCgroupCounter(int stats_fd, uint64_t cgroup_id) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<std::pair<uint64_t, gt_verdict>>> ReadVerdicts(int verdicts_fd) {
+  std::vector<std::pair<uint64_t, gt_verdict>> out;
+  uint64_t key = 0, next = 0;
+  const uint64_t* prev = nullptr;
+  while (bpf_map_get_next_key(verdicts_fd, prev, &next) == 0) {
+    gt_verdict value;
+    if (bpf_map_lookup_elem(verdicts_fd, &next, &value) == 0) out.emplace_back(next, value);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return MapError(errno, "iterating gt_verdicts");
+  return out;
+}
+
+absl::Status WriteVerdict(int verdicts_fd, uint64_t cgroup_id, const gt_verdict& verdict) {
+  if (bpf_map_update_elem(verdicts_fd, &cgroup_id, &verdict, BPF_ANY) != 0) {
+    return MapError(errno, absl::StrCat("writing the verdict of cgroup ", cgroup_id, " to gt_verdicts"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeleteVerdict(int verdicts_fd, uint64_t cgroup_id) {
+  if (bpf_map_delete_elem(verdicts_fd, &cgroup_id) != 0 && errno != ENOENT) {
+    return MapError(errno, absl::StrCat("deleting cgroup ", cgroup_id, " from gt_verdicts"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ClassNames> ReadClassNames(int names_fd) {
   ClassNames names;
   for (uint32_t i = 0; i < GT_CLASS_MAX; ++i) {
@@ -109,7 +137,7 @@ absl::StatusOr<std::array<uint64_t, GT_DROP_MAX>> ReadDrops(int drops_fd) {
 
 std::vector<std::string> AllMapNames() {
   return {GT_MAP_CG_STATS, GT_MAP_EXT_CLASS, GT_MAP_CLASS_NAMES, GT_MAP_GPU_DEVS,
-          GT_MAP_EVENTS,   GT_MAP_META,      GT_MAP_DROPS};
+          GT_MAP_EVENTS,   GT_MAP_META,      GT_MAP_DROPS,       GT_MAP_VERDICTS};
 }
 
 absl::StatusOr<PinState> CheckPinnedLayout(const std::string& pin_dir) {
@@ -192,7 +220,8 @@ absl::StatusOr<PinnedMaps> OpenPinnedMaps(const std::string& pin_dir) {
                {&maps.class_names, GT_MAP_CLASS_NAMES},
                {&maps.gpu_devs, GT_MAP_GPU_DEVS},
                {&maps.meta, GT_MAP_META},
-               {&maps.drops, GT_MAP_DROPS}};
+               {&maps.drops, GT_MAP_DROPS},
+               {&maps.verdicts, GT_MAP_VERDICTS}};
   for (Slot& s : slots) {
     absl::StatusOr<Fd> fd = OpenPinnedMap(pin_dir, s.name);
     if (!fd.ok()) return fd.status();

@@ -50,6 +50,9 @@ absl::StatusOr<CgroupCounters> ReadCgroupCounters(int stats_fd);
 absl::StatusOr<gt_cgroup_stats> ReadCgroupCounter(int stats_fd, uint64_t cgroup_id);
 absl::Status DeleteCgroupCounter(int stats_fd, uint64_t cgroup_id);
 absl::StatusOr<ClassNames> ReadClassNames(int names_fd);
+absl::StatusOr<std::vector<std::pair<uint64_t, gt_verdict>>> ReadVerdicts(int verdicts_fd);
+absl::Status WriteVerdict(int verdicts_fd, uint64_t cgroup_id, const gt_verdict& verdict);
+absl::Status DeleteVerdict(int verdicts_fd, uint64_t cgroup_id);
 absl::StatusOr<gt_meta> ReadMeta(int meta_fd);
 absl::Status WriteMeta(int meta_fd, const gt_meta& meta);
 // Sums the per-CPU slots of gt_drops.
@@ -75,6 +78,7 @@ struct PinnedMaps {
   Fd gpu_devs;
   Fd meta;
   Fd drops;
+  Fd verdicts;
 };
 absl::StatusOr<PinnedMaps> OpenPinnedMaps(const std::string& pin_dir);
 

@@ -59,33 +59,48 @@ absl::Status PrepareObject(bpf_object* obj, const ObserverOptions& opt) {
       if (err) return absl::ErrnoToStatus(-err, "clearing pin path");
     }
   }
-  uint32_t max_cgroups = opt.max_cgroups;
-  if (!opt.pin_dir.empty()) {
-    // A pinned counter map is reused as it is: keep its capacity.
-    std::string pin = absl::StrCat(opt.pin_dir, "/", GT_MAP_CG_STATS);
-    int fd = bpf_obj_get(pin.c_str());
-    if (fd >= 0) {
-      struct bpf_map_info info = {};
-      uint32_t len = sizeof(info);
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != max_cgroups) {
-        LogWarning("config asks for max_cgroups=%u but the pinned %s holds %u entries; keeping %u "
-                   "(counters are reused; `gputierctl unpin` then restart to resize)",
-                   max_cgroups, pin, info.max_entries, info.max_entries);
-        max_cgroups = info.max_entries;
+  // Per-cgroup maps hold max_cgroups entries; a pinned one is reused as it
+  // is, so it keeps its capacity.
+  for (const char* name : {GT_MAP_CG_STATS, GT_MAP_VERDICTS}) {
+    uint32_t capacity = opt.max_cgroups;
+    if (!opt.pin_dir.empty()) {
+      std::string pin = absl::StrCat(opt.pin_dir, "/", name);
+      int fd = bpf_obj_get(pin.c_str());
+      if (fd >= 0) {
+        struct bpf_map_info info = {};
+        uint32_t len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != capacity) {
+          LogWarning("config asks for max_cgroups=%u but the pinned %s holds %u entries; keeping %u "
+                     "(`gputierctl unpin` then restart to resize)",
+                     capacity, pin, info.max_entries, info.max_entries);
+          capacity = info.max_entries;
+        }
+        close(fd);
       }
-      close(fd);
+    }
+    bpf_map* map = bpf_object__find_map_by_name(obj, name);
+    if (map == nullptr) return absl::InternalError(absl::StrCat("BPF object lacks ", name));
+    if (int err = bpf_map__set_max_entries(map, capacity); err) {
+      return absl::ErrnoToStatus(-err, absl::StrCat("sizing ", name));
     }
   }
-  bpf_map* stats = bpf_object__find_map_by_name(obj, GT_MAP_CG_STATS);
-  if (stats == nullptr) return absl::InternalError("BPF object lacks gt_cg_stats");
-  if (int err = bpf_map__set_max_entries(stats, max_cgroups); err) {
-    return absl::ErrnoToStatus(-err, "sizing gt_cg_stats");
-  }
   bpf_program* prog;
+  // The tracepoint object carries two builds of its sys_exit program (see
+  // bpf/observe_tp.bpf.c): gt_tp_sys_exit needs the bpf_rdonly_cast kfunc
+  // (Linux 6.2+), gt_tp_sys_exit_compat loads everywhere. Asking for either
+  // name asks for "the sys_exit program"; exactly one of them is loaded.
+  constexpr absl::string_view kSysExit = "gt_tp_sys_exit";
+  constexpr absl::string_view kSysExitCompat = "gt_tp_sys_exit_compat";
+  std::optional<bool> typed_sys_exit;  // probed once, when the object has it
   bpf_object__for_each_program(prog, obj) {
     const char* name = bpf_program__name(prog);
     bool wanted = opt.only_programs.empty();
     for (const std::string& p : opt.only_programs) wanted |= p == name;
+    if (name == kSysExit || name == kSysExitCompat) {
+      for (const std::string& p : opt.only_programs) wanted |= p == kSysExit || p == kSysExitCompat;
+      if (!typed_sys_exit.has_value()) typed_sys_exit = VmlinuxHasFunc("bpf_rdonly_cast");
+      wanted = wanted && (*typed_sys_exit ? name == kSysExit : name == kSysExitCompat);
+    }
     if (strcmp(name, "gt_fexit_vfs_writev") == 0 && wanted && !VmlinuxHasFunc("vfs_writev")) {
       LogInfo("vfs_writev is not in this kernel's BTF: writev(2) bytes are not counted in LSM mode");
       wanted = false;

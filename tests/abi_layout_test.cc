@@ -88,6 +88,17 @@ static_assert(offsetof(gt_event, reserved) == 36);
 static_assert(offsetof(gt_event, comm) == 40);
 static_assert(sizeof(gt_event::comm) == 16, "TASK_COMM_LEN");
 
+// ---- Verdicts ---------------------------------------------------------------
+static_assert(sizeof(gt_verdict) == 24);
+static_assert(alignof(gt_verdict) == 8);
+static_assert(offsetof(gt_verdict, verdict) == 0);
+static_assert(offsetof(gt_verdict, confidence_permille) == 4);
+static_assert(offsetof(gt_verdict, model_version) == 8);
+static_assert(offsetof(gt_verdict, source) == 12);
+static_assert(offsetof(gt_verdict, decided_at_ns) == 16);
+static_assert(GT_VERDICT_UNKNOWN == 0 && GT_VERDICT_CPU == 1 && GT_VERDICT_GPU == 2 &&
+              GT_VERDICT_MIXED == 3, "verdict values are read by the audit tools");
+
 // ---- Agent-wide state -------------------------------------------------------
 static_assert(sizeof(gt_meta) == 24);
 static_assert(alignof(gt_meta) == 8);
@@ -108,6 +119,7 @@ static_assert(std::has_unique_object_representations_v<gt_dev_val>);
 static_assert(std::has_unique_object_representations_v<gt_cgroup_stats>);
 static_assert(std::has_unique_object_representations_v<gt_event>);
 static_assert(std::has_unique_object_representations_v<gt_meta>);
+static_assert(std::has_unique_object_representations_v<gt_verdict>);
 
 TEST(AbiLayout, DefaultClassesFitTheKernelMaps) {
   const Config config = DefaultConfig();

@@ -106,6 +106,31 @@ struct gt_cgroup_stats {
 	__u32 gpu_kinds;    /* bit (1 << enum gt_gpu_kind) per kind seen */
 };
 
+/* ---- Verdicts ----------------------------------------------------------- */
+enum gt_verdict_kind {
+	GT_VERDICT_UNKNOWN = 0,
+	GT_VERDICT_CPU = 1,
+	GT_VERDICT_GPU = 2,
+	GT_VERDICT_MIXED = 3,
+};
+
+enum gt_verdict_source {
+	GT_SOURCE_NONE = 0,
+	GT_SOURCE_RULE = 1,
+	GT_SOURCE_MODEL = 2,
+	GT_SOURCE_OPERATOR = 3,
+};
+
+/* Value of gt_verdicts, keyed by the cgroup v2 id (__u64). Written by
+ * gputierd only when a cgroup's verdict changes; read by the programs. */
+struct gt_verdict {
+	__u32 verdict;             /* enum gt_verdict_kind */
+	__u32 confidence_permille; /* 0..1000 */
+	__u32 model_version;       /* 0: decided by the rule */
+	__u32 source;              /* enum gt_verdict_source */
+	__u64 decided_at_ns;       /* CLOCK_REALTIME, Unix ns */
+};
+
 /* ---- Ring-buffer events ------------------------------------------------- */
 enum gt_event_type {
 	GT_EV_FIRST_GPU_ACCESS = 1,
@@ -155,6 +180,7 @@ enum gt_drop_reason {
 #define GT_MAP_EVENTS "gt_events"
 #define GT_MAP_META "gt_meta"
 #define GT_MAP_DROPS "gt_drops"
+#define GT_MAP_VERDICTS "gt_verdicts"
 
 /* Default capacities; gputierd may override before load. */
 #define GT_DEFAULT_MAX_CGROUPS 16384

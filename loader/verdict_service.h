@@ -1,0 +1,84 @@
+// The classifier inside gputierd: reads the counters, runs the verdict engine
+// (policy/), writes changed verdicts to gt_verdicts, records decisions in the
+// classification table, retrains and persists the model, and answers
+// gputierctl's status/explain/train/label requests.
+#ifndef GPUTIER_LOADER_VERDICT_SERVICE_H_
+#define GPUTIER_LOADER_VERDICT_SERVICE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "loader/cgroup_path.h"
+#include "loader/cgroup_resolver.h"
+#include "loader/classification_table.h"
+#include "loader/config.h"
+#include "policy/verdict_engine.h"
+
+namespace gputier {
+
+class VerdictService {
+ public:
+  struct Options {
+    PolicyConfig policy;
+    std::vector<ExtensionClass> classes;
+    std::string state_dir;
+  };
+
+  // Opens the table and the model in state_dir and restores the verdicts
+  // pinned in gt_verdicts (no flapping across an agent restart).
+  static absl::StatusOr<std::unique_ptr<VerdictService>> Create(const Options& options, int stats_fd,
+                                                                int verdicts_fd,
+                                                                const CgroupResolver* resolver);
+
+  // One classification window over every cgroup.
+  absl::Status Tick();
+
+  // A cgroup's first GPU access: decide it now.
+  absl::Status OnGpuAccess(uint64_t cgroup_id);
+
+  // Control requests; each returns {"ok": true, ...} or {"ok": false, "error": ...}.
+  nlohmann::json Handle(const nlohmann::json& request);
+
+  // "rule" or "model vN" (for the log).
+  std::string Describe() const;
+
+ private:
+  VerdictService(Options options, EngineOptions engine_options, ClassificationTable table, int stats_fd,
+                 int verdicts_fd, const CgroupResolver* resolver);
+
+  struct Identity {
+    std::string path;
+    std::optional<ContainerIdentity> container;
+  };
+  const Identity& IdentityOf(uint64_t cgroup_id);
+  absl::Status Apply(EngineUpdate& update);
+  absl::StatusOr<int> TrainNow();
+  absl::StatusOr<uint64_t> ResolveTarget(const std::string& target);
+
+  nlohmann::json Status();
+  nlohmann::json Explain(const std::string& target);
+  nlohmann::json Train();
+  nlohmann::json Label(const std::string& target, const std::string& verdict);
+
+  Options options_;
+  VerdictEngine engine_;
+  ClassificationTable table_;
+  int stats_fd_;
+  int verdicts_fd_;
+  const CgroupResolver* resolver_;
+  absl::flat_hash_map<uint64_t, Identity> identities_;
+  absl::flat_hash_set<std::string> runc_ids_;
+  int64_t trained_through_row_ = 0;
+  bool retrain_failed_logged_ = false;
+};
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_VERDICT_SERVICE_H_

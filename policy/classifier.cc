@@ -1,0 +1,80 @@
+#include "policy/classifier.h"
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace gputier {
+namespace {
+
+// Empty when the model may decide; else why not.
+std::string WhyModelCannotDecide(const NaiveBayesModel* model, const ClassifierOptions& options) {
+  if (model == nullptr) return "no model is trained yet";
+  if (model->feature_count() != kModelInputCount) {
+    return absl::StrCat("model version ", model->version(), " has ", model->feature_count(),
+                        " features; this agent computes ", kModelInputCount);
+  }
+  for (Verdict v : kDecidedVerdicts) {
+    if (model->rows(v) < options.min_rows_per_class) {
+      return absl::StrCat("model version ", model->version(), " has ", model->rows(v),
+                          " rows labelled ", VerdictName(v), ", fewer than min_rows_per_class ",
+                          options.min_rows_per_class);
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status ValidateClassifierOptions(const ClassifierOptions& options) {
+  if (absl::Status s = ValidateThresholds(options.thresholds); !s.ok()) return s;
+  if (options.demote_after_cpu_windows < 1) {
+    return absl::InvalidArgumentError(
+        "policy.demote_after_cpu_windows: 0 is below 1; give the number of consecutive CPU "
+        "windows before a GPU or MIXED cgroup is demoted, e.g. 3");
+  }
+  if (options.demote_after_cpu_windows > UINT16_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "policy.demote_after_cpu_windows: ", options.demote_after_cpu_windows,
+        " is above 65535; give the number of consecutive CPU windows before a demotion, e.g. 3"));
+  }
+  return absl::OkStatus();
+}
+
+absl::string_view DecisionSourceName(DecisionSource source) {
+  return source == DecisionSource::kModel ? "model" : "rule";
+}
+
+Decision Classify(const Features& features, const NaiveBayesModel* model,
+                  const ClassifierOptions& options) {
+  Decision d;
+  d.rule = EvaluateRule(features, options.thresholds);
+  d.rule_verdict = d.rule.verdict;
+  d.verdict = d.rule.verdict;
+  d.confidence_permille = d.rule.confidence_permille;
+
+  if (d.rule_verdict == Verdict::kUnknown) {
+    d.model_not_used = "too little evidence to decide";
+    return d;
+  }
+  d.model_not_used = WhyModelCannotDecide(model, options);
+  if (!d.model_not_used.empty()) return d;
+
+  const std::vector<double> x = ModelInputs(features);
+  absl::StatusOr<NaiveBayesModel::Prediction> p = model->Predict(x);
+  if (!p.ok()) {
+    d.model_not_used = std::string(p.status().message());
+    return d;
+  }
+  d.verdict = p->verdict;
+  d.source = DecisionSource::kModel;
+  d.confidence_permille = p->confidence_permille;
+  d.model_version = model->version();
+  d.model_verdict = p->verdict;
+  d.model_log_likelihood = p->log_likelihood;
+  return d;
+}
+
+}  // namespace gputier
