@@ -15,9 +15,12 @@ uint32_t KernelKind(Verdict v) {
   return GT_VERDICT_UNKNOWN;
 }
 
+// Whether any counted event happened between two reads. (last_seen_ns is not
+// enough: the programs may stamp it from a coarse clock.) opens_by_class only
+// moves with opens_total.
 bool SameCounters(const gt_cgroup_stats& a, const gt_cgroup_stats& b) {
-  // last_seen_ns moves with every counted event, so it stands for all of them.
-  return a.last_seen_ns == b.last_seen_ns && a.first_seen_ns == b.first_seen_ns;
+  return a.opens_total == b.opens_total && a.gpu_opens == b.gpu_opens && a.gpu_ioctls == b.gpu_ioctls &&
+         a.writes == b.writes && a.bytes_written == b.bytes_written && a.first_seen_ns == b.first_seen_ns;
 }
 
 }  // namespace

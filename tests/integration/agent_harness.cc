@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -147,8 +148,9 @@ absl::StatusOr<std::string> AgentProcess::Start(const Options& options) {
     std::string run = "--run-dir=" + work_dir_ + "/run";
     std::string cfg = "--config=" + config;
     std::string rdy = "--ready-file=" + ready;
+    std::string state = "--state-dir=" + work_dir_ + "/state";
     execl(bin.c_str(), bin.c_str(), mode.c_str(), pin.c_str(), run.c_str(), cfg.c_str(), rdy.c_str(),
-          "--quiet", static_cast<char*>(nullptr));
+          state.c_str(), "--quiet", static_cast<char*>(nullptr));
     _exit(127);
   }
   // TCG VMs are slow: allow two minutes for load + verification.
@@ -191,6 +193,41 @@ absl::StatusOr<nlohmann::json> AgentProcess::Audit() const {
   nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
   if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad audit JSON: ", *out));
   return j;
+}
+
+absl::StatusOr<std::string> AgentProcess::Ctl(const std::string& args) const {
+  return RunCapture(absl::StrCat(BinaryDir(), "/gputierctl ", args, " --run-dir=", work_dir_, "/run"));
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::Status() const {
+  absl::StatusOr<std::string> out = Ctl("status --json");
+  if (!out.ok()) return out.status();
+  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
+  return j;
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::StatusOf(uint64_t cgroup_id) const {
+  absl::StatusOr<nlohmann::json> all = Status();
+  if (!all.ok()) return all.status();
+  for (const nlohmann::json& row : *all) {
+    if (row.at("cgroup_id").get<uint64_t>() == cgroup_id) return row;
+  }
+  return nlohmann::json(nullptr);
+}
+
+GpuTestDevice::GpuTestDevice() : path_(absl::StrCat("/dev/gputier-test-", getpid(), "-gpu0")) {
+  unlink(path_.c_str());
+  if (mknod(path_.c_str(), S_IFCHR | 0600, makedev(1, 7)) != 0) {
+    fprintf(stderr, "mknod %s: %s\n", path_.c_str(), strerror(errno));
+    abort();
+  }
+}
+
+GpuTestDevice::~GpuTestDevice() { unlink(path_.c_str()); }
+
+std::string GpuTestDevice::ConfigYaml() const {
+  return absl::StrCat("gpu_devices:\n  - path: ", path_, "\n");
 }
 
 absl::StatusOr<nlohmann::json> AgentProcess::AuditCgroup(uint64_t cgroup_id) const {

@@ -60,6 +60,13 @@ class AgentProcess {
   // SIGTERM and wait; the pins stay.
   absl::Status Stop();
 
+  // `gputierctl status --json` against this agent's control socket.
+  absl::StatusOr<nlohmann::json> Status() const;
+  // The status object of one cgroup, or null if the agent has none.
+  absl::StatusOr<nlohmann::json> StatusOf(uint64_t cgroup_id) const;
+  // Runs `gputierctl <args> --run-dir=<this agent's>`; returns its stdout.
+  absl::StatusOr<std::string> Ctl(const std::string& args) const;
+
   // `gputierctl audit --json` against this agent's pins.
   absl::StatusOr<nlohmann::json> Audit() const;
   // The audit object of one cgroup, or null if it has no entry.
@@ -75,6 +82,21 @@ class AgentProcess {
   std::string work_dir_;
   std::string log_path_;
   pid_t pid_ = -1;
+};
+
+// A GPU test device: a char device node in /dev with /dev/full's number
+// (1:7), which opens and answers ioctls (ENOTTY) without any GPU driver.
+// Selected through the agent's config; removed by the destructor.
+class GpuTestDevice {
+ public:
+  GpuTestDevice();
+  ~GpuTestDevice();
+  const std::string& path() const { return path_; }
+  // The config lines that select it.
+  std::string ConfigYaml() const;
+
+ private:
+  std::string path_;
 };
 
 // Directory holding gputierd and gputierctl.

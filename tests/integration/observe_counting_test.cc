@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,18 +45,11 @@ class ObserveCountingTest : public ::testing::Test {
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs and makes cgroups";
     for (const ClassFile& f : kClassFiles) WriteFile(Data(f.file_name), 16);
-    // The GPU test device: a char device node with /dev/full's number (1:7),
-    // selected by path in the config. There is no GPU driver behind it; the
-    // agent reports it as a configured device number. It lives in /dev
-    // because /tmp is often mounted nodev.
-    gpu_path_ = absl::StrCat("/dev/gputier-test-", getpid(), "-gpu0");
-    unlink(gpu_path_.c_str());
-    ASSERT_EQ(mknod(gpu_path_.c_str(), S_IFCHR | 0600, makedev(1, 7)), 0) << strerror(errno);
-    config_ = absl::StrCat("gpu_devices:\n  - path: ", gpu_path_, "\n");
-  }
-
-  void TearDown() override {
-    if (!gpu_path_.empty()) unlink(gpu_path_.c_str());
+    // The GPU test device: no GPU driver is behind it; the agent reports it
+    // as a configured device number.
+    gpu_ = std::make_unique<GpuTestDevice>();
+    gpu_path_ = gpu_->path();
+    config_ = gpu_->ConfigYaml();
   }
 
   std::string Data(const std::string& name) { return agent_.work_dir() + "/" + name; }
@@ -117,6 +111,7 @@ class ObserveCountingTest : public ::testing::Test {
   }
 
   AgentProcess agent_;
+  std::unique_ptr<GpuTestDevice> gpu_;
   std::string gpu_path_;
   std::string config_;
 };
