@@ -236,6 +236,7 @@ int Run() {
   const absl::Duration interval = absl::GetFlag(FLAGS_interval);
   absl::Time next_print = absl::Now() + interval;
   absl::Time next_rescan = absl::Now() + absl::Seconds(10);
+  absl::Time next_sweep = absl::Now() + absl::Minutes(5);
   absl::Time next_tick = absl::Now();
   pollfd fds[2] = {{ring_buffer__epoll_fd(rb), POLLIN, 0}, {control->fd(), POLLIN, 0}};
   while (!g_stop) {
@@ -267,6 +268,12 @@ int Run() {
         if (absl::Status s = (*observer)->SetGpuDevices(*fresh); !s.ok()) LogWarning("%s", s.message());
         devices = std::move(fresh);
       }
+    }
+    if (now >= next_sweep) {
+      // The cgroup_rmdir hook removes entries as cgroups go; this only catches
+      // what was removed while no agent was attached (resolving every id costs
+      // two syscalls each, so it runs rarely).
+      next_sweep = now + absl::Minutes(5);
       SweepRemovedCgroups(stats_fd, *resolver);
     }
     if (now < next_print || absl::GetFlag(FLAGS_quiet) || !names.ok()) continue;

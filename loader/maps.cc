@@ -36,7 +36,10 @@ bool Exists(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<CgroupCounters> ReadCgroupCounters(int stats_fd) {
+namespace {
+
+// One entry at a time: two syscalls per cgroup (the fallback).
+absl::StatusOr<CgroupCounters> ReadCgroupCountersOneByOne(int stats_fd) {
   CgroupCounters out;
   uint64_t key = 0, next = 0;
   const uint64_t* prev = nullptr;
@@ -49,6 +52,37 @@ absl::StatusOr<CgroupCounters> ReadCgroupCounters(int stats_fd) {
   }
   if (errno != ENOENT) return MapError(errno, "iterating gt_cg_stats");
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<CgroupCounters> ReadCgroupCounters(int stats_fd) {
+  // BPF_MAP_LOOKUP_BATCH (Linux 5.6+): a thousand cgroups per syscall, which
+  // keeps a tick over 10,000 cgroups cheap.
+  constexpr uint32_t kBatch = 1024;
+  CgroupCounters out;
+  std::vector<uint64_t> keys(kBatch);
+  std::vector<gt_cgroup_stats> values(kBatch);
+  uint64_t token = 0;
+  bool first = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  while (true) {
+    uint32_t count = kBatch;
+    int err = bpf_map_lookup_batch(stats_fd, first ? nullptr : &token, &token, keys.data(), values.data(),
+                                   &count, &opts);
+    int saved = errno;
+    for (uint32_t i = 0; i < count && (err == 0 || saved == ENOENT); ++i) out.emplace_back(keys[i], values[i]);
+    if (err == 0) {
+      first = false;
+      continue;
+    }
+    if (saved == ENOENT) return out;
+    if (first && (saved == EINVAL || saved == ENOTSUP || saved == EOPNOTSUPP || saved == 524 /* ENOTSUPP */)) {
+      return ReadCgroupCountersOneByOne(stats_fd);
+    }
+    if (saved == ENOSPC) return MapError(saved, "batch-reading gt_cg_stats (a bucket exceeds the batch)");
+    return MapError(saved, "batch-reading gt_cg_stats");
+  }
 }
 
 absl::StatusOr<gt_cgroup_stats> ReadCgroupCounter(int stats_fd, uint64_t cgroup_id) {

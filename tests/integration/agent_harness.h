@@ -73,6 +73,7 @@ class AgentProcess {
   absl::StatusOr<nlohmann::json> AuditCgroup(uint64_t cgroup_id) const;
 
   const std::string& pin_dir() const { return pin_dir_; }
+  pid_t pid() const { return pid_; }
   const std::string& work_dir() const { return work_dir_; }
   const std::string& log_path() const { return log_path_; }
   std::string LogTail() const;
