@@ -140,29 +140,16 @@ static __always_inline __u32 gt_gpu_kind(__u32 rdev, struct gt_dev_key *key)
 }
 
 /* First GPU access of a cgroup: flag it and tell userspace once. */
-static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
-					const struct gt_dev_key *dev, __u64 now, __u64 cgid)
+static __always_inline void gt_emit_gpu_event(__u32 type, __u32 kind, const struct gt_dev_key *dev,
+					      __u64 now, __u64 cgid)
 {
-	struct gt_event *e;
+	struct gt_event *e = bpf_ringbuf_reserve(&gt_events, sizeof(*e), 0);
 
-	if (!(s->gpu_kinds & (1u << (kind & 31))))
-		s->gpu_kinds |= 1u << (kind & 31);
-	if (s->flags & GT_CG_GPU_SEEN)
-		return;
-	/*
-	 * Plain store, not an atomic: BPF atomics with fetch need 5.12 and the
-	 * matrix includes 5.10. Two CPUs racing on a cgroup's very first GPU
-	 * access may both emit; readers treat the event as idempotent.
-	 */
-	s->flags |= GT_CG_GPU_SEEN;
-	s->gpu_first_ns = now;
-
-	e = bpf_ringbuf_reserve(&gt_events, sizeof(*e), 0);
 	if (!e) {
 		gt_drop(GT_DROP_RINGBUF_FULL);
 		return;
 	}
-	e->type = GT_EV_FIRST_GPU_ACCESS;
+	e->type = type;
 	e->gpu_kind = kind;
 	e->cgroup_id = cgid;
 	e->ts_ns = now;
@@ -172,6 +159,33 @@ static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
 	e->reserved = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * A cgroup's first GPU access, and its first GPU ioctl, each raise one
+ * ring-buffer event, so the agent decides within milliseconds instead of at
+ * its next tick (an open alone is not yet GPU use; the first ioctl is).
+ */
+static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
+					const struct gt_dev_key *dev, __u64 now, __u64 cgid,
+					int is_ioctl)
+{
+	if (!(s->gpu_kinds & (1u << (kind & 31))))
+		s->gpu_kinds |= 1u << (kind & 31);
+	/*
+	 * Plain stores, not atomics: BPF atomics with fetch need 5.12 and the
+	 * matrix includes 5.10. Two CPUs racing on a cgroup's very first GPU
+	 * access may both emit; readers treat the events as idempotent.
+	 */
+	if (!(s->flags & GT_CG_GPU_SEEN)) {
+		s->flags |= GT_CG_GPU_SEEN;
+		s->gpu_first_ns = now;
+		gt_emit_gpu_event(GT_EV_FIRST_GPU_ACCESS, kind, dev, now, cgid);
+	}
+	if (is_ioctl && !(s->flags & GT_CG_GPU_IOCTL_SEEN)) {
+		s->flags |= GT_CG_GPU_IOCTL_SEEN;
+		gt_emit_gpu_event(GT_EV_FIRST_GPU_IOCTL, kind, dev, now, cgid);
+	}
 }
 
 /* A GPU device was opened (is_ioctl == 0) or ioctl'ed: count it if selected. */
@@ -192,7 +206,7 @@ static __always_inline void gt_count_gpu(__u32 rdev, int is_ioctl, struct task_s
 		__sync_fetch_and_add(&s->gpu_ioctls, 1);
 	else
 		__sync_fetch_and_add(&s->gpu_opens, 1);
-	gt_note_gpu(s, kind, &dev, now, gt_current_cgroup_id(task));
+	gt_note_gpu(s, kind, &dev, now, gt_current_cgroup_id(task), is_ioctl);
 }
 
 /*

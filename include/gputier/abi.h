@@ -87,7 +87,8 @@ struct gt_dev_val {
 
 /* ---- Per-cgroup counters ------------------------------------------------ */
 enum gt_cgroup_flags {
-	GT_CG_GPU_SEEN = 1u << 0, /* a GPU device was opened or ioctl'ed */
+	GT_CG_GPU_SEEN = 1u << 0,       /* a GPU device was opened or ioctl'ed */
+	GT_CG_GPU_IOCTL_SEEN = 1u << 1, /* a GPU device was ioctl'ed */
 };
 
 /* Value of gt_cg_stats, keyed by the cgroup v2 id (__u64). */
@@ -133,7 +134,8 @@ struct gt_verdict {
 
 /* ---- Ring-buffer events ------------------------------------------------- */
 enum gt_event_type {
-	GT_EV_FIRST_GPU_ACCESS = 1,
+	GT_EV_FIRST_GPU_ACCESS = 1, /* first open or ioctl of a GPU device */
+	GT_EV_FIRST_GPU_IOCTL = 2,  /* first ioctl: GPU use, decide now */
 };
 
 struct gt_event {

@@ -163,6 +163,19 @@ TEST_F(ClassifySuiteTest, BurstyGpuUseHoldsGpuThenDemotesAfterHysteresis) {
   EXPECT_EQ(row.value("verdict", ""), "cpu") << row.dump(2);
 }
 
+TEST_F(ClassifySuiteTest, GpuVerdictArrivesOnTheFirstIoctlNotAtTheNextTick) {
+  // A tick far away: only the ring-buffer events can bring the verdict soon.
+  ASSERT_TRUE(agent_.Stop().ok());
+  const std::string config =
+      absl::StrCat(gpu_.ConfigYaml(), "policy:\n  tick: 10m\n  window: 30s\n");
+  ASSERT_TRUE(agent_.Start({RequestedMode(), config}).ok()) << agent_.LogTail();
+  std::this_thread::sleep_for(milliseconds(200));  // past the start-up tick
+  TestCgroup cg("event-gpu");
+  ASSERT_EQ(Run(cg, kShapes[1]), 0);
+  nlohmann::json row = WaitForVerdict(cg.id(), "gpu", milliseconds(3000));
+  EXPECT_EQ(row.value("verdict", ""), "gpu") << row.dump(2) << agent_.LogTail();
+}
+
 TEST_F(ClassifySuiteTest, ExplainShowsTheReasoningAndLabelsTrainAModel) {
   TestCgroup gpu_cg("explain-gpu");
   ASSERT_EQ(Run(gpu_cg, kShapes[0]), 0);
