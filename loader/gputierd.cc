@@ -221,9 +221,12 @@ int Run() {
   }
 
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    std::ofstream out(ready);
+    // Written whole, then renamed: a watcher never reads a half-written file.
+    const std::string tmp = ready + ".tmp";
+    std::ofstream out(tmp);
     out << ObserveModeName((*observer)->mode()) << "\n";
-    if (!out) LogWarning("could not write --ready_file %s", ready);
+    out.close();
+    if (!out || rename(tmp.c_str(), ready.c_str()) != 0) LogWarning("could not write --ready-file %s", ready);
   }
   LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", pin_dir);
 
