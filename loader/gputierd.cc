@@ -74,9 +74,12 @@ int OnEvent(void* ctx, void* data, size_t size) {
   if (size < sizeof(gt_event)) return 0;
   const gt_event* e = static_cast<const gt_event*>(data);
   const EventContext* c = static_cast<const EventContext*>(ctx);
-  if (e->type != GT_EV_FIRST_GPU_ACCESS && e->type != GT_EV_FIRST_GPU_IOCTL) return 0;
-  // Decide now: the verdict must not wait for the next tick.
-  if (absl::Status s = c->verdicts->OnGpuAccess(e->cgroup_id); !s.ok()) LogDebug("%s", s.message());
+  if (e->type == GT_EV_FIRST_GPU_IOCTL) {
+    // GPU use: decide now, the verdict must not wait for the next tick. (An
+    // open alone is not use yet; the tick takes care of it.)
+    if (absl::Status s = c->verdicts->OnGpuAccess(e->cgroup_id); !s.ok()) LogDebug("%s", s.message());
+    return 0;
+  }
   if (e->type != GT_EV_FIRST_GPU_ACCESS) return 0;
   absl::StatusOr<std::string> path = c->resolver->PathOf(e->cgroup_id);
   LogInfo("first GPU access: cgroup %d (%s) pid %d (%s) device %u:%u kind %s", e->cgroup_id,
