@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -207,6 +208,20 @@ TEST_F(ClassifySuiteTest, ExplainShowsTheReasoningAndLabelsTrainAModel) {
   // Too few rows per class for the model to decide: the rule still does.
   EXPECT_EQ(e["model"]["used"], false);
   EXPECT_NE(e["model"].value("not_used_because", ""), "") << e.dump(2);
+}
+
+TEST_F(ClassifySuiteTest, CorruptModelFileFallsBackToTheRuleWithAReason) {
+  ASSERT_TRUE(agent_.Stop().ok());
+  std::ofstream(agent_.work_dir() + "/state/model.json") << "{\"format\": \"gputier-naive-bayes\", trunc";
+  ASSERT_TRUE(agent_.Start({RequestedMode(), Config(absl::Seconds(30))}).ok()) << agent_.LogTail();
+  const std::string log = agent_.LogTail();
+  EXPECT_NE(log.find("is corrupt"), std::string::npos) << log;
+  EXPECT_NE(log.find("the rule decides until the model is retrained"), std::string::npos) << log;
+  TestCgroup cg("after-corrupt");
+  ASSERT_EQ(Run(cg, kShapes[0]), 0);
+  nlohmann::json row = WaitForVerdict(cg.id(), "gpu", milliseconds(10000));
+  EXPECT_EQ(row.value("verdict", ""), "gpu");
+  EXPECT_EQ(row.value("source", ""), "rule");
 }
 
 TEST_F(ClassifySuiteTest, VerdictsSurviveAnAgentRestartWithoutFlapping) {
