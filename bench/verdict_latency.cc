@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gputier/abi.h"
+#include "loader/clock.h"
 #include "tests/integration/agent_harness.h"
 
 ABSL_FLAG(int, trials, 100, "workloads to time");
@@ -35,12 +36,6 @@ ABSL_FLAG(std::string, mode, "tracepoint", "gputierd --mode");
 
 namespace gputier {
 namespace {
-
-uint64_t MonoNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
 
 struct Shared {
   std::atomic<uint64_t> first_ioctl_ns;
@@ -84,20 +79,20 @@ int Main() {
         for (const std::string& f : files) close(open(f.c_str(), O_RDONLY));
         int fd = open(dev.c_str(), O_RDWR);
         if (fd < 0) return 1;
-        shared->first_ioctl_ns = MonoNs();
+        shared->first_ioctl_ns = MonotonicNs();
         for (int i = 0; i < 200000 && !shared->stop; ++i) ioctl(fd, 0x6400, 0);
         close(fd);
         return 0;
       }));
     }
     uint64_t seen = 0;
-    const uint64_t give_up = MonoNs() + 10ull * 1000000000ull;
-    while (MonoNs() < give_up) {
+    const uint64_t give_up = MonotonicNs() + 10ull * 1000000000ull;
+    while (MonotonicNs() < give_up) {
       gt_verdict v;
       uint64_t id = cg.id();
       if (shared->first_ioctl_ns != 0 && bpf_map_lookup_elem(verdicts, &id, &v) == 0 &&
           v.verdict == GT_VERDICT_GPU) {
-        seen = MonoNs();
+        seen = MonotonicNs();
         break;
       }
     }

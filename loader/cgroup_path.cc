@@ -10,6 +10,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 // The layouts recognised, by runtime (see tests/cgroup_path_test.cc):
 //
@@ -125,21 +126,44 @@ std::optional<PodCgroup> CgroupfsPodDir(
   return std::nullopt;
 }
 
+// A container cgroup named "<prefix><id><suffix>" by its runtime.
+struct ScopePattern {
+  absl::string_view prefix;
+  absl::string_view suffix;  // "" for cgroupfs-driver names
+  absl::string_view runtime;
+};
+
+// Systemd-driver scopes first, then their cgroupfs spellings.
+constexpr ScopePattern kPodScopes[] = {
+    {"cri-containerd-", ".scope", "containerd"},
+    {"crio-", ".scope", "cri-o"},
+    {"crio-", "", "cri-o"},
+    {"docker-", ".scope", "docker"},
+};
+constexpr ScopePattern kRuntimeScopes[] = {
+    {"docker-", ".scope", "docker"},
+    {"nerdctl-", ".scope", "containerd"},
+    {"cri-containerd-", ".scope", "containerd"},
+    {"crio-", ".scope", "cri-o"},
+    {"crio-", "", "cri-o"},
+    {"libpod-", ".scope", "podman"},
+    {"libpod-", "", "podman"},
+};
+
+std::optional<ContainerIdentity> MatchScope(absl::string_view component,
+                                            absl::Span<const ScopePattern> patterns) {
+  for (const ScopePattern& p : patterns) {
+    if (auto id = IdBetween(component, p.prefix, p.suffix)) {
+      return Identity(*std::move(id), std::string(p.runtime));
+    }
+  }
+  return std::nullopt;
+}
+
 // The container directly under a pod's cgroup. The pause ("sandbox")
 // container is a container here too; callers group by pod_uid.
 std::optional<ContainerIdentity> PodContainer(absl::string_view component) {
-  if (auto id = IdBetween(component, "cri-containerd-", ".scope")) {
-    return Identity(*std::move(id), "containerd");
-  }
-  if (auto id = IdBetween(component, "crio-", ".scope")) {
-    return Identity(*std::move(id), "cri-o");
-  }
-  if (auto id = IdBetween(component, "crio-", "")) {
-    return Identity(*std::move(id), "cri-o");
-  }
-  if (auto id = IdBetween(component, "docker-", ".scope")) {
-    return Identity(*std::move(id), "docker");
-  }
+  if (auto c = MatchScope(component, kPodScopes)) return c;
   if (IsRuntimeId(component)) {
     // cgroupfs driver: containerd and cri-dockerd both use the bare id.
     return Identity(std::string(component), "cri");
@@ -182,30 +206,10 @@ std::optional<ContainerIdentity> RuntimeContainer(
   const absl::string_view component = components[index];
   const absl::string_view parent = index > 0 ? components[index - 1] : "";
 
-  if (auto id = IdBetween(component, "docker-", ".scope")) {
-    return Identity(*std::move(id), "docker");
-  }
   if (parent == "docker" && IsRuntimeId(component)) {
     return Identity(std::string(component), "docker");
   }
-  if (auto id = IdBetween(component, "nerdctl-", ".scope")) {
-    return Identity(*std::move(id), "containerd");
-  }
-  if (auto id = IdBetween(component, "cri-containerd-", ".scope")) {
-    return Identity(*std::move(id), "containerd");
-  }
-  if (auto id = IdBetween(component, "crio-", ".scope")) {
-    return Identity(*std::move(id), "cri-o");
-  }
-  if (auto id = IdBetween(component, "crio-", "")) {
-    return Identity(*std::move(id), "cri-o");
-  }
-  if (auto id = IdBetween(component, "libpod-", ".scope")) {
-    return Identity(*std::move(id), "podman");
-  }
-  if (auto id = IdBetween(component, "libpod-", "")) {
-    return Identity(*std::move(id), "podman");
-  }
+  if (auto c = MatchScope(component, kRuntimeScopes)) return c;
   absl::string_view runc_scope = component;
   if (absl::ConsumePrefix(&runc_scope, "runc-") &&
       absl::ConsumeSuffix(&runc_scope, ".scope") && !runc_scope.empty()) {

@@ -38,19 +38,20 @@ bool Exists(const std::string& path) {
 
 namespace {
 
-// One entry at a time: two syscalls per cgroup (the fallback).
-absl::StatusOr<CgroupCounters> ReadCgroupCountersOneByOne(int stats_fd) {
-  CgroupCounters out;
+// Every entry of a map keyed by cgroup id, one at a time (two syscalls each).
+template <typename Value>
+absl::StatusOr<std::vector<std::pair<uint64_t, Value>>> ReadByCgroupId(int fd, const char* name) {
+  std::vector<std::pair<uint64_t, Value>> out;
   uint64_t key = 0, next = 0;
   const uint64_t* prev = nullptr;
-  while (bpf_map_get_next_key(stats_fd, prev, &next) == 0) {
-    gt_cgroup_stats value;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    Value value;
     // An entry deleted between get_next_key and lookup is simply skipped.
-    if (bpf_map_lookup_elem(stats_fd, &next, &value) == 0) out.emplace_back(next, value);
+    if (bpf_map_lookup_elem(fd, &next, &value) == 0) out.emplace_back(next, value);
     key = next;
     prev = &key;
   }
-  if (errno != ENOENT) return MapError(errno, "iterating gt_cg_stats");
+  if (errno != ENOENT) return MapError(errno, absl::StrCat("iterating ", name));
   return out;
 }
 
@@ -78,7 +79,7 @@ absl::StatusOr<CgroupCounters> ReadCgroupCounters(int stats_fd) {
     }
     if (saved == ENOENT) return out;
     if (first && (saved == EINVAL || saved == ENOTSUP || saved == EOPNOTSUPP || saved == 524 /* ENOTSUPP */)) {
-      return ReadCgroupCountersOneByOne(stats_fd);
+      return ReadByCgroupId<gt_cgroup_stats>(stats_fd, GT_MAP_CG_STATS);
     }
     if (saved == ENOSPC) return MapError(saved, "batch-reading gt_cg_stats (a bucket exceeds the batch)");
     return MapError(saved, "batch-reading gt_cg_stats");
@@ -104,17 +105,7 @@ absl::Status DeleteCgroupCounter(int stats_fd, uint64_t cgroup_id) {
 }
 
 absl::StatusOr<std::vector<std::pair<uint64_t, gt_verdict>>> ReadVerdicts(int verdicts_fd) {
-  std::vector<std::pair<uint64_t, gt_verdict>> out;
-  uint64_t key = 0, next = 0;
-  const uint64_t* prev = nullptr;
-  while (bpf_map_get_next_key(verdicts_fd, prev, &next) == 0) {
-    gt_verdict value;
-    if (bpf_map_lookup_elem(verdicts_fd, &next, &value) == 0) out.emplace_back(next, value);
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return MapError(errno, "iterating gt_verdicts");
-  return out;
+  return ReadByCgroupId<gt_verdict>(verdicts_fd, GT_MAP_VERDICTS);
 }
 
 absl::Status WriteVerdict(int verdicts_fd, uint64_t cgroup_id, const gt_verdict& verdict) {

@@ -23,6 +23,7 @@
 #include "bpf/observe_lsm.skel.h"
 #include "bpf/observe_tp.skel.h"
 #include "loader/cgroup_resolver.h"
+#include "loader/clock.h"
 #include "loader/log.h"
 #include "loader/maps.h"
 #include "loader/skeleton.h"
@@ -35,12 +36,6 @@ GT_SKELETON_OPS(observe_tp);
 namespace {
 
 constexpr const char* kSecurityFs = "/sys/kernel/security";
-
-uint64_t MonotonicNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
 
 bool VmlinuxHasFunc(const char* name) {
   struct btf* btf = btf__load_vmlinux_btf();

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "loader/clock.h"
 #include "loader/log.h"
 #include "loader/maps.h"
 #include "loader/model_store.h"
@@ -18,18 +19,6 @@
 
 namespace gputier {
 namespace {
-
-uint64_t MonoNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
-int64_t UnixNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
-}
 
 nlohmann::json Error(absl::string_view message) {
   return {{"ok", false}, {"error", std::string(message)}};
@@ -220,14 +209,14 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
 absl::Status VerdictService::Tick() {
   absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd_);
   if (!counters.ok()) return counters.status();
-  EngineUpdate update = engine_.Tick(*counters, MonoNs(), UnixNs());
+  EngineUpdate update = engine_.Tick(*counters, MonotonicNs(), UnixNs());
   return Apply(update);
 }
 
 absl::Status VerdictService::OnGpuAccess(uint64_t cgroup_id) {
   absl::StatusOr<gt_cgroup_stats> stats = ReadCgroupCounter(stats_fd_, cgroup_id);
   if (!stats.ok()) return stats.status();
-  EngineUpdate update = engine_.Update(cgroup_id, *stats, MonoNs(), UnixNs());
+  EngineUpdate update = engine_.Update(cgroup_id, *stats, MonotonicNs(), UnixNs());
   return Apply(update);
 }
 
@@ -257,7 +246,7 @@ absl::StatusOr<int> VerdictService::TrainNow() {
 
 absl::StatusOr<uint64_t> VerdictService::ResolveTarget(const std::string& target) {
   uint64_t id = 0;
-  if (absl::SimpleAtoi(target, &id) && engine_.Lookup(id, MonoNs()).has_value()) return id;
+  if (absl::SimpleAtoi(target, &id) && engine_.Lookup(id, MonotonicNs()).has_value()) return id;
   std::vector<uint64_t> matches;
   for (uint64_t cg : engine_.CgroupIds()) {
     const Identity& who = IdentityOf(cg);
@@ -278,7 +267,7 @@ absl::StatusOr<uint64_t> VerdictService::ResolveTarget(const std::string& target
 }
 
 nlohmann::json VerdictService::Status() {
-  const uint64_t now = MonoNs();
+  const uint64_t now = MonotonicNs();
   nlohmann::json rows = nlohmann::json::array();
   std::vector<uint64_t> ids = engine_.CgroupIds();
   std::sort(ids.begin(), ids.end());
@@ -305,7 +294,7 @@ nlohmann::json VerdictService::Status() {
 nlohmann::json VerdictService::Explain(const std::string& target) {
   absl::StatusOr<uint64_t> id = ResolveTarget(target);
   if (!id.ok()) return Error(id.status().message());
-  const uint64_t now = MonoNs();
+  const uint64_t now = MonotonicNs();
   std::optional<CgroupVerdict> v = engine_.Lookup(*id, now);
   std::optional<Decision> d = engine_.Explain(*id, now);
   if (!v || !d) return Error(absl::StrCat("cgroup ", *id, " has no state yet"));
@@ -379,7 +368,7 @@ nlohmann::json VerdictService::Label(const std::string& target, const std::strin
   }
   absl::StatusOr<uint64_t> id = ResolveTarget(target);
   if (!id.ok()) return Error(id.status().message());
-  std::optional<CgroupVerdict> v = engine_.Lookup(*id, MonoNs());
+  std::optional<CgroupVerdict> v = engine_.Lookup(*id, MonotonicNs());
   if (!v) return Error(absl::StrCat("cgroup ", *id, " has no features yet"));
   const Identity& who = IdentityOf(*id);
   ClassificationRow row;
