@@ -1,0 +1,89 @@
+// Where a tiered directory of a running container is, resolved safely.
+//
+// A container path ("/data") names a directory inside the container's root
+// filesystem. The container controls that filesystem, so it may replace
+// "/data" with a symlink to "/" or "../../.." or "/proc/1/root/etc" at any
+// moment, hoping the agent (root in the host namespace) will mount over, or
+// write to, a host directory instead. The rules, in one place:
+//
+//   - The path is checked as a string first (ParseContainerPath, pure): it
+//     must be absolute, free of "..", NUL and empty; "." and repeated
+//     slashes are normalised away; "/" itself can never be tiered.
+//   - It is then opened relative to the container's root (an O_PATH fd of
+//     /proc/<pid>/root) with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
+//     RESOLVE_NO_MAGICLINKS) and O_PATH | O_DIRECTORY | O_NOFOLLOW: no
+//     component may be a symlink (not even one that would stay inside the
+//     root), and the last one must be a directory. Anything else is refused
+//     with a Status naming the container path.
+//   - Mount points inside the container are crossed (no RESOLVE_NO_XDEV): a
+//     volume mounted at /data is a legitimate target.
+//
+// Everything after resolution works on the returned fd, never on the path
+// string again.
+#ifndef GPUTIER_LOADER_TIER_PATH_H_
+#define GPUTIER_LOADER_TIER_PATH_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace gputier {
+
+// An owned file descriptor, closed on destruction. Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { Reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release();
+  void Reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A Status for a failed syscall: the code from `err`, the message
+// "<context>: <strerror(err)>".
+absl::Status TierErrnoError(int err, absl::string_view context);
+
+// A container path after validation: absolute, normalised ("/a/b"), never "/".
+struct ContainerPath {
+  std::string path;
+};
+
+// Validates and normalises `path` (pure; no syscalls). Refuses relative
+// paths, "..", NUL bytes, "/" itself and paths longer than PATH_MAX.
+absl::StatusOr<ContainerPath> ParseContainerPath(absl::string_view path);
+
+// The directory name a container path gets under a tier root: the path
+// without its leading "/", with "%" written "%25" and "/" written "%2F", so
+// that different paths never share a directory ("/a/b" -> "a%2Fb").
+std::string EscapeContainerPath(const ContainerPath& path);
+
+// Refuses a container id that cannot be a single directory name (empty, ".",
+// "..", longer than 128 bytes, or with bytes outside [A-Za-z0-9_.-]).
+absl::Status ValidateContainerId(absl::string_view id);
+
+// Opens /proc/<pid>/root as an O_PATH directory fd: the root of that
+// process's filesystem view, in its own mount namespace.
+absl::StatusOr<UniqueFd> OpenContainerRoot(pid_t pid);
+
+// Opens `path` inside the root `root_fd` by the rules above and returns an
+// O_PATH fd of the directory.
+absl::StatusOr<UniqueFd> OpenContainerDirectory(int root_fd,
+                                                const ContainerPath& path);
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_TIER_PATH_H_

@@ -1,0 +1,179 @@
+#include "tests/integration/runc_container.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace gputier::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kBusybox = "/bin/busybox";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs argv with stdout+stderr written to `log` (a file, never a pipe: a
+// detached container inherits runc's stdio and would hold a pipe open).
+absl::StatusOr<int> Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t child = fork();
+  if (child < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (child == 0) {
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (in < 0 || out < 0) _exit(126);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) return absl::InternalError("waitpid");
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+std::string RootfsPath(const std::string& rootfs, const std::string& container_path) {
+  return rootfs + "/" + std::string(absl::StripPrefix(container_path, "/"));
+}
+
+}  // namespace
+
+TempDir::TempDir(const std::string& prefix) {
+  std::string tmpl = absl::StrCat("/tmp/", prefix, "-XXXXXX");
+  if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(path_, ec);  // removes symlinks, never follows them
+}
+
+absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv) {
+  TempDir dir("gputier-cmd");
+  if (dir.path().empty()) return absl::InternalError("mkdtemp failed");
+  std::string log = dir.path() + "/out";
+  absl::StatusOr<int> rc = Spawn(argv, log);
+  if (!rc.ok()) return rc.status();
+  return CommandResult{*rc, ReadFile(log)};
+}
+
+absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Options& options) {
+  static std::atomic<int> counter{0};
+  std::unique_ptr<RuncContainer> c(new RuncContainer());
+  c->dir_ = std::make_unique<TempDir>("gputier-runc");
+  const std::string& dir = c->dir_->path();
+  if (dir.empty()) return absl::InternalError("mkdtemp for the container failed");
+  c->id_ = absl::StrCat("gputier-test-", getpid(), "-", counter++);
+  c->state_root_ = dir + "/runc-state";
+  std::string bundle = dir + "/bundle";
+  c->rootfs_ = bundle + "/rootfs";
+
+  std::error_code ec;
+  for (const char* sub : {"bin", "proc", "dev", "sys", "tmp", "etc", "root"}) {
+    fs::create_directories(c->rootfs_ + "/" + sub, ec);
+    if (ec) return absl::InternalError(absl::StrCat("mkdir rootfs/", sub, ": ", ec.message()));
+  }
+  for (const std::string& d : options.directories) {
+    fs::create_directories(RootfsPath(c->rootfs_, d), ec);
+    if (ec) return absl::InternalError(absl::StrCat("mkdir rootfs", d, ": ", ec.message()));
+  }
+  fs::create_directories(c->state_root_, ec);
+  fs::copy_file(kBusybox, c->rootfs_ + "/bin/busybox", ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "copying ", kBusybox, ": ", ec.message(), "; install busybox-static"));
+  }
+  absl::StatusOr<CommandResult> list = RunCommand({kBusybox, "--list"});
+  if (!list.ok()) return list.status();
+  for (absl::string_view applet : absl::StrSplit(list->output, '\n', absl::SkipWhitespace())) {
+    applet = absl::StripAsciiWhitespace(applet);
+    if (applet == "busybox") continue;
+    fs::create_symlink("busybox", c->rootfs_ + "/bin/" + std::string(applet), ec);
+  }
+
+  absl::StatusOr<CommandResult> spec = RunCommand({"runc", "spec", "--bundle", bundle});
+  if (!spec.ok()) return spec.status();
+  if (spec->exit_code != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "runc spec failed (is runc installed?): ", spec->output));
+  }
+  nlohmann::json config = nlohmann::json::parse(ReadFile(bundle + "/config.json"));
+  config["process"]["terminal"] = false;
+  config["process"]["args"] = {"sh", "-c", options.script};
+  config["root"]["readonly"] = false;
+  config["hostname"] = c->id_;
+  std::ofstream(bundle + "/config.json") << config.dump(2);
+
+  std::string pid_file = dir + "/init.pid";
+  absl::StatusOr<int> run = Spawn({"runc", "--root", c->state_root_, "run", "-d", "--bundle",
+                                   bundle, "--pid-file", pid_file, c->id_},
+                                  dir + "/console.log");
+  if (!run.ok()) return run.status();
+  c->started_ = true;  // from here on the destructor cleans up runc state
+  if (*run != 0) {
+    return absl::InternalError(absl::StrCat("runc run exited ", *run, ": ",
+                                            ReadFile(dir + "/console.log")));
+  }
+  int pid = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pid_file)), &pid) || pid <= 0) {
+    return absl::InternalError(absl::StrCat("no pid in ", pid_file));
+  }
+  c->pid_ = pid;
+  for (absl::string_view line :
+       absl::StrSplit(ReadFile(absl::StrCat("/proc/", pid, "/cgroup")), '\n')) {
+    if (absl::ConsumePrefix(&line, "0::")) c->cgroup_ = std::string(line);
+  }
+  return c;
+}
+
+RuncContainer::~RuncContainer() {
+  if (started_) {
+    (void)RunCommand({"runc", "--root", state_root_, "kill", id_, "KILL"});
+    // delete -f also kills; retry briefly while init is still exiting.
+    for (int i = 0; i < 50; ++i) {
+      absl::StatusOr<CommandResult> del =
+          RunCommand({"runc", "--root", state_root_, "delete", "-f", id_});
+      if (del.ok() && del->exit_code == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+absl::StatusOr<CommandResult> RuncContainer::Exec(const std::string& script) const {
+  return RunCommand({"runc", "--root", state_root_, "exec", id_, "sh", "-c", script});
+}
+
+}  // namespace gputier::testing

@@ -1,0 +1,238 @@
+// Live tiering of a running runc container's directory: the overlay built
+// with the new mount API and moved into the container's mount namespace.
+// Needs root, runc and busybox-static.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "loader/tier_mount.h"
+#include "loader/tier_path.h"
+#include "tests/integration/runc_container.h"
+
+namespace gputier {
+namespace {
+
+using ::gputier::testing::CommandResult;
+using ::gputier::testing::RuncContainer;
+using ::gputier::testing::TempDir;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+std::string NsLink(const std::string& path) {
+  char buf[128] = {};
+  ssize_t n = readlink(path.c_str(), buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, n) : "";
+}
+
+class TierMountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (runc, setns, mounts)";
+    if (!Exists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static";
+    fast_ = std::make_unique<TempDir>("gputier-fast");
+    ASSERT_FALSE(fast_->path().empty());
+  }
+
+  void StartContainer(const std::string& script = "exec sleep 100000") {
+    RuncContainer::Options options;
+    options.script = script;
+    absl::StatusOr<std::unique_ptr<RuncContainer>> c = RuncContainer::Start(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    container_ = *std::move(c);
+  }
+
+  // Runs `script` in the container; fails the test unless it exits 0.
+  std::string MustExec(const std::string& script) {
+    absl::StatusOr<CommandResult> r = container_->Exec(script);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return "";
+    EXPECT_EQ(r->exit_code, 0) << script << ": " << r->output;
+    return r->output;
+  }
+
+  TierMountRequest Request(const std::string& path = "/data") {
+    TierMountRequest request;
+    request.pid = container_->pid();
+    request.container_id = container_->id();
+    request.path = *ParseContainerPath(path);
+    request.tier_root = fast_->path();
+    return request;
+  }
+
+  std::string ContainerMountinfo() {
+    return ReadFile(absl::StrCat("/proc/", container_->pid(), "/mountinfo"));
+  }
+
+  // Tear the container down before the tier directory (declaration order
+  // would do it the other way round).
+  void TearDown() override { container_.reset(); }
+
+  std::unique_ptr<TempDir> fast_;
+  std::unique_ptr<RuncContainer> container_;
+};
+
+TEST_F(TierMountTest, PromotedPathKeepsExistingFilesAndPutsNewWritesOnTheTier) {
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  MustExec("echo old > /data/old.txt && mkdir /data/sub && echo deep > /data/sub/f");
+  std::string agent_ns = NsLink("/proc/self/ns/mnt");
+
+  absl::StatusOr<TierMount> mount = MountTier(Request());
+  ASSERT_TRUE(mount.ok()) << mount.status();
+  EXPECT_NE(mount->mount_id, 0u);
+  EXPECT_EQ(mount->layout.upper,
+            absl::StrCat(fast_->path(), "/", container_->id(), "/data/upper"));
+
+  // Inside: same path, old files readable, the path is now an overlay.
+  EXPECT_EQ(MustExec("cat /data/old.txt"), "old\n");
+  EXPECT_EQ(MustExec("cat /data/sub/f"), "deep\n");
+  EXPECT_EQ(MustExec("cd /data && pwd"), "/data\n");
+  EXPECT_TRUE(absl::StrContains(MustExec("grep ' /data ' /proc/mounts"), "overlay"));
+
+  // New writes land in the tier's upper dir on the host, not in the rootfs.
+  MustExec("echo new > /data/new.txt && echo more >> /data/old.txt");
+  EXPECT_EQ(ReadFile(mount->layout.upper + "/new.txt"), "new\n");
+  EXPECT_EQ(ReadFile(mount->layout.upper + "/old.txt"), "old\nmore\n");  // copied up
+  EXPECT_FALSE(Exists(container_->rootfs() + "/data/new.txt"));
+  EXPECT_EQ(ReadFile(container_->rootfs() + "/data/old.txt"), "old\n");
+
+  // The upper dir took the owner and mode of the directory it covers.
+  struct stat original, upper;
+  ASSERT_EQ(stat((container_->rootfs() + "/data").c_str(), &original), 0);
+  ASSERT_EQ(stat(mount->layout.upper.c_str(), &upper), 0);
+  EXPECT_EQ(original.st_mode, upper.st_mode);
+  EXPECT_EQ(original.st_uid, upper.st_uid);
+
+  // The agent's own mount namespace never changed.
+  EXPECT_EQ(NsLink("/proc/self/ns/mnt"), agent_ns);
+  // The host namespace has no overlay on the tier or the rootfs.
+  std::string host_mounts = ReadFile("/proc/self/mountinfo");
+  EXPECT_FALSE(absl::StrContains(host_mounts, fast_->path()));
+  EXPECT_FALSE(absl::StrContains(host_mounts, container_->rootfs()));
+
+  // Tiering the same path twice is refused.
+  absl::StatusOr<TierMount> again = MountTier(Request());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
+}
+
+TEST_F(TierMountTest, OpenFilesKeepWorkingAcrossPromotion) {
+  // init holds fd 3 on /data/held and writes a line each time /tmp/go appears.
+  ASSERT_NO_FATAL_FAILURE(StartContainer(
+      "exec 3>>/data/held; echo before >&3; "
+      "while :; do if [ -e /tmp/go ]; then echo after >&3; rm /tmp/go; fi; sleep 0.05; done"));
+  std::string held = container_->rootfs() + "/data/held";
+  for (int i = 0; i < 100 && ReadFile(held).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(ReadFile(held), "before\n");
+
+  absl::StatusOr<TierMount> mount = MountTier(Request());
+  ASSERT_TRUE(mount.ok()) << mount.status();
+
+  MustExec("touch /tmp/go");
+  std::string seen;
+  for (int i = 0; i < 100; ++i) {
+    seen = MustExec("cat /data/held");
+    if (seen == "before\nafter\n") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The fd opened before promotion still writes, into the original file
+  // (now the lower layer), which the overlay shows while it is not copied up.
+  EXPECT_EQ(seen, "before\nafter\n");
+  EXPECT_EQ(ReadFile(held), "before\nafter\n");
+  EXPECT_FALSE(Exists(mount->layout.upper + "/held"));
+}
+
+TEST_F(TierMountTest, UnmountRestoresTheOriginalView) {
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  MustExec("echo old > /data/old.txt");
+  absl::StatusOr<TierMount> mount = MountTier(Request());
+  ASSERT_TRUE(mount.ok()) << mount.status();
+  MustExec("echo new > /data/new.txt");
+  ASSERT_EQ(MustExec("ls /data"), "new.txt\nold.txt\n");
+
+  // A different expected mount id is refused and changes nothing.
+  absl::Status wrong = UnmountTier(container_->pid(), {"/data"}, mount->mount_id + 1000);
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kFailedPrecondition) << wrong;
+  EXPECT_EQ(MustExec("ls /data"), "new.txt\nold.txt\n");
+
+  absl::Status unmounted = UnmountTier(container_->pid(), {"/data"}, mount->mount_id);
+  ASSERT_TRUE(unmounted.ok()) << unmounted;
+
+  EXPECT_EQ(MustExec("ls /data"), "old.txt\n");
+  EXPECT_FALSE(absl::StrContains(MustExec("cat /proc/mounts"), " /data "));
+  // What was written while tiered stays on the tier (no write-back yet).
+  EXPECT_EQ(ReadFile(mount->layout.upper + "/new.txt"), "new\n");
+
+  // Nothing left to unmount: refused.
+  absl::Status again = UnmountTier(container_->pid(), {"/data"}, 0);
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+}
+
+struct HostileCase {
+  const char* description;
+  const char* setup;          // run inside the container before tiering
+  const char* tiered_path;    // what the agent is asked to tier
+  const char* message_part;   // the refusal names why
+};
+
+// The container controls its rootfs: whatever it turns the tiered path into,
+// the agent must refuse without mounting anything anywhere.
+TEST_F(TierMountTest, HostileTargetsAreRefusedAndHostPathsStayUntouched) {
+  const HostileCase cases[] = {
+      {"symlink to /", "rm -rf /data && ln -s / /data", "/data", "symlink"},
+      {"symlink to ../../..", "rm -rf /data && ln -s ../../.. /data", "/data", "symlink"},
+      {"symlink to /proc/1/root/etc", "rm -rf /data && ln -s /proc/1/root/etc /data",
+       "/data", "symlink"},
+      {"symlink in a middle component", "rm -rf /deep && ln -s / /deep", "/deep/etc",
+       "symlink"},
+      {"regular file", "rm -rf /data && echo x > /data", "/data", "not a directory"},
+      {"vanished", "rm -rf /data", "/data", "does not exist"},
+  };
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  for (const HostileCase& c : cases) {
+    SCOPED_TRACE(c.description);
+    MustExec(absl::StrCat("rm -rf /data /deep; mkdir /data; ", c.setup));
+    std::string host_before = ReadFile("/proc/self/mountinfo");
+    std::string container_before = ContainerMountinfo();
+
+    absl::StatusOr<TierMount> mount = MountTier(Request(c.tiered_path));
+    ASSERT_FALSE(mount.ok());
+    EXPECT_TRUE(absl::StrContains(mount.status().message(),
+                                  absl::StrCat("'", c.tiered_path, "'")))
+        << mount.status();
+    EXPECT_TRUE(absl::StrContains(mount.status().message(), c.message_part))
+        << mount.status();
+
+    EXPECT_EQ(ReadFile("/proc/self/mountinfo"), host_before);
+    EXPECT_EQ(ContainerMountinfo(), container_before);
+    EXPECT_FALSE(Exists(absl::StrCat(fast_->path(), "/", container_->id())))
+        << "a tier directory was created for a refused path";
+    absl::Status unmount = UnmountTier(container_->pid(), *ParseContainerPath(c.tiered_path), 0);
+    EXPECT_FALSE(unmount.ok());
+  }
+  // The host's /etc and / were never mounted over (checked above) and still
+  // hold what they held.
+  EXPECT_TRUE(Exists("/etc/passwd"));
+}
+
+}  // namespace
+}  // namespace gputier
