@@ -172,6 +172,14 @@ double MedianOf(const std::vector<LoopTime>& v, F f) {
   return Median(x);
 }
 
+// Removes the agent's pins and the benchmark's scratch directory.
+void CleanUp(const std::string& pin_dir, const std::string& dir) {
+  std::string unpin = absl::StrCat(GPUTIER_BIN_DIR "/gputierctl unpin --pin-dir ", pin_dir, " >/dev/null 2>&1");
+  (void)system(unpin.c_str());
+  rmdir(pin_dir.c_str());
+  (void)system(absl::StrCat("rm -rf ", dir).c_str());
+}
+
 double Wall(const LoopTime& t) { return t.wall_ns; }
 double Cpu(const LoopTime& t) { return t.cpu_ns; }
 
@@ -231,6 +239,8 @@ int main(int argc, char** argv) {
     if (stat(ready.c_str(), &st) != 0) {
       fprintf(stderr, "gputierd did not become ready; run it by hand to see why\n");
       kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      CleanUp(pin_dir, dir);
       return 1;
     }
     with.push_back(TimeLoop(file, iterations, &with_chunks));
@@ -277,10 +287,7 @@ int main(int argc, char** argv) {
     ratios.push_back(with.back().wall_ns / ((a.wall_ns + b.wall_ns) / 2));
     cpu_ratios.push_back(with.back().cpu_ns / ((a.cpu_ns + b.cpu_ns) / 2));
   }
-  std::string unpin = absl::StrCat(GPUTIER_BIN_DIR "/gputierctl unpin --pin-dir ", pin_dir, " >/dev/null");
-  (void)system(unpin.c_str());
-  rmdir(pin_dir.c_str());
-  (void)system(absl::StrCat("rm -rf ", dir).c_str());
+  CleanUp(pin_dir, dir);
 
   const double base = MedianOf(without, Wall), agent = MedianOf(with, Wall);
   const double stats_ns = MedianOf(with_stats, Wall);
@@ -302,18 +309,21 @@ int main(int argc, char** argv) {
   printf("  ratio:            %8.3f (median of per-round ratios, range %.3f..%.3f)\n", ratio, sorted.front(),
          sorted.back());
   printf("                    %8.3f (the same on thread CPU time)\n", cpu_ratio);
-  printf("                    %8.3f (10th percentile of %d-pair chunks, with over without)\n", p10_ratio, kChunk);
+  printf("                    %8.3f (10th percentile of %d-pair chunks, with over without)\n", p10_ratio,
+         kChunk);
   if (stats_ok) {
     printf("  with BPF stats:   %8.1f ns per open+close (median wall; not used for the ratio)\n", stats_ns);
-    printf("  program time:     %8.1f ns per program run, %.1f ns per open (runs include the close exit)\n",
+    printf("  program time:     %8.1f ns per program run, %.1f ns per open "
+           "(tracepoint mode: runs include the close exit)\n",
            run_ns, open_ns);
     if (!floor_per_run.empty()) {
-      printf("  accounting floor: %8.1f ns per run of an empty sys_exit program; programs net of it: %.1f ns per open\n",
+      printf("  accounting floor: %8.1f ns per run of an empty sys_exit program; "
+             "programs net of it: %.1f ns per open\n",
              floor_ns, net_ns);
     }
   }
-  printf("RESULT ratio=%.3f cpu_ratio=%.3f p10_ratio=%.3f base_ns=%.1f agent_ns=%.1f stats_ns=%.1f prog_ns_per_run=%.1f "
-         "prog_ns_per_open=%.1f floor_ns_per_run=%.1f net_prog_ns_per_open=%.1f\n",
+  printf("RESULT ratio=%.3f cpu_ratio=%.3f p10_ratio=%.3f base_ns=%.1f agent_ns=%.1f stats_ns=%.1f "
+         "prog_ns_per_run=%.1f prog_ns_per_open=%.1f floor_ns_per_run=%.1f net_prog_ns_per_open=%.1f\n",
          ratio, cpu_ratio, p10_ratio, base, agent, stats_ns, run_ns, open_ns, floor_ns, net_ns);
   return 0;
 }

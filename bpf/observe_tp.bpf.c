@@ -23,8 +23,9 @@
  * The sys_exit program comes in two builds; the loader loads exactly one:
  *   gt_tp_sys_exit         Linux 6.2+ (needs the bpf_rdonly_cast kfunc): the
  *                          fd table, the struct file and the name are read
- *                          with plain typed loads. No helper call on the path
- *                          of an open but the two map lookups.
+ *                          with plain typed loads; the helper calls left on
+ *                          the path of an open are bpf_get_current_task_btf
+ *                          and the two map lookups (bpf_jiffies64 is inlined).
  *   gt_tp_sys_exit_compat  every supported kernel (5.10+): the same logic
  *                          with a bpf_probe_read_kernel per field.
  */
