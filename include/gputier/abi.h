@@ -100,7 +100,9 @@ struct gt_cgroup_stats {
 	__u64 gpu_ioctls;  /* ioctls on a selected GPU device */
 	__u64 bytes_written; /* bytes written to regular files */
 	__u64 writes;        /* write calls to regular files */
-	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	/* CLOCK_MONOTONIC ns at tick resolution: up to one tick (1-10 ms) early,
+	 * never late (the programs read the clock once per tick). */
+	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 	__u64 gpu_first_ns; /* first GPU device access, 0 if none */
 	__u32 flags;        /* enum gt_cgroup_flags */
