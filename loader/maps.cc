@@ -14,11 +14,6 @@
 
 namespace gputier {
 
-void Fd::Reset() {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
-}
-
 namespace {
 
 absl::Status MapError(int err, absl::string_view what) {

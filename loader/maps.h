@@ -16,32 +16,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gputier/abi.h"
+#include "loader/fd.h"
 
 namespace gputier {
-
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset();
-
- private:
-  int fd_ = -1;
-};
 
 using CgroupCounters = std::vector<std::pair<uint64_t, gt_cgroup_stats>>;
 using ClassNames = std::array<std::string, GT_CLASS_MAX>;

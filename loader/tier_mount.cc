@@ -32,7 +32,7 @@ absl::StatusOr<MountFacts> FactsOf(int fd, absl::string_view what) {
   std::memset(&stx, 0, sizeof(stx));
   if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, &stx) !=
       0) {
-    return TierErrnoError(errno, absl::StrCat("statx of ", what));
+    return absl::ErrnoToStatus(errno, absl::StrCat("statx of ", what));
   }
   MountFacts facts;
   if (stx.stx_mask & STATX_MNT_ID) facts.mount_id = stx.stx_mnt_id;
@@ -40,7 +40,7 @@ absl::StatusOr<MountFacts> FactsOf(int fd, absl::string_view what) {
                      (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
   struct statfs sfs;
   if (fstatfs(fd, &sfs) != 0) {
-    return TierErrnoError(errno, absl::StrCat("statfs of ", what));
+    return absl::ErrnoToStatus(errno, absl::StrCat("statfs of ", what));
   }
   facts.overlay = sfs.f_type == kOverlayfsMagic;
   return facts;
@@ -52,15 +52,15 @@ absl::StatusOr<MountFacts> FactsOf(int fd, absl::string_view what) {
 // after fork in a possibly multithreaded process: raw syscalls only.
 absl::Status RunInMountNamespace(int mntns_fd,
                                  const std::function<int(int* out_fd)>& body,
-                                 UniqueFd* received, absl::string_view what) {
+                                 Fd* received, absl::string_view what) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-    return TierErrnoError(errno, absl::StrCat(what, ": socketpair"));
+    return absl::ErrnoToStatus(errno, absl::StrCat(what, ": socketpair"));
   }
-  UniqueFd parent_end(sv[0]);
-  UniqueFd child_end(sv[1]);
+  Fd parent_end(sv[0]);
+  Fd child_end(sv[1]);
   pid_t child = fork();
-  if (child < 0) return TierErrnoError(errno, absl::StrCat(what, ": fork"));
+  if (child < 0) return absl::ErrnoToStatus(errno, absl::StrCat(what, ": fork"));
   if (child == 0) {
     int err = 0;
     int out_fd = -1;
@@ -106,7 +106,7 @@ absl::Status RunInMountNamespace(int mntns_fd,
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
-  UniqueFd fd;
+  Fd fd;
   if (n == static_cast<ssize_t>(sizeof(err))) {
     for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr;
          cmsg = CMSG_NXTHDR(&msg, cmsg)) {
@@ -117,14 +117,14 @@ absl::Status RunInMountNamespace(int mntns_fd,
       }
     }
   } else {
-    return TierErrnoError(n < 0 ? recv_errno : EPROTO,
+    return absl::ErrnoToStatus(n < 0 ? recv_errno : EPROTO,
                           absl::StrCat(what, ": no answer from the child in "
                                              "the container's namespace"));
   }
-  if (err != 0) return TierErrnoError(err, what);
+  if (err != 0) return absl::ErrnoToStatus(err, what);
   if (received != nullptr) {
     if (!fd.valid()) {
-      return TierErrnoError(EPROTO, absl::StrCat(what, ": no fd came back"));
+      return absl::ErrnoToStatus(EPROTO, absl::StrCat(what, ": no fd came back"));
     }
     *received = std::move(fd);
   }
@@ -135,7 +135,7 @@ absl::Status MakeDirectory(const std::string& path, mode_t mode) {
   if (mkdir(path.c_str(), mode) == 0 || errno == EEXIST) {
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) {
-      return TierErrnoError(errno, absl::StrCat("stat of tier directory ", path));
+      return absl::ErrnoToStatus(errno, absl::StrCat("stat of tier directory ", path));
     }
     if (!S_ISDIR(st.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -143,7 +143,7 @@ absl::Status MakeDirectory(const std::string& path, mode_t mode) {
     }
     return absl::OkStatus();
   }
-  return TierErrnoError(errno, absl::StrCat("creating tier directory ", path));
+  return absl::ErrnoToStatus(errno, absl::StrCat("creating tier directory ", path));
 }
 
 // The overlay's error log: fsconfig() failures explain themselves there.
@@ -162,7 +162,7 @@ std::string DrainFsLog(int fs_fd) {
 absl::Status FsConfigString(int fs_fd, const char* key, const std::string& value) {
   if (fsconfig(fs_fd, FSCONFIG_SET_STRING, key, value.c_str(), 0) != 0) {
     int err = errno;
-    return TierErrnoError(
+    return absl::ErrnoToStatus(
         err, absl::StrCat("overlay option ", key, "=", value, " refused (",
                           DrainFsLog(fs_fd), ")"));
   }
@@ -197,9 +197,9 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   const std::string& cpath = request.path.path;
 
   // 1. Resolve the container path from the host, safely.
-  absl::StatusOr<UniqueFd> root = OpenContainerRoot(request.pid);
+  absl::StatusOr<Fd> root = OpenContainerRoot(request.pid);
   if (!root.ok()) return root.status();
-  absl::StatusOr<UniqueFd> target = OpenContainerDirectory(root->get(), request.path);
+  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), request.path);
   if (!target.ok()) return target.status();
   absl::StatusOr<MountFacts> facts = FactsOf(target->get(), cpath);
   if (!facts.ok()) return facts.status();
@@ -211,11 +211,11 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   }
   struct stat target_st;
   if (fstat(target->get(), &target_st) != 0) {
-    return TierErrnoError(errno, absl::StrCat("stat of container path '", cpath, "'"));
+    return absl::ErrnoToStatus(errno, absl::StrCat("stat of container path '", cpath, "'"));
   }
   std::string ns_path = absl::StrCat("/proc/", request.pid, "/ns/mnt");
-  UniqueFd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mntns.valid()) return TierErrnoError(errno, absl::StrCat("opening ", ns_path));
+  Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
 
   // The tier directories. `upper` becomes the overlay's root directory, so
   // it takes the owner and mode of the directory it replaces.
@@ -230,13 +230,13 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   }
   if (chown(layout->upper.c_str(), target_st.st_uid, target_st.st_gid) != 0 ||
       chmod(layout->upper.c_str(), target_st.st_mode & 07777) != 0) {
-    return TierErrnoError(errno, absl::StrCat("copying owner and mode of '", cpath,
+    return absl::ErrnoToStatus(errno, absl::StrCat("copying owner and mode of '", cpath,
                                               "' to ", layout->upper));
   }
 
   // 2. The current content of the path, as a detached mount.
   int target_fd = target->get();
-  UniqueFd lower;
+  Fd lower;
   absl::Status cloned = RunInMountNamespace(
       mntns.get(),
       [target_fd](int* out_fd) {
@@ -250,9 +250,9 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   if (!cloned.ok()) return cloned;
 
   // 3. The overlay, built in the agent's namespace.
-  UniqueFd fs(fsopen("overlay", FSOPEN_CLOEXEC));
+  Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (!fs.valid()) {
-    return TierErrnoError(errno, "fsopen(\"overlay\") (is overlayfs available?)");
+    return absl::ErrnoToStatus(errno, "fsopen(\"overlay\") (is overlayfs available?)");
   }
   if (absl::Status s = FsConfigString(fs.get(), "lowerdir",
                                       absl::StrCat("/proc/self/fd/", lower.get()));
@@ -263,12 +263,12 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   if (absl::Status s = FsConfigString(fs.get(), "workdir", layout->work); !s.ok()) return s;
   if (fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
     int err = errno;
-    return TierErrnoError(err, absl::StrCat("creating the overlay for '", cpath, "' (",
+    return absl::ErrnoToStatus(err, absl::StrCat("creating the overlay for '", cpath, "' (",
                                             DrainFsLog(fs.get()), ")"));
   }
-  UniqueFd overlay(fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
+  Fd overlay(fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
   if (!overlay.valid()) {
-    return TierErrnoError(errno, absl::StrCat("fsmount of the overlay for '", cpath, "'"));
+    return absl::ErrnoToStatus(errno, absl::StrCat("fsmount of the overlay for '", cpath, "'"));
   }
   absl::StatusOr<MountFacts> overlay_facts = FactsOf(overlay.get(), "the new overlay");
   if (!overlay_facts.ok()) return overlay_facts.status();
@@ -291,9 +291,9 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
 
 absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
                          uint64_t expected_mount_id) {
-  absl::StatusOr<UniqueFd> root = OpenContainerRoot(pid);
+  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
   if (!root.ok()) return root.status();
-  absl::StatusOr<UniqueFd> target = OpenContainerDirectory(root->get(), path);
+  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
   if (!target.ok()) return target.status();
   absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
   if (!facts.ok()) return facts.status();
@@ -307,8 +307,8 @@ absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
         ", not the tier mount ", expected_mount_id, "; left untouched"));
   }
   std::string ns_path = absl::StrCat("/proc/", pid, "/ns/mnt");
-  UniqueFd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mntns.valid()) return TierErrnoError(errno, absl::StrCat("opening ", ns_path));
+  Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
   int target_fd = target->get();
   return RunInMountNamespace(
       mntns.get(),

@@ -17,27 +17,6 @@
 
 namespace gputier {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) Reset(other.Release());
-  return *this;
-}
-
-int UniqueFd::Release() {
-  int fd = fd_;
-  fd_ = -1;
-  return fd;
-}
-
-void UniqueFd::Reset(int fd) {
-  if (fd_ >= 0) close(fd_);
-  fd_ = fd;
-}
-
-absl::Status TierErrnoError(int err, absl::string_view context) {
-  return absl::Status(absl::ErrnoToStatusCode(err),
-                      absl::StrCat(context, ": ", std::strerror(err)));
-}
-
 absl::StatusOr<ContainerPath> ParseContainerPath(absl::string_view path) {
   if (path.empty() || path[0] != '/') {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -98,15 +77,15 @@ absl::Status ValidateContainerId(absl::string_view id) {
       "not '.' or '..'"));
 }
 
-absl::StatusOr<UniqueFd> OpenContainerRoot(pid_t pid) {
+absl::StatusOr<Fd> OpenContainerRoot(pid_t pid) {
   std::string proc_root = absl::StrCat("/proc/", pid, "/root");
   int fd = open(proc_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
-    return TierErrnoError(
+    return absl::ErrnoToStatus(
         errno, absl::StrCat("opening ", proc_root,
                             " (is process ", pid, " still running?)"));
   }
-  return UniqueFd(fd);
+  return Fd(fd);
 }
 
 // O_NOFOLLOW | O_DIRECTORY reports a symlink as the last component with
@@ -125,7 +104,7 @@ std::string DescribeNotDirectory(int root_fd, const std::string& relative,
   return "a component of it is not a directory";
 }
 
-absl::StatusOr<UniqueFd> OpenContainerDirectory(int root_fd,
+absl::StatusOr<Fd> OpenContainerDirectory(int root_fd,
                                                 const ContainerPath& path) {
   struct open_how how;
   std::memset(&how, 0, sizeof(how));
@@ -158,13 +137,13 @@ absl::StatusOr<UniqueFd> OpenContainerDirectory(int root_fd,
       default:
         why = std::strerror(err);
     }
-    return TierErrnoError(
+    return absl::ErrnoToStatus(
         err, absl::StrCat("container path '", path.path, "' refused: ", why));
   }
-  UniqueFd dir(static_cast<int>(fd));
+  Fd dir(static_cast<int>(fd));
   struct stat st;
   if (fstat(dir.get(), &st) != 0) {
-    return TierErrnoError(
+    return absl::ErrnoToStatus(
         errno, absl::StrCat("stat of container path '", path.path, "'"));
   }
   if (!S_ISDIR(st.st_mode)) {

@@ -30,32 +30,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "loader/fd.h"
 
 namespace gputier {
-
-// An owned file descriptor, closed on destruction. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int Release();
-  void Reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
-
-// A Status for a failed syscall: the code from `err`, the message
-// "<context>: <strerror(err)>".
-absl::Status TierErrnoError(int err, absl::string_view context);
 
 // A container path after validation: absolute, normalised ("/a/b"), never "/".
 struct ContainerPath {
@@ -77,11 +54,11 @@ absl::Status ValidateContainerId(absl::string_view id);
 
 // Opens /proc/<pid>/root as an O_PATH directory fd: the root of that
 // process's filesystem view, in its own mount namespace.
-absl::StatusOr<UniqueFd> OpenContainerRoot(pid_t pid);
+absl::StatusOr<Fd> OpenContainerRoot(pid_t pid);
 
 // Opens `path` inside the root `root_fd` by the rules above and returns an
 // O_PATH fd of the directory.
-absl::StatusOr<UniqueFd> OpenContainerDirectory(int root_fd,
+absl::StatusOr<Fd> OpenContainerDirectory(int root_fd,
                                                 const ContainerPath& path);
 
 }  // namespace gputier
