@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
@@ -93,6 +95,14 @@ void LogGpuDevices(const std::vector<GpuDevice>& devices) {
     LogInfo("GPU device selector %u:%s kind=%s from %s", d.major,
             d.minor == GT_MINOR_ANY ? "*" : absl::StrCat(d.minor), GpuKindName(d.kind), d.source);
   }
+}
+
+// What the kernel map holds for a device list, comparable across rescans.
+std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> SelectorsOf(const std::vector<GpuDevice>& devices) {
+  std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> out;
+  for (const GpuDevice& d : devices) out.emplace_back(d.major, d.minor, d.kind);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 // Deletes counters of cgroups that are gone: removed while no agent was
@@ -269,7 +279,7 @@ int Run() {
       next_rescan = now + absl::Seconds(10);
       std::vector<std::string> ignored;
       absl::StatusOr<std::vector<GpuDevice>> fresh = ResolveGpuDevices(config.gpu_devices, &ignored);
-      if (fresh.ok() && fresh->size() != devices->size()) {
+      if (fresh.ok() && SelectorsOf(*fresh) != SelectorsOf(*devices)) {
         LogInfo("GPU devices changed on the node");
         LogGpuDevices(*fresh);
         if (absl::Status s = (*observer)->SetGpuDevices(*fresh); !s.ok()) LogWarning("%s", s.message());
