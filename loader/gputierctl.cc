@@ -207,12 +207,36 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string& cmd = args[0];
-  const size_t want = cmd == "explain" ? 2 : cmd == "label" ? 3 : 1;
-  if (args.size() != want && (cmd == "explain" || cmd == "label" || args.size() > 1)) {
-    fprintf(stderr, "gputierctl %s: %s; see gputierctl --help\n", cmd.c_str(),
-            args.size() > want ? absl::StrCat("unexpected argument '", args[want], "'").c_str()
-            : cmd == "label" ? "needs a TARGET and a label (gpu, cpu or mixed)"
-                             : "needs a TARGET (container id, cgroup path or cgroup id)");
+  struct Command {
+    const char* name;
+    size_t args;        // including the command itself
+    const char* needs;  // what is missing when too few are given
+  };
+  static constexpr Command kCommands[] = {
+      {"doctor", 1, ""},   {"audit", 1, ""},  {"status", 1, ""},
+      {"explain", 2, "a TARGET (container id, cgroup path or cgroup id)"},
+      {"train", 1, ""},
+      {"label", 3, "a TARGET and a label (gpu, cpu or mixed)"},
+      {"unpin", 1, ""},
+  };
+  const Command* command = nullptr;
+  for (const Command& c : kCommands) {
+    if (cmd == c.name) command = &c;
+  }
+  if (command == nullptr) {
+    fprintf(stderr,
+            "gputierctl: unknown command '%s'; commands are doctor, audit, status, explain, train, "
+            "label, unpin (see --help)\n",
+            cmd.c_str());
+    return 2;
+  }
+  if (args.size() > command->args) {
+    fprintf(stderr, "gputierctl %s: unexpected argument '%s'; see gputierctl --help\n", cmd.c_str(),
+            args[command->args].c_str());
+    return 2;
+  }
+  if (args.size() < command->args) {
+    fprintf(stderr, "gputierctl %s: needs %s; see gputierctl --help\n", cmd.c_str(), command->needs);
     return 2;
   }
   if (cmd == "doctor") return gputier::Doctor();
@@ -221,10 +245,6 @@ int main(int argc, char** argv) {
   if (cmd == "explain") return gputier::ExplainCommand(args[1]);
   if (cmd == "train") return gputier::TrainCommand();
   if (cmd == "label") return gputier::LabelCommand(args[1], args[2]);
-  if (cmd == "unpin") return gputier::UnpinCommand();
-  fprintf(stderr,
-          "gputierctl: unknown command '%s'; commands are doctor, audit, status, explain, train, label, "
-          "unpin (see --help)\n",
-          cmd.c_str());
-  return 2;
+  return gputier::UnpinCommand();
 }
+
