@@ -1,0 +1,75 @@
+// A real DRM device: inside the VM tests, vgem (a DRM driver) gives
+// /dev/dri/renderD128 (major 226). With the DEFAULT GPU selectors (no test
+// configuration) its opens and real DRM ioctls must count as GPU accesses.
+// Hosts without DRM (this project's CI host kernel) skip it; the VM cells run it.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/agent_harness.h"
+
+namespace gputier::testing {
+namespace {
+
+// DRM_IOCTL_VERSION: _IOWR('d', 0x00, struct drm_version), the first ioctl
+// every DRM client (libdrm's drmGetVersion) issues.
+struct DrmVersion {
+  int version_major, version_minor, version_patchlevel;
+  size_t name_len;
+  char* name;
+  size_t date_len;
+  char* date;
+  size_t desc_len;
+  char* desc;
+};
+constexpr unsigned long kDrmIoctlVersion = _IOWR('d', 0x00, DrmVersion);
+
+constexpr char kRenderNode[] = "/dev/dri/renderD128";
+
+TEST(DrmDevice, VgemOpensAndIoctlsCountAsGpuWithDefaultSelectors) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  struct stat st;
+  if (getenv("GPUTIER_VM") != nullptr && stat(kRenderNode, &st) != 0) {
+    ASSERT_EQ(system("vm-modprobe vgem >/dev/null 2>&1"), 0) << "could not load vgem in the VM";
+  }
+  if (stat(kRenderNode, &st) != 0) GTEST_SKIP() << "no DRM render node on this kernel (the VM cells run this)";
+  ASSERT_TRUE(S_ISCHR(st.st_mode));
+  ASSERT_EQ(major(st.st_rdev), 226u);
+
+  AgentProcess agent;
+  absl::StatusOr<std::string> mode = agent.Start({RequestedMode(), ""});  // default config
+  ASSERT_TRUE(mode.ok()) << mode.status();
+  EXPECT_EQ(*mode, ExpectedMode());
+
+  TestCgroup cg("vgem");
+  char name[64] = {};
+  int rc = cg.RunInside([&]() -> int {
+    int fd = open(kRenderNode, O_RDWR);
+    if (fd < 0) return 10;
+    DrmVersion v = {};
+    v.name = name;
+    v.name_len = sizeof(name) - 1;
+    if (ioctl(fd, kDrmIoctlVersion, &v) != 0) return 11;
+    close(fd);
+    return strncmp(name, "vgem", 4) == 0 ? 0 : 12;
+  });
+  ASSERT_EQ(rc, 0) << "the DRM workload failed (10 open, 11 ioctl, 12 not vgem)";
+  absl::StatusOr<nlohmann::json> row = agent.AuditCgroup(cg.id());
+  ASSERT_TRUE(row.ok()) << row.status();
+  ASSERT_FALSE(row->is_null());
+  EXPECT_EQ(row->at("gpu_opens"), 1) << row->dump(2);
+  EXPECT_EQ(row->at("gpu_ioctls"), 1) << row->dump(2);
+  EXPECT_NE(agent.LogTail().find(absl::StrCat("first GPU access: cgroup ", cg.id())), std::string::npos);
+  EXPECT_NE(agent.LogTail().find("kind drm"), std::string::npos) << agent.LogTail();
+}
+
+}  // namespace
+}  // namespace gputier::testing
