@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -112,6 +113,34 @@ int TestCgroup::RunInside(const std::function<int()>& body) const {
   waitpid(pid, &status, 0);
   if (!moved) return -2;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -3;
+}
+
+int RunRawWorkload(const TestCgroup& cg, const RawWorkload& w) {
+  return cg.RunInside([&]() -> int {
+    for (const std::string& p : w.files) {
+      for (int i = 0; i < w.opens_per_file; ++i) {
+        int fd = open(p.c_str(), O_RDONLY);
+        if (fd < 0) return 10;
+        close(fd);
+      }
+    }
+    if (w.gpu_ioctls > 0) {
+      int fd = open(w.gpu_path.c_str(), O_RDWR);
+      if (fd < 0) return 11;
+      for (int i = 0; i < w.gpu_ioctls; ++i) ioctl(fd, 0x6400 + i, 0);  // ENOTTY: still an ioctl
+      close(fd);
+    }
+    if (w.write_calls > 0) {
+      int fd = open(w.write_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) return 12;
+      char buf[4096] = {};
+      for (int i = 0; i < w.write_calls; ++i) {
+        if (write(fd, buf, w.bytes_per_write) != w.bytes_per_write) return 13;
+      }
+      close(fd);
+    }
+    return 0;
+  });
 }
 
 AgentProcess::AgentProcess() {

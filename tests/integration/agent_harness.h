@@ -44,6 +44,25 @@ class TestCgroup {
   bool removed_ = false;
 };
 
+// What a test process does inside a cgroup, with raw syscalls only (so that
+// nothing but these operations can move its counters): each file opened
+// `opens_per_file` times; the GPU device opened once and ioctl'ed
+// `gpu_ioctls` times (if > 0); `write_calls` writes of `bytes_per_write`
+// (<= 4096) bytes to `write_path` (if > 0).
+struct RawWorkload {
+  std::vector<std::string> files;
+  int opens_per_file = 0;
+  std::string gpu_path;
+  int gpu_ioctls = 0;
+  std::string write_path;
+  int write_calls = 0;
+  int bytes_per_write = 0;
+};
+
+// Runs `w` in a child moved into `cg`; returns its exit code: 0, or 10 (an
+// open failed), 11 (the GPU device did not open), 12/13 (writing failed).
+int RunRawWorkload(const TestCgroup& cg, const RawWorkload& w);
+
 // A running gputierd with private directories.
 class AgentProcess {
  public:

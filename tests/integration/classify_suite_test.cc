@@ -4,7 +4,6 @@
 // The GPU device is a configured test device (GpuTestDevice) on hosts without
 // a GPU.
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -69,33 +68,8 @@ class ClassifySuiteTest : public ::testing::Test {
       paths.push_back(Data(f));
       WriteFile(paths.back(), 8);
     }
-    const std::string gpu = gpu_.path();
-    const std::string out = Data(absl::StrCat(s.name, ".out"));
-    return cg.RunInside([&]() -> int {
-      for (int i = 0; i < s.opens; ++i) {
-        for (const std::string& p : paths) {
-          int fd = open(p.c_str(), O_RDONLY);
-          if (fd < 0) return 10;
-          close(fd);
-        }
-      }
-      if (s.gpu_ioctls > 0) {
-        int fd = open(gpu.c_str(), O_RDWR);
-        if (fd < 0) return 11;
-        for (int i = 0; i < s.gpu_ioctls; ++i) ioctl(fd, 0x6400, 0);
-        close(fd);
-      }
-      if (s.write_kib > 0) {
-        int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) return 12;
-        char buf[1024] = {};
-        for (int i = 0; i < s.write_kib; ++i) {
-          if (write(fd, buf, sizeof(buf)) != sizeof(buf)) return 13;
-        }
-        close(fd);
-      }
-      return 0;
-    });
+    return RunRawWorkload(cg, {paths, s.opens, gpu_.path(), s.gpu_ioctls,
+                               Data(absl::StrCat(s.name, ".out")), s.write_kib, 1024});
   }
 
   // Polls status until the cgroup's verdict is `want` (or time runs out);

@@ -4,7 +4,6 @@
 // Runs in the mode named by GPUTIER_TEST_MODE (tracepoint on the host; the VM
 // runs it in auto mode and expects lsm, or tracepoint when booted without bpf).
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -58,33 +57,8 @@ class ObserveCountingTest : public ::testing::Test {
   void Run(const TestCgroup& cg, const Workload& w) {
     std::vector<std::string> paths;
     for (const ClassFile& f : kClassFiles) paths.push_back(Data(f.file_name));
-    const std::string out_path = Data("written.dat");
-    const std::string gpu = gpu_path_;
-    int rc = cg.RunInside([&]() -> int {
-      for (const std::string& p : paths) {
-        for (int i = 0; i < w.opens_per_file; ++i) {
-          int fd = open(p.c_str(), O_RDONLY);
-          if (fd < 0) return 10;
-          close(fd);
-        }
-      }
-      if (w.gpu_ioctls > 0) {
-        int fd = open(gpu.c_str(), O_RDWR);
-        if (fd < 0) return 11;
-        for (int i = 0; i < w.gpu_ioctls; ++i) ioctl(fd, 0x6400 + i, 0);  // ENOTTY: still an ioctl
-        close(fd);
-      }
-      if (w.write_calls > 0) {
-        int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) return 12;
-        char buf[4096] = {};
-        for (int i = 0; i < w.write_calls; ++i) {
-          if (write(fd, buf, w.bytes_per_write) != w.bytes_per_write) return 13;
-        }
-        close(fd);
-      }
-      return 0;
-    });
+    int rc = RunRawWorkload(cg, {paths, w.opens_per_file, gpu_path_, w.gpu_ioctls, Data("written.dat"),
+                                 w.write_calls, w.bytes_per_write});
     ASSERT_EQ(rc, 0) << "workload failed inside cgroup " << cg.relative();
   }
 
