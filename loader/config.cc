@@ -22,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "gputier/abi.h"
 #include "loader/config_policy.h"
+#include "loader/config_tiers.h"
 #include "loader/yaml_fields.h"
 #include "yaml-cpp/yaml.h"
 
@@ -38,7 +39,8 @@ using yaml_fields::Quote;
 using yaml_fields::Where;
 
 constexpr absl::string_view kKnownTopLevelKeys =
-    "extensions, gpu_devices, max_cgroups, policy";
+    "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
+    "runc_roots";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
 constexpr uint32_t kMaxCgroups = 1048576;
@@ -425,6 +427,14 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       policy = value;
     } else if (key == "extensions") {
       status = ParseExtensions(source, value, config);
+    } else if (key == "tiers") {
+      status = ParseTiers(source, value, &config.tiers);
+    } else if (key == "tiered_paths") {
+      status = ParseContainerPathList(source, value, key, &config.tiers.tiered_paths);
+    } else if (key == "gpu_data_paths") {
+      status = ParseContainerPathList(source, value, key, &config.tiers.gpu_data_paths);
+    } else if (key == "runc_roots") {
+      status = ParseRuncRoots(source, value, &config.tiers.runc_roots);
     } else if (key == "gpu_devices") {
       status = ParseGpuDevices(source, value, config);
     } else if (key == "max_cgroups") {
@@ -445,6 +455,7 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
   if (policy.IsDefined()) {
     if (absl::Status s = ParsePolicy(source, policy, config.classes, &config.policy); !s.ok()) return s;
   }
+  if (absl::Status s = ValidateTierPaths(source, config.tiers); !s.ok()) return s;
   return config;
 }
 

@@ -49,6 +49,29 @@ struct PolicyConfig {
   uint32_t table_max_rows = 100000;
 };
 
+// Storage tiering (`tiers:`, `tiered_paths:`, `gpu_data_paths:`); see
+// docs/TIERING.md.
+struct TierConfig {
+  // Host directories of the fast (NVMe) and slow (SATA/HDD) tier roots.
+  std::string fast_root = "/var/lib/gputier/fast";
+  std::string slow_root = "/var/lib/gputier/slow";
+  bool embedded_roots = true;  // neither root came from the file
+  // Each container's fast partition (a preallocated ext4 image), bytes.
+  uint64_t partition_size = uint64_t{2} << 30;
+  // Fast tier filesystem use, as a fraction of its size: no promotion that
+  // would pass `high`; above `high`, the least recently active GPU
+  // containers are demoted until use is at or below `low`.
+  double high_watermark = 0.90;
+  double low_watermark = 0.80;
+  // Absolute directories inside containers that are tiered (normalised).
+  std::vector<std::string> tiered_paths;
+  // Directories of MIXED containers that go fast (the rest stays slow).
+  std::vector<std::string> gpu_data_paths;
+  // runc state directories (`runc --root`), for telling runc containers
+  // from other cgroups.
+  std::vector<std::string> runc_roots = {"/run/runc"};
+};
+
 struct Config {
   // The built-in classes (image, video, tensor, graphics), each replaced by a
   // same-named class from the file; new names get ids 5..7 in file order.
@@ -58,6 +81,7 @@ struct Config {
   // Capacity of the per-cgroup counter map (entries).
   uint32_t max_cgroups = 16384;
   PolicyConfig policy;
+  TierConfig tiers;
 };
 
 // The configuration used when no --config is given.

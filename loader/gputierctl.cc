@@ -9,6 +9,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "loader/cgroup_resolver.h"
 #include "loader/cli.h"
 #include "loader/control.h"
@@ -22,6 +24,8 @@
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory of gputierd's pins");
 ABSL_FLAG(std::string, run_dir, "/run/gputier", "gputierd's runtime directory (its control socket)");
 ABSL_FLAG(bool, json, false, "machine-readable output (audit, status, explain)");
+ABSL_FLAG(absl::Duration, wait, absl::Seconds(60),
+          "tier: how long to wait for the move to finish (0: do not wait)");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
 
 namespace gputier {
@@ -35,12 +39,16 @@ constexpr char kUsage[] =
     "                  cgroup2, overlayfs, mount API) and the mode gputierd would pick\n"
     "  audit [--json]  per-cgroup counters read straight from the pinned maps\n"
     "  status [--json] one row per cgroup: container, verdict, confidence, source, since,\n"
-    "                  features (asks the running gputierd)\n"
+    "                  features; then each tiered container's tier and bytes on each tier\n"
+    "                  (asks the running gputierd)\n"
     "  explain TARGET  each feature against its threshold, the rule's answer, the model's\n"
     "                  per-class log-likelihoods, and why the verdict won\n"
     "  train           retrain the Naive Bayes model from the classification table now\n"
     "  label TARGET gpu|cpu|mixed\n"
     "                  record an operator label (outweighs the agent's rows in training)\n"
+    "  tier TARGET fast|slow|auto [--wait=DURATION]\n"
+    "                  put the container's tiered directories on that tier whatever its\n"
+    "                  verdict (auto: follow the verdict again); waits until it is done\n"
     "  unpin           remove gputier's pinned maps from --pin-dir (counters are lost)\n\n"
     "TARGET: a container id (or a unique prefix of 4+ characters), a cgroup path, or a\n"
     "cgroup id.\n";
@@ -108,11 +116,45 @@ std::string Num(const nlohmann::json& v, const char* fmt) {
   return v.is_number() ? absl::StrFormat(fmt, v.get<double>()) : "-";
 }
 
+void PrintTiering(const nlohmann::json& t) {
+  const nlohmann::json& tiers = t["tiers"];
+  printf("\ntiers: fast %s, slow %s%s", tiers["fast_root"].get<std::string>().c_str(),
+         tiers["slow_root"].get<std::string>().c_str(),
+         tiers["built_in_default"].get<bool>() ? " (built-in default on the local disk)" : "");
+  if (tiers.contains("fast_used")) {
+    printf("; fast tier %s of %s in use", HumanBytes(tiers["fast_used"].get<uint64_t>()).c_str(),
+           HumanBytes(tiers["fast_total"].get<uint64_t>()).c_str());
+  }
+  printf("\n");
+  if (t["containers"].empty()) {
+    printf("no tiered containers%s\n",
+           tiers["tiered_paths"].empty() && tiers["gpu_data_paths"].empty()
+               ? " (no tiered_paths configured)"
+               : "");
+    return;
+  }
+  printf("%-22s %-6s %-8s %-8s %9s %9s  %s\n", "CONTAINER", "TIER", "VERDICT", "OVERRIDE", "FAST",
+         "SLOW", "PATHS");
+  for (const nlohmann::json& r : t["containers"]) {
+    std::string paths;
+    for (const auto& [path, tier] : r["paths"].items()) {
+      absl::StrAppend(&paths, paths.empty() ? "" : " ", path, "=", tier.get<std::string>());
+    }
+    printf("%-22s %-6s %-8s %-8s %9s %9s  %s\n", r["container_id"].get<std::string>().substr(0, 22).c_str(),
+           r["tier"].get<std::string>().c_str(), r["verdict"].get<std::string>().c_str(),
+           r["override"].get<std::string>().c_str(), HumanBytes(r["bytes_fast"].get<uint64_t>()).c_str(),
+           HumanBytes(r["bytes_slow"].get<uint64_t>()).c_str(), paths.c_str());
+    if (r["op"] != "none") printf("  in progress: %s\n", r["op"].get<std::string>().c_str());
+    if (r["last_error"].is_string()) printf("  %s\n", r["last_error"].get<std::string>().c_str());
+  }
+}
+
 int StatusCommand() {
   std::optional<nlohmann::json> a = Ask("status", {{"cmd", "status"}});
   if (!a) return 1;
   if (absl::GetFlag(FLAGS_json)) {
-    printf("%s\n", (*a)["cgroups"].dump(2).c_str());
+    a->erase("ok");
+    printf("%s\n", a->dump(2).c_str());
     return 0;
   }
   printf("classifier: %s\n", (*a)["classifier"].get<std::string>().c_str());
@@ -133,7 +175,48 @@ int StatusCommand() {
            HumanBytes(static_cast<uint64_t>(f["write_rate"].get<double>())).c_str(),
            r["cgroup_path"].is_string() ? r["cgroup_path"].get<std::string>().c_str() : "(removed)");
   }
+  if (a->contains("tiering")) PrintTiering((*a)["tiering"]);
   return 0;
+}
+
+// Polls status until the container's directories are all on `want`, an
+// operation ends in an error worth stopping for, or `wait` runs out.
+int WaitForTier(const std::string& id, const std::string& want, absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  std::string last_error;
+  while (true) {
+    std::optional<nlohmann::json> a = Ask("tier", {{"cmd", "status"}});
+    if (!a) return 1;
+    for (const nlohmann::json& r : (*a)["tiering"]["containers"]) {
+      if (r["container_id"] != id) continue;
+      if (r["tier"] == want && r["op"] == "none") {
+        printf("container %s: %s\n", id.c_str(), want.c_str());
+        return 0;
+      }
+      if (r["last_error"].is_string() && r["last_error"].get<std::string>() != last_error) {
+        last_error = r["last_error"].get<std::string>();
+        fprintf(stderr, "gputierctl tier: %s (still trying)\n", last_error.c_str());
+      }
+    }
+    if (absl::Now() >= deadline) {
+      fprintf(stderr, "gputierctl tier: container %s is not on the %s tier after %s; see gputierctl status\n",
+              id.c_str(), want.c_str(), absl::FormatDuration(wait).c_str());
+      return 1;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+int TierCommand(const std::string& target, const std::string& choice) {
+  std::optional<nlohmann::json> a = Ask("tier", {{"cmd", "tier"}, {"target", target}, {"tier", choice}});
+  if (!a) return 1;
+  const std::string id = (*a)["container_id"].get<std::string>();
+  const absl::Duration wait = absl::GetFlag(FLAGS_wait);
+  if (choice == "auto" || wait <= absl::ZeroDuration()) {
+    printf("container %s: %s\n", id.c_str(), choice == "auto" ? "follows its verdict" : "queued");
+    return 0;
+  }
+  return WaitForTier(id, choice, wait);
 }
 
 int ExplainCommand(const std::string& target) {
@@ -218,6 +301,7 @@ int main(int argc, char** argv) {
       {"train", 1, ""},
       {"label", 3, "a TARGET and a label (gpu, cpu or mixed)"},
       {"unpin", 1, ""},
+      {"tier", 3, "a TARGET and a tier (fast, slow or auto)"},
   };
   const Command* command = nullptr;
   for (const Command& c : kCommands) {
@@ -226,7 +310,7 @@ int main(int argc, char** argv) {
   if (command == nullptr) {
     fprintf(stderr,
             "gputierctl: unknown command '%s'; commands are doctor, audit, status, explain, train, "
-            "label, unpin (see --help)\n",
+            "label, tier, unpin (see --help)\n",
             cmd.c_str());
     return 2;
   }
@@ -245,6 +329,7 @@ int main(int argc, char** argv) {
   if (cmd == "explain") return gputier::ExplainCommand(args[1]);
   if (cmd == "train") return gputier::TrainCommand();
   if (cmd == "label") return gputier::LabelCommand(args[1], args[2]);
+  if (cmd == "tier") return gputier::TierCommand(args[1], args[2]);
   return gputier::UnpinCommand();
 }
 

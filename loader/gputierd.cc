@@ -33,6 +33,8 @@
 #include "loader/observer.h"
 #include "loader/pin_dir.h"
 #include "loader/report.h"
+#include "loader/tier_manager.h"
+#include "loader/tier_plan.h"
 #include "loader/verdict_service.h"
 
 ABSL_FLAG(std::string, mode, "auto",
@@ -70,6 +72,7 @@ absl::Status MakeDir(const std::string& dir) {
 struct EventContext {
   const CgroupResolver* resolver;
   VerdictService* verdicts;
+  TierManager* tiers;
 };
 
 int OnEvent(void* ctx, void* data, size_t size) {
@@ -80,6 +83,7 @@ int OnEvent(void* ctx, void* data, size_t size) {
     // GPU use: decide now, the verdict must not wait for the next tick. (An
     // open alone is not use yet; the tick takes care of it.)
     if (absl::Status s = c->verdicts->OnGpuAccess(e->cgroup_id); !s.ok()) LogDebug("%s", s.message());
+    c->tiers->UpdateContainers(c->verdicts->Containers());
     return 0;
   }
   if (e->type != GT_EV_FIRST_GPU_ACCESS) return 0;
@@ -88,6 +92,25 @@ int OnEvent(void* ctx, void* data, size_t size) {
           path.ok() ? *path : "removed", e->pid, std::string(e->comm, strnlen(e->comm, 16)),
           e->dev_major, e->dev_minor, GpuKindName(e->gpu_kind));
   return 0;
+}
+
+// Control requests: the classifier's, plus `tier` and the tiering part of
+// `status`.
+nlohmann::json HandleRequest(const nlohmann::json& request, VerdictService* verdicts, TierManager* tiers) {
+  const std::string cmd = request.value("cmd", "");
+  if (cmd == "tier") {
+    absl::StatusOr<TierOverride> choice = ParseTierOverride(request.value("tier", ""));
+    if (!choice.ok()) return {{"ok", false}, {"error", std::string(choice.status().message())}};
+    absl::StatusOr<ContainerVerdictView> who = verdicts->ResolveContainer(request.value("target", ""));
+    if (!who.ok()) return {{"ok", false}, {"error", std::string(who.status().message())}};
+    if (absl::Status s = tiers->SetOverride(*who, *choice); !s.ok()) {
+      return {{"ok", false}, {"error", std::string(s.message())}};
+    }
+    return {{"ok", true}, {"container_id", who->container_id}, {"tier", TierOverrideName(*choice)}};
+  }
+  nlohmann::json answer = verdicts->Handle(request);
+  if (cmd == "status" && answer.value("ok", false)) answer["tiering"] = tiers->StatusJson();
+  return answer;
 }
 
 void LogGpuDevices(const std::vector<GpuDevice>& devices) {
@@ -210,6 +233,7 @@ int Run() {
   verdict_options.policy = config.policy;
   verdict_options.classes = config.classes;
   verdict_options.state_dir = state_dir;
+  verdict_options.runc_roots = config.tiers.runc_roots;
   absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
       verdict_options, stats_fd, (*observer)->map_fd(GT_MAP_VERDICTS), &*resolver);
   if (!verdicts.ok()) {
@@ -219,7 +243,18 @@ int Run() {
   LogInfo("classifier: %s decides; state in %s; a tick every %s", (*verdicts)->Describe(), state_dir,
           absl::FormatDuration(config.policy.tick));
 
-  EventContext event_context{&*resolver, verdicts->get()};
+  TierManager::Options tier_options;
+  tier_options.config = config.tiers;
+  tier_options.state_dir = state_dir;
+  tier_options.cgroup_root = resolver->mount_point();
+  absl::StatusOr<std::unique_ptr<TierManager>> tiers = TierManager::Create(tier_options);
+  if (!tiers.ok()) {
+    LogError("%s", tiers.status().message());
+    return 1;
+  }
+  (*tiers)->Start();
+
+  EventContext event_context{&*resolver, verdicts->get(), tiers->get()};
   ring_buffer* rb = ring_buffer__new((*observer)->map_fd(GT_MAP_EVENTS), OnEvent, &event_context, nullptr);
   if (rb == nullptr) {
     LogError("opening the gt_events ring buffer failed: %s", strerror(errno));
@@ -268,12 +303,15 @@ int Run() {
       break;
     }
     if (fds[1].revents & POLLIN) {
-      control->ServePending([&](const nlohmann::json& request) { return (*verdicts)->Handle(request); });
+      control->ServePending([&](const nlohmann::json& request) {
+        return HandleRequest(request, verdicts->get(), tiers->get());
+      });
     }
     absl::Time now = absl::Now();
     if (now >= next_tick) {
       next_tick = now + config.policy.tick;
       if (absl::Status s = (*verdicts)->Tick(); !s.ok()) LogWarning("classification tick: %s", s.message());
+      (*tiers)->UpdateContainers((*verdicts)->Containers());
     }
     if (now >= next_rescan) {
       next_rescan = now + absl::Seconds(10);

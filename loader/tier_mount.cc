@@ -14,7 +14,10 @@
 #include <cstring>
 #include <functional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "loader/mount_refs.h"
 
 namespace gputier {
 namespace {
@@ -146,6 +149,79 @@ absl::Status MakeDirectory(const std::string& path, mode_t mode) {
   return absl::ErrnoToStatus(errno, absl::StrCat("creating tier directory ", path));
 }
 
+// Refuses a host layer path that overlay option lists or mountinfo could
+// misread, before anything is opened or created.
+absl::Status CheckLayerPath(const std::string& path, absl::string_view role) {
+  if (path.empty() || path[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        role, " '", path, "' is not an absolute host path; give it as /..."));
+  }
+  if (path.find_first_of(std::string(":,\\\0", 4)) != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        role, " '", path, "' contains ':', ',', '\\' or NUL, which overlay layer "
+        "lists cannot carry unambiguously; use a directory name without them"));
+  }
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    if (part == "." || part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          role, " '", path, "' contains '.' or '..'; give it normalised"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Creates `path` (mode 0700) and its missing parents below `root`, which
+// must exist; with an empty root only `path` itself, in an existing parent.
+absl::Status MakeLayerDirectory(const std::string& path, std::string root) {
+  if (root.empty()) return MakeDirectory(path, 0700);
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  std::string prefix = root == "/" ? "" : root;
+  if (!absl::StartsWith(path, absl::StrCat(prefix, "/")) || path.size() <= prefix.size() + 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tier directory ", path, " is not below the tier root ", root,
+        "; plan the layout with PlanTierLayout"));
+  }
+  struct stat root_st;
+  if (stat(root.c_str(), &root_st) != 0 || !S_ISDIR(root_st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tier root ", root, " is not an existing directory; create it"));
+  }
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(path).substr(prefix.size()), '/', absl::SkipEmpty())) {
+    absl::StrAppend(&prefix, "/", part);
+    if (absl::Status s = MakeDirectory(prefix, 0700); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Opens a host directory for the overlay without following a symlink at
+// its end.
+absl::StatusOr<Fd> OpenHostDirectory(const std::string& path, int flags,
+                                     absl::string_view role) {
+  Fd fd(open(path.c_str(), flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.valid()) return fd;
+  int err = errno;
+  std::string why = std::strerror(err);
+  if (err == ENOENT) why = "it does not exist";
+  if (err == ENOTDIR || err == ELOOP) why = "it is a symlink or not a directory";
+  return absl::ErrnoToStatus(err, absl::StrCat(role, " '", path, "' refused: ", why,
+                                               "; give an existing host directory"));
+}
+
+absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", path));
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat("reading ", path));
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
 // The overlay's error log: fsconfig() failures explain themselves there.
 std::string DrainFsLog(int fs_fd) {
   std::string log;
@@ -169,6 +245,16 @@ absl::Status FsConfigString(int fs_fd, const char* key, const std::string& value
   return absl::OkStatus();
 }
 
+absl::Status FsConfigFd(int fs_fd, const char* key, int fd, const std::string& name) {
+  if (fsconfig(fs_fd, FSCONFIG_SET_FD, key, nullptr, fd) != 0) {
+    int err = errno;
+    return absl::ErrnoToStatus(
+        err, absl::StrCat("overlay layer ", key, " ", name, " refused (",
+                          DrainFsLog(fs_fd), ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
@@ -187,14 +273,25 @@ absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
                             container_id, "/", EscapeContainerPath(path));
   layout.upper = absl::StrCat(layout.dir, "/upper");
   layout.work = absl::StrCat(layout.dir, "/work");
+  layout.root = std::string(tier_root);
   return layout;
 }
 
 absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
-  absl::StatusOr<TierLayout> layout =
-      PlanTierLayout(request.tier_root, request.container_id, request.path);
-  if (!layout.ok()) return layout.status();
+  const TierLayout& layout = request.layout;
   const std::string& cpath = request.path.path;
+  if (cpath.size() < 2 || cpath[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "container path '", cpath, "' was not validated; parse it with ParseContainerPath"));
+  }
+  if (absl::Status s = CheckLayerPath(layout.upper, "tier upper directory"); !s.ok()) return s;
+  if (absl::Status s = CheckLayerPath(layout.work, "tier work directory"); !s.ok()) return s;
+  if (!layout.root.empty()) {
+    if (absl::Status s = CheckLayerPath(layout.root, "tier root"); !s.ok()) return s;
+  }
+  for (const std::string& lower : request.extra_lowers) {
+    if (absl::Status s = CheckLayerPath(lower, "extra lower layer"); !s.ok()) return s;
+  }
 
   // 1. Resolve the container path from the host, safely.
   absl::StatusOr<Fd> root = OpenContainerRoot(request.pid);
@@ -217,26 +314,32 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
 
+  // The extra lowers: opened once, handed to the overlay as these fds.
+  std::vector<Fd> lowers;
+  for (const std::string& lower : request.extra_lowers) {
+    absl::StatusOr<Fd> fd = OpenHostDirectory(lower, O_PATH, "extra lower layer");
+    if (!fd.ok()) return fd.status();
+    lowers.push_back(*std::move(fd));
+  }
+
   // The tier directories. `upper` becomes the overlay's root directory, so
   // it takes the owner and mode of the directory it replaces.
-  struct stat root_st;
-  if (stat(request.tier_root.c_str(), &root_st) != 0 || !S_ISDIR(root_st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "tier root ", request.tier_root, " is not an existing directory; create it"));
+  for (const std::string* dir : {&layout.upper, &layout.work}) {
+    if (absl::Status s = MakeLayerDirectory(*dir, layout.root); !s.ok()) return s;
   }
-  std::string id_dir = absl::StrCat(request.tier_root, "/", request.container_id);
-  for (const std::string* dir : {&id_dir, &layout->dir, &layout->upper, &layout->work}) {
-    if (absl::Status s = MakeDirectory(*dir, 0700); !s.ok()) return s;
-  }
-  if (chown(layout->upper.c_str(), target_st.st_uid, target_st.st_gid) != 0 ||
-      chmod(layout->upper.c_str(), target_st.st_mode & 07777) != 0) {
+  absl::StatusOr<Fd> upper = OpenHostDirectory(layout.upper, O_RDONLY, "tier upper directory");
+  if (!upper.ok()) return upper.status();
+  absl::StatusOr<Fd> work = OpenHostDirectory(layout.work, O_RDONLY, "tier work directory");
+  if (!work.ok()) return work.status();
+  if (fchown(upper->get(), target_st.st_uid, target_st.st_gid) != 0 ||
+      fchmod(upper->get(), target_st.st_mode & 07777) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("copying owner and mode of '", cpath,
-                                              "' to ", layout->upper));
+                                                   "' to ", layout.upper));
   }
 
   // 2. The current content of the path, as a detached mount.
   int target_fd = target->get();
-  Fd lower;
+  Fd original;
   absl::Status cloned = RunInMountNamespace(
       mntns.get(),
       [target_fd](int* out_fd) {
@@ -246,25 +349,39 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
         *out_fd = fd;
         return 0;
       },
-      &lower, absl::StrCat("cloning container path '", cpath, "' (open_tree)"));
+      &original, absl::StrCat("cloning container path '", cpath, "' (open_tree)"));
   if (!cloned.ok()) return cloned;
 
-  // 3. The overlay, built in the agent's namespace.
+  // 3. The overlay, built in the agent's namespace, every layer as an fd.
   Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (!fs.valid()) {
     return absl::ErrnoToStatus(errno, "fsopen(\"overlay\") (is overlayfs available?)");
   }
-  if (absl::Status s = FsConfigString(fs.get(), "lowerdir",
-                                      absl::StrCat("/proc/self/fd/", lower.get()));
+  for (size_t i = 0; i < lowers.size(); ++i) {
+    if (absl::Status s = FsConfigFd(fs.get(), "lowerdir+", lowers[i].get(),
+                                    request.extra_lowers[i]);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = FsConfigFd(fs.get(), "lowerdir+", original.get(),
+                                  absl::StrCat("(container path '", cpath, "')"));
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = FsConfigString(fs.get(), "upperdir", layout->upper); !s.ok()) return s;
-  if (absl::Status s = FsConfigString(fs.get(), "workdir", layout->work); !s.ok()) return s;
+  if (absl::Status s = FsConfigFd(fs.get(), "upperdir", upper->get(), layout.upper); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = FsConfigFd(fs.get(), "workdir", work->get(), layout.work); !s.ok()) {
+    return s;
+  }
+  for (const char* option : {"index", "redirect_dir", "metacopy", "xino"}) {
+    if (absl::Status s = FsConfigString(fs.get(), option, "off"); !s.ok()) return s;
+  }
   if (fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
     int err = errno;
     return absl::ErrnoToStatus(err, absl::StrCat("creating the overlay for '", cpath, "' (",
-                                            DrainFsLog(fs.get()), ")"));
+                                                 DrainFsLog(fs.get()), ")"));
   }
   Fd overlay(fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
   if (!overlay.valid()) {
@@ -286,7 +403,7 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
       },
       nullptr, absl::StrCat("moving the overlay onto container path '", cpath, "'"));
   if (!moved.ok()) return moved;
-  return TierMount{*std::move(layout), overlay_facts->mount_id};
+  return TierMount{layout, overlay_facts->mount_id};
 }
 
 absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
@@ -319,6 +436,60 @@ absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
         return 0;
       },
       nullptr, absl::StrCat("unmounting the tier at container path '", path.path, "'"));
+}
+
+absl::StatusOr<PathMount> InspectContainerPath(pid_t pid, const ContainerPath& path) {
+  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
+  if (!root.ok()) return root.status();
+  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
+  if (!facts.ok()) return facts.status();
+  std::string mountinfo_path = absl::StrCat("/proc/", pid, "/mountinfo");
+  absl::StatusOr<std::string> text = ReadProcFile(mountinfo_path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<std::vector<MountinfoEntry>> mounts = ParseMountinfo(*text);
+  if (!mounts.ok()) return mounts.status();
+  for (const MountinfoEntry& mount : *mounts) {
+    if (mount.mount_id != facts->mount_id) continue;
+    PathMount out;
+    out.mount_id = facts->mount_id;
+    out.is_mount_root = facts->mount_root;
+    out.fstype = mount.fstype;
+    if (mount.fstype == "overlay") ReadOverlayLayers(mount.super_options, &out);
+    return out;
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "the mount ", facts->mount_id, " under container path '", path.path,
+      "' is not listed in ", mountinfo_path, " (did the mount table change meanwhile?); retry"));
+}
+
+void ReadOverlayLayers(const std::vector<std::string>& super_options, PathMount* out) {
+  std::vector<std::string> data_layers;
+  for (absl::string_view option : super_options) {
+    if (absl::ConsumePrefix(&option, "upperdir=")) {
+      out->upperdir = std::string(option);
+    } else if (absl::ConsumePrefix(&option, "lowerdir+=")) {
+      out->lowerdirs.emplace_back(option);
+    } else if (absl::ConsumePrefix(&option, "datadir+=")) {
+      data_layers.emplace_back(option);
+    } else if (absl::ConsumePrefix(&option, "lowerdir=")) {
+      // Layers separated by ':' ("::" before data-only layers); '\' escapes.
+      std::string layer;
+      for (size_t i = 0; i < option.size(); ++i) {
+        if (option[i] == '\\' && i + 1 < option.size()) {
+          layer += option[++i];
+        } else if (option[i] == ':') {
+          if (!layer.empty()) out->lowerdirs.push_back(std::move(layer));
+          layer.clear();
+        } else {
+          layer += option[i];
+        }
+      }
+      if (!layer.empty()) out->lowerdirs.push_back(std::move(layer));
+    }
+  }
+  for (std::string& layer : data_layers) out->lowerdirs.push_back(std::move(layer));
 }
 
 }  // namespace gputier

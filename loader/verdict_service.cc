@@ -137,7 +137,10 @@ const VerdictService::Identity& VerdictService::IdentityOf(uint64_t cgroup_id) {
     id.container = IdentifyContainer(*path, runc_ids_);
     if (!id.container.has_value()) {
       // runc registers a container just before it starts: look again.
-      runc_ids_ = CgroupResolver::RuncIds();
+      runc_ids_.clear();
+      for (const std::string& root : options_.runc_roots) {
+        for (const std::string& id : CgroupResolver::RuncIds(root)) runc_ids_.insert(id);
+      }
       id.container = IdentifyContainer(*path, runc_ids_);
     }
   }
@@ -157,6 +160,7 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
   for (uint64_t id : update.removed) {
     (void)DeleteVerdict(verdicts_fd_, id);
     identities_.erase(id);
+    last_active_ns_.erase(id);
   }
   if (update.records.empty()) return first_error;
   std::vector<ClassificationRow> rows;
@@ -209,6 +213,7 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
 absl::Status VerdictService::Tick() {
   absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd_);
   if (!counters.ok()) return counters.status();
+  for (const auto& [id, stats] : *counters) last_active_ns_[id] = stats.last_seen_ns;
   EngineUpdate update = engine_.Tick(*counters, MonotonicNs(), UnixNs());
   return Apply(update);
 }
@@ -264,6 +269,36 @@ absl::StatusOr<uint64_t> VerdictService::ResolveTarget(const std::string& target
       "no container or cgroup '", target,
       "' is known to gputierd; give a container id (or a unique prefix of 4+ characters), a cgroup "
       "path such as /kubepods.slice/..., or a cgroup id from `gputierctl status`"));
+}
+
+std::vector<ContainerVerdictView> VerdictService::Containers() {
+  const uint64_t now = MonotonicNs();
+  std::vector<ContainerVerdictView> out;
+  for (uint64_t id : engine_.CgroupIds()) {
+    const Identity& who = IdentityOf(id);
+    if (!who.container) continue;
+    std::optional<CgroupVerdict> v = engine_.Lookup(id, now);
+    ContainerVerdictView view;
+    view.cgroup_id = id;
+    view.cgroup_path = who.path;
+    view.container_id = who.container->container_id;
+    view.verdict = v ? v->verdict : Verdict::kUnknown;
+    auto it = last_active_ns_.find(id);
+    view.last_active_ns = it == last_active_ns_.end() ? 0 : it->second;
+    out.push_back(std::move(view));
+  }
+  return out;
+}
+
+absl::StatusOr<ContainerVerdictView> VerdictService::ResolveContainer(const std::string& target) {
+  absl::StatusOr<uint64_t> id = ResolveTarget(target);
+  if (!id.ok()) return id.status();
+  for (ContainerVerdictView& view : Containers()) {
+    if (view.cgroup_id == *id) return view;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "'", target, "' is cgroup ", *id, " (", IdentityOf(*id).path,
+      "), which holds no container gputierd recognises; only containers are tiered"));
 }
 
 nlohmann::json VerdictService::Status() {

@@ -23,12 +23,22 @@
 
 namespace gputier {
 
+// What the classifier knows of one container, for the tier manager.
+struct ContainerVerdictView {
+  uint64_t cgroup_id = 0;
+  std::string cgroup_path;
+  std::string container_id;
+  Verdict verdict = Verdict::kUnknown;
+  uint64_t last_active_ns = 0;  // CLOCK_MONOTONIC of its last counted activity
+};
+
 class VerdictService {
  public:
   struct Options {
     PolicyConfig policy;
     std::vector<ExtensionClass> classes;
     std::string state_dir;
+    std::vector<std::string> runc_roots = {"/run/runc"};
   };
 
   // Opens the table and the model in state_dir and restores the verdicts
@@ -48,6 +58,13 @@ class VerdictService {
 
   // "rule" or "model vN" (for the log).
   std::string Describe() const;
+
+  // Every cgroup with counters that holds a container, with its verdict.
+  std::vector<ContainerVerdictView> Containers();
+
+  // A container id (or unique prefix of 4+), cgroup path or cgroup id, as
+  // `gputierctl explain` takes it; the error names what to give instead.
+  absl::StatusOr<ContainerVerdictView> ResolveContainer(const std::string& target);
 
  private:
   VerdictService(Options options, EngineOptions engine_options, ClassificationTable table, int stats_fd,
@@ -75,6 +92,7 @@ class VerdictService {
   const CgroupResolver* resolver_;
   absl::flat_hash_map<uint64_t, Identity> identities_;
   absl::flat_hash_set<std::string> runc_ids_;
+  absl::flat_hash_map<uint64_t, uint64_t> last_active_ns_;
   int64_t trained_through_row_ = 0;
   bool retrain_failed_logged_ = false;
 };

@@ -83,6 +83,7 @@ TEST(PlanTierLayout, PutsUpperAndWorkUnderRootIdAndEscapedPath) {
   EXPECT_EQ(layout->dir, "/mnt/fast/c1/var%2Flib%2Fx");
   EXPECT_EQ(layout->upper, "/mnt/fast/c1/var%2Flib%2Fx/upper");
   EXPECT_EQ(layout->work, "/mnt/fast/c1/var%2Flib%2Fx/work");
+  EXPECT_EQ(layout->root, "/mnt/fast");
 }
 
 TEST(PlanTierLayout, RefusesRelativeRootAndBadId) {

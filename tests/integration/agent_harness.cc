@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -16,8 +18,11 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "loader/cgroup_resolver.h"
@@ -157,13 +162,28 @@ AgentProcess::~AgentProcess() {
   std::string ctl = absl::StrCat(BinaryDir(), "/gputierctl unpin --pin-dir ", pin_dir_, " >/dev/null 2>&1");
   (void)system(ctl.c_str());
   rmdir(pin_dir_.c_str());
-  std::string rm = absl::StrCat("rm -rf ", work_dir_);
+  // Fast partitions a failed test left mounted under the work dir go first
+  // (deepest first); rm never crosses into a mount.
+  std::vector<std::string> mounts;
+  std::ifstream info("/proc/self/mountinfo");
+  for (std::string line; std::getline(info, line);) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() > 4 && absl::StartsWith(f[4], work_dir_ + "/")) mounts.push_back(f[4]);
+  }
+  std::sort(mounts.rbegin(), mounts.rend());
+  for (const std::string& m : mounts) umount2(m.c_str(), MNT_DETACH);
+  std::string rm = absl::StrCat("rm -rf --one-file-system ", work_dir_);
   (void)system(rm.c_str());
 }
 
 absl::StatusOr<std::string> AgentProcess::Start(const Options& options) {
   std::string config = work_dir_ + "/config.yaml";
-  std::ofstream(config) << options.config_yaml;
+  std::string yaml = options.config_yaml;
+  if (!absl::StrContains(yaml, "tiers:")) {
+    // Never the node's /var/lib/gputier: tiers of this agent live in its work dir.
+    absl::StrAppend(&yaml, "\ntiers:\n  fast: ", tier_root("fast"), "\n  slow: ", tier_root("slow"), "\n");
+  }
+  std::ofstream(config) << yaml;
   std::string ready = work_dir_ + "/ready";
   unlink(ready.c_str());
   pid_ = fork();
@@ -210,6 +230,15 @@ absl::Status AgentProcess::Stop() {
   return absl::OkStatus();
 }
 
+void AgentProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+}
+
 std::string AgentProcess::LogTail() const {
   std::string log = Slurp(log_path_);
   return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
@@ -232,8 +261,20 @@ absl::StatusOr<nlohmann::json> AgentProcess::Status() const {
   absl::StatusOr<std::string> out = Ctl("status --json");
   if (!out.ok()) return out.status();
   nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
-  if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
-  return j;
+  if (j.is_discarded() || !j.is_object() || !j.contains("cgroups") || !j["cgroups"].is_array()) {
+    return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
+  }
+  return j["cgroups"];
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::Tiering() const {
+  absl::StatusOr<std::string> out = Ctl("status --json");
+  if (!out.ok()) return out.status();
+  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("tiering")) {
+    return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
+  }
+  return j["tiering"];
 }
 
 absl::StatusOr<nlohmann::json> AgentProcess::StatusOf(uint64_t cgroup_id) const {

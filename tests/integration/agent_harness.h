@@ -78,9 +78,13 @@ class AgentProcess {
   absl::StatusOr<std::string> Start(const Options& options);
   // SIGTERM and wait; the pins stay.
   absl::Status Stop();
+  // SIGKILL and reap (a crash: nothing is cleaned up); Start() may follow.
+  void Kill();
 
-  // `gputierctl status --json` against this agent's control socket.
+  // The "cgroups" of `gputierctl status --json` against this agent's control socket.
   absl::StatusOr<nlohmann::json> Status() const;
+  // The "tiering" part of `gputierctl status --json`: {"tiers", "containers"}.
+  absl::StatusOr<nlohmann::json> Tiering() const;
   // The status object of one cgroup, or null if the agent has none.
   absl::StatusOr<nlohmann::json> StatusOf(uint64_t cgroup_id) const;
   // Runs `gputierctl <args> --run-dir=<this agent's>`; returns its stdout.
@@ -94,6 +98,8 @@ class AgentProcess {
   const std::string& pin_dir() const { return pin_dir_; }
   pid_t pid() const { return pid_; }
   const std::string& work_dir() const { return work_dir_; }
+  // The tier roots used when the config names none: <work dir>/tiers/<which>.
+  std::string tier_root(const std::string& which) const { return work_dir_ + "/tiers/" + which; }
   const std::string& log_path() const { return log_path_; }
   std::string LogTail() const;
 

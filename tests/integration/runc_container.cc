@@ -176,4 +176,24 @@ absl::StatusOr<CommandResult> RuncContainer::Exec(const std::string& script) con
   return RunCommand({"runc", "--root", state_root_, "exec", id_, "sh", "-c", script});
 }
 
+absl::Status RuncContainer::Kill() const {
+  absl::StatusOr<CommandResult> kill = RunCommand({"runc", "--root", state_root_, "kill", id_, "KILL"});
+  if (!kill.ok()) return kill.status();
+  if (kill->exit_code != 0) {
+    return absl::InternalError(absl::StrCat("runc kill ", id_, " KILL exited ", kill->exit_code, ": ",
+                                            kill->output));
+  }
+  std::string last;
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<CommandResult> state = RunCommand({"runc", "--root", state_root_, "state", id_});
+    if (state.ok() && state->exit_code == 0) {
+      nlohmann::json j = nlohmann::json::parse(state->output, nullptr, false);
+      if (!j.is_discarded() && j.value("status", "") == "stopped") return absl::OkStatus();
+      last = state->output;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("container ", id_, " not stopped 5 s after runc kill: ", last));
+}
+
 }  // namespace gputier::testing

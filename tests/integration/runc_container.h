@@ -60,9 +60,15 @@ class RuncContainer {
   pid_t pid() const { return pid_; }                  // init, host pid namespace
   const std::string& cgroup() const { return cgroup_; }  // its "0::" cgroup path
   const std::string& rootfs() const { return rootfs_; }  // host path of its rootfs
+  const std::string& state_root() const { return state_root_; }  // its `runc --root`
 
   // Runs `sh -c <script>` inside the container (runc exec).
   absl::StatusOr<CommandResult> Exec(const std::string& script) const;
+
+  // Kills the container's init (`runc kill KILL`) and waits until runc
+  // reports the container stopped. The container is not deleted: its state,
+  // cgroup and temp directory stay until the destructor.
+  absl::Status Kill() const;
 
  private:
   RuncContainer() = default;

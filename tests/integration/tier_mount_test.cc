@@ -1,6 +1,9 @@
 // Live tiering of a running runc container's directory: the overlay built
 // with the new mount API and moved into the container's mount namespace.
 // Needs root, runc and busybox-static.
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,10 +13,12 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "loader/mount_refs.h"
 #include "loader/tier_mount.h"
 #include "loader/tier_path.h"
 #include "tests/integration/runc_container.h"
@@ -43,6 +48,29 @@ std::string NsLink(const std::string& path) {
   return n > 0 ? std::string(buf, n) : "";
 }
 
+std::string RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  return realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+// The filesystem type of the host mount that holds `path`.
+std::string HostFstype(const std::string& path) {
+  struct statx stx = {};
+  if (statx(AT_FDCWD, path.c_str(), 0, STATX_MNT_ID, &stx) != 0) return "";
+  absl::StatusOr<std::vector<MountinfoEntry>> mounts =
+      ParseMountinfo(ReadFile("/proc/self/mountinfo"));
+  if (!mounts.ok()) return "";
+  for (const MountinfoEntry& m : *mounts) {
+    if (m.mount_id == stx.stx_mnt_id) return m.fstype;
+  }
+  return "";
+}
+
+bool IsWhiteout(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0;
+}
+
 class TierMountTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -69,12 +97,15 @@ class TierMountTest : public ::testing::Test {
     return r->output;
   }
 
-  TierMountRequest Request(const std::string& path = "/data") {
+  TierMountRequest Request(const std::string& path = "/data",
+                           const std::string& tier_root = "") {
     TierMountRequest request;
     request.pid = container_->pid();
-    request.container_id = container_->id();
     request.path = *ParseContainerPath(path);
-    request.tier_root = fast_->path();
+    absl::StatusOr<TierLayout> layout = PlanTierLayout(
+        tier_root.empty() ? fast_->path() : tier_root, container_->id(), request.path);
+    EXPECT_TRUE(layout.ok()) << layout.status();
+    if (layout.ok()) request.layout = *layout;
     return request;
   }
 
@@ -232,6 +263,162 @@ TEST_F(TierMountTest, HostileTargetsAreRefusedAndHostPathsStayUntouched) {
   // The host's /etc and / were never mounted over (checked above) and still
   // hold what they held.
   EXPECT_TRUE(Exists("/etc/passwd"));
+}
+
+// The fast tier's stack: the slow upper (a plain host dir written by a real
+// overlay: a copied-up file, a new file, a whiteout) above the original.
+TEST_F(TierMountTest, FastStackShowsTheSlowLayerOverTheOriginalAndWritesToTheFastUpper) {
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  TempDir slow_root("gputier-slow");
+  ASSERT_FALSE(slow_root.path().empty());
+  MustExec("echo old > /data/old.txt && echo doomed > /data/gone.txt && "
+           "echo keep > /data/kept.txt");
+
+  absl::StatusOr<TierMount> slow = MountTier(Request("/data", slow_root.path()));
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  MustExec("echo slow > /data/new.txt && echo more >> /data/old.txt && rm /data/gone.txt");
+  ASSERT_TRUE(IsWhiteout(slow->layout.upper + "/gone.txt"));
+  ASSERT_TRUE(UnmountTier(container_->pid(), {"/data"}, slow->mount_id).ok());
+
+  TierMountRequest request = Request("/data");
+  request.extra_lowers = {slow->layout.upper};
+  absl::StatusOr<TierMount> fast = MountTier(request);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+
+  // Merged: the slow layer wins over the original, its whiteout hides a file.
+  EXPECT_EQ(MustExec("ls /data"), "kept.txt\nnew.txt\nold.txt\n");
+  EXPECT_EQ(MustExec("cat /data/old.txt"), "old\nmore\n");
+  EXPECT_EQ(MustExec("cat /data/new.txt"), "slow\n");
+  EXPECT_EQ(MustExec("cat /data/kept.txt"), "keep\n");
+
+  // New writes, changes and deletions land in the fast upper only.
+  MustExec("echo fast > /data/fresh.txt && echo again >> /data/new.txt && rm /data/kept.txt");
+  EXPECT_EQ(MustExec("ls /data"), "fresh.txt\nnew.txt\nold.txt\n");
+  EXPECT_EQ(ReadFile(fast->layout.upper + "/fresh.txt"), "fast\n");
+  EXPECT_EQ(ReadFile(fast->layout.upper + "/new.txt"), "slow\nagain\n");
+  EXPECT_TRUE(IsWhiteout(fast->layout.upper + "/kept.txt"));
+  EXPECT_EQ(ReadFile(slow->layout.upper + "/new.txt"), "slow\n");
+  EXPECT_FALSE(Exists(slow->layout.upper + "/fresh.txt"));
+  EXPECT_EQ(ReadFile(container_->rootfs() + "/data/kept.txt"), "keep\n");
+  EXPECT_EQ(ReadFile(container_->rootfs() + "/data/gone.txt"), "doomed\n");
+
+  absl::StatusOr<PathMount> seen = InspectContainerPath(container_->pid(), {"/data"});
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->mount_id, fast->mount_id);
+  EXPECT_EQ(seen->upperdir, RealPath(fast->layout.upper));
+  EXPECT_EQ(seen->lowerdirs, (std::vector<std::string>{RealPath(slow->layout.upper), "/"}));
+}
+
+TEST_F(TierMountTest, InspectContainerPathReportsOverlayLayersAndPlainDirectories) {
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  MustExec("mkdir /data/sub");
+
+  absl::StatusOr<PathMount> plain = InspectContainerPath(container_->pid(), {"/data"});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->is_mount_root);
+  EXPECT_NE(plain->mount_id, 0u);
+  EXPECT_EQ(plain->fstype, HostFstype(container_->rootfs() + "/data"));
+  EXPECT_FALSE(plain->fstype.empty());
+  EXPECT_TRUE(plain->upperdir.empty());
+  EXPECT_TRUE(plain->lowerdirs.empty());
+
+  absl::StatusOr<TierMount> mount = MountTier(Request());
+  ASSERT_TRUE(mount.ok()) << mount.status();
+  absl::StatusOr<PathMount> tiered = InspectContainerPath(container_->pid(), {"/data"});
+  ASSERT_TRUE(tiered.ok()) << tiered.status();
+  EXPECT_TRUE(tiered->is_mount_root);
+  EXPECT_EQ(tiered->mount_id, mount->mount_id);
+  EXPECT_EQ(tiered->fstype, "overlay");
+  EXPECT_EQ(tiered->upperdir, RealPath(mount->layout.upper));
+  EXPECT_EQ(tiered->lowerdirs, std::vector<std::string>{"/"});  // the detached clone
+
+  // Below the mount root: same mount, not its root.
+  absl::StatusOr<PathMount> below = InspectContainerPath(container_->pid(), {"/data/sub"});
+  ASSERT_TRUE(below.ok()) << below.status();
+  EXPECT_FALSE(below->is_mount_root);
+  EXPECT_EQ(below->mount_id, mount->mount_id);
+  EXPECT_EQ(below->fstype, "overlay");
+
+  // Resolved as safely as MountTier: a symlink is refused.
+  MustExec("ln -s / /link");
+  absl::StatusOr<PathMount> link = InspectContainerPath(container_->pid(), {"/link"});
+  EXPECT_FALSE(link.ok());
+  EXPECT_TRUE(absl::StrContains(link.status().message(), "symlink")) << link.status();
+}
+
+// Extra lowers come from the tier manager, but a wrong one must still be
+// refused before anything is created or mounted.
+TEST_F(TierMountTest, ExtraLowersMustBeExistingHostDirectoriesWithPlainNames) {
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  TempDir lowers("gputier-lowers");
+  ASSERT_FALSE(lowers.path().empty());
+  const std::string real = lowers.path() + "/real";
+  ASSERT_EQ(mkdir(real.c_str(), 0700), 0);
+  ASSERT_EQ(symlink(real.c_str(), (lowers.path() + "/link").c_str()), 0);
+  std::ofstream(lowers.path() + "/file") << "x";
+  const struct {
+    std::string lower;
+    const char* message_part;
+  } cases[] = {
+      {"relative/dir", "not an absolute"},
+      {real + ":x", "contains ':'"},
+      {real + ",x", "contains ':'"},
+      {real + "\\x", "contains ':'"},
+      {lowers.path() + "/real/../real", "'..'"},
+      {lowers.path() + "/link", "symlink"},
+      {lowers.path() + "/missing", "does not exist"},
+      {lowers.path() + "/file", "not a directory"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.lower);
+    std::string container_before = ContainerMountinfo();
+    TierMountRequest request = Request();
+    request.extra_lowers = {real, c.lower};
+    absl::StatusOr<TierMount> mount = MountTier(request);
+    ASSERT_FALSE(mount.ok());
+    EXPECT_TRUE(absl::StrContains(mount.status().message(), c.lower)) << mount.status();
+    EXPECT_TRUE(absl::StrContains(mount.status().message(), c.message_part)) << mount.status();
+    EXPECT_EQ(ContainerMountinfo(), container_before);
+    EXPECT_FALSE(Exists(absl::StrCat(fast_->path(), "/", container_->id())));
+  }
+  // The same request with a good lower works.
+  TierMountRequest request = Request();
+  request.extra_lowers = {real};
+  absl::StatusOr<TierMount> mount = MountTier(request);
+  EXPECT_TRUE(mount.ok()) << mount.status();
+}
+
+// MountTier creates what is missing below the tier root, never the root
+// itself, and for a layout built by hand only upper and work themselves.
+TEST_F(TierMountTest, LayoutDirectoriesAreCreatedOnlyBelowTheTierRoot) {
+  ASSERT_NO_FATAL_FAILURE(StartContainer());
+  std::string before = ContainerMountinfo();
+  absl::StatusOr<TierMount> no_root = MountTier(Request("/data", fast_->path() + "/absent"));
+  EXPECT_EQ(no_root.status().code(), absl::StatusCode::kFailedPrecondition) << no_root.status();
+  EXPECT_TRUE(absl::StrContains(no_root.status().message(), "create it")) << no_root.status();
+  EXPECT_FALSE(Exists(fast_->path() + "/absent"));
+
+  TierMountRequest outside = Request();
+  outside.layout.work = "/tmp/gputier-not-below-the-root/work";
+  absl::StatusOr<TierMount> refused = MountTier(outside);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_FALSE(Exists("/tmp/gputier-not-below-the-root"));
+
+  TierMountRequest by_hand = Request();
+  by_hand.layout = {fast_->path() + "/hand", fast_->path() + "/hand/upper",
+                    fast_->path() + "/hand/work"};
+  absl::StatusOr<TierMount> no_parent = MountTier(by_hand);
+  EXPECT_FALSE(no_parent.ok());
+  EXPECT_TRUE(absl::StrContains(no_parent.status().message(), by_hand.layout.upper))
+      << no_parent.status();
+  EXPECT_FALSE(Exists(by_hand.layout.dir));
+  EXPECT_EQ(ContainerMountinfo(), before);
+
+  ASSERT_EQ(mkdir(by_hand.layout.dir.c_str(), 0700), 0);
+  absl::StatusOr<TierMount> mounted = MountTier(by_hand);
+  ASSERT_TRUE(mounted.ok()) << mounted.status();
+  MustExec("echo x > /data/by-hand");
+  EXPECT_EQ(ReadFile(by_hand.layout.upper + "/by-hand"), "x\n");
 }
 
 }  // namespace

@@ -1,0 +1,156 @@
+// The tier manager: puts each container's tiered directories on the tier its
+// verdict (or an operator's override) chooses, live, and keeps the persisted
+// record of where everything is (docs/TIERING.md).
+//
+// It runs on its own thread so that a long write-back never stalls the
+// classifier or the control socket. The main thread hands it the
+// classifier's view of the containers after every tick (UpdateContainers)
+// and operator overrides (SetOverride); StatusJson answers
+// `gputierctl status`.
+//
+// Every container with a tiered directory is "adopted" when first seen: each
+// directory becomes an overlay whose upper layer is on the slow tier. Then,
+// one step at a time, each recorded before and after it is taken:
+//
+//   promote  make the container's fast partition, freeze the cgroup, detach
+//            the slow overlay, mount [upper fast | lowers: slow upper,
+//            original], record, thaw
+//   demote   freeze, check that no process of the container holds anything
+//            open on the fast overlay (else thaw and retry later), detach it,
+//            fold the fast upper into the slow upper (MergeUpperLayer), mount
+//            the slow overlay, record, thaw, free the fast directory (and the
+//            partition with the last one)
+//   exit     the container is gone: fold every fast upper into its slow
+//            upper, free the partition, drop the record
+//
+// On start, records with a step in flight are finished or rolled back from
+// what is actually mounted in the container (crash safety).
+#ifndef GPUTIER_LOADER_TIER_MANAGER_H_
+#define GPUTIER_LOADER_TIER_MANAGER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "loader/config.h"
+#include "loader/tier_plan.h"
+#include "loader/tier_partition.h"
+#include "loader/tier_record.h"
+#include "loader/verdict_service.h"
+
+namespace gputier {
+
+class TierManager {
+ public:
+  struct Options {
+    TierConfig config;
+    std::string state_dir;    // records go to <state_dir>/tier
+    std::string cgroup_root;  // the cgroup2 mount point
+    absl::Duration freeze_timeout = absl::Seconds(5);
+  };
+
+  // Creates the tier roots (0700), loads the records and logs where the
+  // tiers are (saying so when they are the built-in default).
+  static absl::StatusOr<std::unique_ptr<TierManager>> Create(Options options);
+  ~TierManager();  // stops the thread
+
+  // Starts the worker thread; it first finishes or rolls back steps that a
+  // previous gputierd left in flight.
+  void Start();
+
+  // The classifier's latest view (every container with counters).
+  void UpdateContainers(std::vector<ContainerVerdictView> containers);
+
+  // `gputierctl tier`: follow `choice` instead of the verdict (kAuto: the
+  // verdict again). Persisted with the container's record.
+  absl::Status SetOverride(const ContainerVerdictView& container, TierOverride choice);
+
+  // {"tiers": {...}, "containers": [...]} for `gputierctl status`.
+  nlohmann::json StatusJson();
+
+ private:
+  explicit TierManager(Options options);
+
+  // Per container, in memory only.
+  struct Live {
+    std::string cgroup;
+    Verdict verdict = Verdict::kUnknown;
+    uint64_t last_active_ns = 0;
+    std::string last_error;
+    absl::Time retry_at = absl::InfinitePast();
+    bool pressure_demoted = false;
+    double last_promotion_ms = -1;
+    double last_demotion_ms = -1;
+    uint64_t last_writeback_bytes = 0;
+    uint64_t fast_bytes = 0;
+    uint64_t slow_bytes = 0;
+    absl::Time bytes_at = absl::InfinitePast();
+  };
+
+  void Loop();
+  void Cycle();
+  void RecoverInFlight();
+  absl::Status Recover(TierRecord& record);
+  absl::Status Adopt(const std::string& container_id, const std::string& cgroup);
+  absl::Status Converge(TierRecord& record, Live& live, const std::map<std::string, Tier>& desired,
+                        bool may_promote);
+  absl::Status Promote(TierRecord& record, const std::string& path);
+  absl::Status Demote(TierRecord& record, const std::string& path);
+  absl::Status Finalize(TierRecord& record);
+
+  // What is mounted at `path` in the container: our slow overlay, our fast
+  // overlay, nothing of ours, or a foreign overlay (an error).
+  enum class Observed { kNone, kSlow, kFast };
+  absl::StatusOr<Observed> Observe(pid_t pid, const TierRecord& record, const std::string& path,
+                                   uint64_t* mount_id);
+  absl::StatusOr<pid_t> PidOf(const TierRecord& record);
+  absl::Status Save(const TierRecord& record);
+  absl::Status MountSlow(pid_t pid, const TierRecord& record, const std::string& path);
+  absl::Status MountFast(pid_t pid, const TierRecord& record, const std::string& path);
+  absl::Status FoldFastIntoSlow(const TierRecord& record, const std::string& path, uint64_t* bytes);
+  absl::Status FreePartitionIfUnused(TierRecord& record);
+  // The spare partition: made ahead so a promotion only renames it.
+  absl::StatusOr<PartitionPaths> SparePaths() const;
+  bool SpareReady();
+  absl::Status TakePartition(const PartitionPaths& part);
+  void KeepSpare(bool wanted);
+  absl::Status Thaw(TierRecord& record);
+  std::string CgroupDir(const TierRecord& record) const;
+  void Publish();
+  void RefreshBytes(const TierRecord& record, Live& live, bool force);
+  void NoteError(const std::string& container_id, const absl::Status& status, absl::Duration retry);
+
+  const Options options_;
+  TierRecordStore store_;
+
+  // Owned by the worker thread.
+  std::map<std::string, TierRecord> records_;
+  std::map<std::string, Live> live_;
+  bool recovered_ = false;
+
+  // Shared with the main thread.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool poked_ = false;
+  bool have_view_ = false;
+  std::vector<ContainerVerdictView> view_;
+  std::map<std::string, std::pair<std::string, TierOverride>> overrides_;  // id -> (cgroup, choice)
+  nlohmann::json status_ = nlohmann::json::object();
+  std::thread thread_;
+};
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_TIER_MANAGER_H_

@@ -1,0 +1,100 @@
+// The tiering part of the config: tiers:, tiered_paths:, gpu_data_paths:,
+// runc_roots: — defaults, every key, and one clear error per bad value.
+#include <string>
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "loader/config.h"
+#include "loader/config_tiers.h"
+
+namespace gputier {
+namespace {
+
+absl::Status ErrorOf(const std::string& yaml) { return ParseConfig(yaml, "t.yaml").status(); }
+
+TEST(TierConfig, DefaultIsTheLocalDiskAndNothingTiered) {
+  const TierConfig t = DefaultConfig().tiers;
+  EXPECT_EQ(t.fast_root, "/var/lib/gputier/fast");
+  EXPECT_EQ(t.slow_root, "/var/lib/gputier/slow");
+  EXPECT_TRUE(t.embedded_roots);
+  EXPECT_TRUE(t.tiered_paths.empty());
+  EXPECT_TRUE(t.gpu_data_paths.empty());
+  EXPECT_EQ(t.partition_size, uint64_t{2} << 30);
+  EXPECT_EQ(t.runc_roots, std::vector<std::string>{"/run/runc"});
+}
+
+TEST(TierConfig, EveryKeyIsRead) {
+  absl::StatusOr<Config> c = ParseConfig(
+      "tiers:\n  fast: /mnt/nvme/gt/\n  slow: /mnt/sata/gt\n  partition_size: 512MiB\n"
+      "  high_watermark: 0.8\n  low_watermark: 0.6\n"
+      "tiered_paths: [/data, /var//cache/./x]\n"
+      "gpu_data_paths: [/ckpt]\n"
+      "runc_roots: [/run/runc, /tmp/r]\n",
+      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const TierConfig& t = c->tiers;
+  EXPECT_EQ(t.fast_root, "/mnt/nvme/gt");
+  EXPECT_EQ(t.slow_root, "/mnt/sata/gt");
+  EXPECT_FALSE(t.embedded_roots);
+  EXPECT_EQ(t.partition_size, uint64_t{512} << 20);
+  EXPECT_DOUBLE_EQ(t.high_watermark, 0.8);
+  EXPECT_DOUBLE_EQ(t.low_watermark, 0.6);
+  EXPECT_EQ(t.tiered_paths, (std::vector<std::string>{"/data", "/var/cache/x"}));
+  EXPECT_EQ(t.gpu_data_paths, std::vector<std::string>{"/ckpt"});
+  EXPECT_EQ(t.runc_roots, (std::vector<std::string>{"/run/runc", "/tmp/r"}));
+}
+
+TEST(TierConfig, OnlyOneTierIsRefusedNamingBoth) {
+  absl::Status s = ErrorOf("tiers:\n  fast: /mnt/nvme\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "give both tiers.fast and tiers.slow")) << s;
+}
+
+TEST(TierConfig, OverlappingRootsAreRefused) {
+  absl::Status s = ErrorOf("tiers:\n  fast: /mnt/t\n  slow: /mnt/t/slow\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "overlap")) << s;
+}
+
+TEST(TierConfig, RootsThatOverlayOptionsCannotCarryAreRefused) {
+  for (const char* bad : {"relative/dir", "/mnt/a,b", "/mnt/a:b", "'/mnt/a b'", "/"}) {
+    absl::Status s = ErrorOf(absl::StrCat("tiers:\n  fast: ", bad, "\n  slow: /mnt/s\n"));
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_TRUE(absl::StrContains(s.message(), "tiers.fast")) << s;
+  }
+}
+
+TEST(TierConfig, WatermarksMustBeOrderedFractions) {
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  high_watermark: 1.5\n").message(), "not in (0, 1]"));
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("tiers:\n  high_watermark: 0.5\n  low_watermark: 0.7\n").message(), "low_watermark"));
+}
+
+TEST(TierConfig, PartitionSizeHasAFloorAndUnits) {
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  partition_size: 1MiB\n").message(), "below 16MiB"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  partition_size: lots\n").message(), "not a size"));
+  EXPECT_EQ(*ParseByteSize("4GiB"), uint64_t{4} << 30);
+  EXPECT_EQ(*ParseByteSize("1.5g"), uint64_t{3} << 29);
+  EXPECT_EQ(*ParseByteSize("1000"), 1000u);
+  EXPECT_FALSE(ParseByteSize("3 parsecs").ok());
+}
+
+TEST(TierConfig, BadContainerPathsAreRefusedWithTheirIndex) {
+  absl::Status s = ErrorOf("tiered_paths: [/data, relative]\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "tiered_paths[1]")) << s;
+  s = ErrorOf("tiered_paths: [/data/../etc]\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "..")) << s;
+  s = ErrorOf("tiered_paths: [/]\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "root")) << s;
+  s = ErrorOf("tiered_paths: /data\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "not a list")) << s;
+}
+
+TEST(TierConfig, NestedOrRepeatedTieredPathsAreRefused) {
+  absl::Status s = ErrorOf("tiered_paths: [/data]\ngpu_data_paths: [/data/ckpt]\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "overlap")) << s;
+  s = ErrorOf("tiered_paths: [/data, /data/]\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "listed twice")) << s;
+  EXPECT_TRUE(ParseConfig("tiered_paths: [/data]\ngpu_data_paths: [/data2]\n", "t").ok());
+}
+
+}  // namespace
+}  // namespace gputier

@@ -1,0 +1,93 @@
+// Which tier each directory goes to, and who leaves the fast tier when it
+// fills (loader/tier_plan.h).
+#include "loader/tier_plan.h"
+
+#include "gtest/gtest.h"
+
+namespace gputier {
+namespace {
+
+TierConfig TwoKinds() {
+  TierConfig c;
+  c.tiered_paths = {"/data", "/scratch"};
+  c.gpu_data_paths = {"/ckpt"};
+  return c;
+}
+
+TEST(DesiredTiers, GpuPutsEveryManagedPathOnFast) {
+  auto d = DesiredTiers(TwoKinds(), Verdict::kGpu, TierOverride::kAuto);
+  EXPECT_EQ(d, (std::map<std::string, Tier>{{"/data", Tier::kFast}, {"/scratch", Tier::kFast},
+                                            {"/ckpt", Tier::kFast}}));
+}
+
+TEST(DesiredTiers, MixedPutsOnlyGpuDataPathsOnFast) {
+  auto d = DesiredTiers(TwoKinds(), Verdict::kMixed, TierOverride::kAuto);
+  EXPECT_EQ(d, (std::map<std::string, Tier>{{"/data", Tier::kSlow}, {"/scratch", Tier::kSlow},
+                                            {"/ckpt", Tier::kFast}}));
+}
+
+TEST(DesiredTiers, CpuAndUnknownStaySlow) {
+  for (Verdict v : {Verdict::kCpu, Verdict::kUnknown}) {
+    for (const auto& [path, tier] : DesiredTiers(TwoKinds(), v, TierOverride::kAuto)) {
+      EXPECT_EQ(tier, Tier::kSlow) << path;
+    }
+  }
+}
+
+TEST(DesiredTiers, AnOverrideBeatsTheVerdict) {
+  for (const auto& [path, tier] : DesiredTiers(TwoKinds(), Verdict::kCpu, TierOverride::kFast)) {
+    EXPECT_EQ(tier, Tier::kFast) << path;
+  }
+  for (const auto& [path, tier] : DesiredTiers(TwoKinds(), Verdict::kGpu, TierOverride::kSlow)) {
+    EXPECT_EQ(tier, Tier::kSlow) << path;
+  }
+}
+
+TEST(TierChoiceNames, RoundTripAndRefuseOthers) {
+  for (TierOverride o : {TierOverride::kAuto, TierOverride::kFast, TierOverride::kSlow}) {
+    EXPECT_EQ(*ParseTierOverride(TierOverrideName(o)), o);
+  }
+  EXPECT_FALSE(ParseTierOverride("nvme").ok());
+  EXPECT_EQ(*ParseTier("FAST"), Tier::kFast);
+  EXPECT_FALSE(ParseTier("auto").ok());
+}
+
+TierConfig Capacity() {
+  TierConfig c;
+  c.partition_size = 10;
+  c.high_watermark = 0.9;
+  c.low_watermark = 0.5;
+  return c;
+}
+
+TEST(PromotionFits, OnlyBelowTheHighWatermark) {
+  EXPECT_TRUE(PromotionFits(100, 80, Capacity()));   // 90 after
+  EXPECT_FALSE(PromotionFits(100, 81, Capacity()));  // 91 after
+  EXPECT_FALSE(PromotionFits(0, 0, Capacity()));
+}
+
+TEST(PickDemotions, NothingAtOrBelowTheHighWatermark) {
+  EXPECT_TRUE(PickDemotions(100, 90, Capacity(), {{"a", 1, false}}).empty());
+}
+
+TEST(PickDemotions, LeastRecentlyActiveFirstUntilTheLowWatermark) {
+  std::vector<FastHolder> h = {{"busy", 900, false}, {"idle", 100, false}, {"mid", 500, false},
+                               {"newest", 1000, false}};
+  // 95 -> 85 -> 75 -> 65 -> 55: all four still above 50.
+  EXPECT_EQ(PickDemotions(100, 95, Capacity(), h),
+            (std::vector<std::string>{"idle", "mid", "busy", "newest"}));
+  // 92 -> 82 -> 72 -> 62 -> 52; with low 0.75: idle, mid, busy (72 <= 75).
+  TierConfig c = Capacity();
+  c.low_watermark = 0.75;
+  EXPECT_EQ(PickDemotions(100, 92, c, h), (std::vector<std::string>{"idle", "mid"}));
+}
+
+TEST(PickDemotions, OperatorPinnedContainersGoLast) {
+  std::vector<FastHolder> h = {{"pinned-idle", 1, true}, {"busy", 900, false}};
+  TierConfig c = Capacity();
+  c.low_watermark = 0.85;
+  EXPECT_EQ(PickDemotions(100, 95, c, h), std::vector<std::string>{"busy"});
+}
+
+}  // namespace
+}  // namespace gputier

@@ -1,0 +1,77 @@
+// The persisted per-container tiering record: round trip, atomic store, and
+// refusal (never a guess) of files of another layout or damaged ones.
+#include "loader/tier_record.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+
+namespace gputier {
+namespace {
+
+TierRecord Sample() {
+  TierRecord r;
+  r.container_id = "abc123";
+  r.cgroup = "/kubepods.slice/x";
+  r.mnt_ns = 4026532000;
+  r.override_tier = TierOverride::kFast;
+  r.paths = {{"/data", Tier::kFast}, {"/scratch", Tier::kSlow}};
+  r.op = TierOp::kDemote;
+  r.op_path = "/data";
+  r.froze = true;
+  r.partition = true;
+  return r;
+}
+
+TEST(TierRecord, RoundTripsThroughJson) {
+  absl::StatusOr<TierRecord> back = TierRecordFromJson(TierRecordToJson(Sample()), "x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(TierRecordToJson(*back), TierRecordToJson(Sample()));
+  EXPECT_TRUE(back->AnyFast());
+}
+
+TEST(TierRecord, AnotherLayoutVersionIsRefusedNotGuessed) {
+  std::string json = TierRecordToJson(Sample());
+  json.replace(json.find("\"version\": 1"), 12, "\"version\": 2");
+  absl::Status s = TierRecordFromJson(json, "f.json").status();
+  EXPECT_TRUE(absl::StrContains(s.message(), "layout version 2")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "leaves this container alone")) << s;
+}
+
+TEST(TierRecord, DamagedFilesAreRefused) {
+  EXPECT_FALSE(TierRecordFromJson("{", "f").ok());
+  EXPECT_FALSE(TierRecordFromJson("{\"version\":1}", "f").ok());
+  std::string json = TierRecordToJson(Sample());
+  json.replace(json.find("abc123"), 6, "../etc");
+  EXPECT_FALSE(TierRecordFromJson(json, "f").ok());
+  json = TierRecordToJson(Sample());
+  json.replace(json.find("\"op_path\": \"/data\""), 18, "\"op_path\": \"/other\"");
+  EXPECT_FALSE(TierRecordFromJson(json, "f").ok());
+}
+
+TEST(TierRecordStore, SavesLoadsAndRemoves) {
+  char tmpl[] = "/tmp/gputier-record-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  TierRecordStore store(std::string(tmpl) + "/tier");
+  ASSERT_TRUE(store.Init().ok());
+  ASSERT_TRUE(store.Save(Sample()).ok());
+  std::ofstream(store.dir() + "/broken.json") << "{";
+  TierRecordStore::Loaded loaded = store.LoadAll();
+  ASSERT_EQ(loaded.records.size(), 1u);
+  EXPECT_EQ(loaded.records[0].container_id, "abc123");
+  ASSERT_EQ(loaded.refused.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(loaded.refused[0], "broken.json"));
+  ASSERT_TRUE(store.Remove("abc123").ok());
+  EXPECT_TRUE(store.LoadAll().records.empty());
+  EXPECT_TRUE(store.Remove("abc123").ok());  // idempotent
+  unlink((store.dir() + "/broken.json").c_str());
+  rmdir(store.dir().c_str());
+  rmdir(tmpl);
+}
+
+}  // namespace
+}  // namespace gputier
