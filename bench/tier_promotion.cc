@@ -176,7 +176,11 @@ int Main() {
   std::vector<double> latencies;
   double first_ms = -1;
   for (int t = 0; t <= absl::GetFlag(FLAGS_trials); ++t) {
-    if (t > 0 && !WaitFor(spare_ready, absl::Seconds(30))) {
+    // The manager is idle again once the previous demotion has freed the
+    // container's partition and the spare is back: a request arriving
+    // earlier queues behind that work (docs/BENCHMARKS.md).
+    auto idle = [&] { return spare_ready() && access(absl::StrCat(fast, "/", id).c_str(), F_OK) != 0; };
+    if (t > 0 && !WaitFor(idle, absl::Seconds(30))) {
       fprintf(stderr, "the spare partition did not come back:\n%s\n", agent.LogTail().c_str());
       return 1;
     }
