@@ -1,0 +1,802 @@
+// Tiering end to end: the real gputierd (its tier manager) moving the /data
+// of real runc containers between a fast and a slow tier while they write,
+// driven by `gputierctl tier`, across agent crashes (SIGKILL), container
+// exits and a full fast tier. Needs root, runc and busybox-static; skips
+// without them.
+//
+// Every test runs its own gputierd (AgentProcess: private pins, run, state
+// and tier directories under its work dir) and its own containers, and
+// leaves nothing behind: TearDown deletes the containers, waits until the
+// agent has dropped their records (which writes back and frees their fast
+// partitions), stops the agent and checks that no partition mount or loop
+// device of it is left.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "loader/cgroup_resolver.h"
+#include "loader/mount_refs.h"
+#include "loader/tier_partition.h"
+#include "loader/tier_record.h"
+#include "tests/integration/agent_harness.h"
+#include "tests/integration/runc_container.h"
+
+namespace gputier {
+namespace {
+
+using ::gputier::testing::AgentProcess;
+using ::gputier::testing::CommandResult;
+using ::gputier::testing::RuncContainer;
+using ::gputier::testing::RunCommand;
+using ::gputier::testing::TempDir;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+constexpr char kSpare[] = ".gputier-spare";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+bool IsWhiteout(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0;
+}
+
+// Polls `done` until it holds or `timeout` passes; returns its last answer.
+bool WaitFor(const std::function<bool()>& done, milliseconds timeout, milliseconds every = milliseconds(50)) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  while (true) {
+    if (done()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(every);
+  }
+}
+
+double SecondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// What the writer puts into /data/w<i>: the output of `seq i i+300`.
+std::string Expected(int i) {
+  std::string s;
+  for (int n = i; n <= i + 300; ++n) absl::StrAppend(&s, n, "\n");
+  return s;
+}
+
+// A container init that writes /data/w0, w1, ... (each `seq i i+300`) until
+// /data/stop appears, then writes the number of files to /data/count and
+// sleeps. It starts only when /data/go appears, which the test creates once
+// the agent has adopted the container: then every w<i> is written through
+// gputier's overlays and ends up in the slow upper (on the host).
+std::string WriterScript(int pause_us) {
+  return absl::StrCat(
+      "while [ ! -e /data/go ]; do usleep 10000; done; i=0; "
+      "while [ ! -e /data/stop ]; do seq $i $((i+300)) > /data/w$i; i=$((i+1)); usleep ",
+      pause_us, "; done; echo $i > /data/count; exec sleep 100000");
+}
+
+absl::StatusOr<std::vector<MountinfoEntry>> MountsOf(const std::string& mountinfo) {
+  return ParseMountinfo(ReadFile(mountinfo));
+}
+
+bool Below(const std::string& path, const std::string& dir) {
+  return path == dir || absl::StartsWith(path, dir + "/");
+}
+
+// Mount points of the host (this process's namespace) at or below `dir`.
+std::vector<std::string> HostMountsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  absl::StatusOr<std::vector<MountinfoEntry>> mounts = MountsOf("/proc/self/mountinfo");
+  if (!mounts.ok()) return {"(mountinfo unreadable)"};
+  for (const MountinfoEntry& m : *mounts) {
+    if (Below(m.mount_point, dir)) out.push_back(m.mount_point);
+  }
+  return out;
+}
+
+// Loop devices whose backing file is at or below `dir`, as "loopN: file".
+std::vector<std::string> LoopsBackedUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir("/sys/block");
+  if (d == nullptr) return out;
+  while (struct dirent* e = readdir(d)) {
+    if (!absl::StartsWith(e->d_name, "loop")) continue;
+    std::string file(absl::StripTrailingAsciiWhitespace(
+        ReadFile(absl::StrCat("/sys/block/", e->d_name, "/loop/backing_file"))));
+    if (Below(file, dir)) out.push_back(absl::StrCat(e->d_name, ": ", file));
+  }
+  closedir(d);
+  return out;
+}
+
+std::string SuperOption(const MountinfoEntry& m, absl::string_view key) {
+  for (const std::string& o : m.super_options) {
+    absl::string_view v = o;
+    if (absl::ConsumePrefix(&v, key) && absl::ConsumePrefix(&v, "=")) return std::string(v);
+  }
+  return "";
+}
+
+std::string Lines(const std::vector<std::string>& v) { return v.empty() ? "(none)" : absl::StrJoin(v, ", "); }
+
+class TierAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (runc, mounts, BPF)";
+    if (!Exists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static (/bin/busybox)";
+    absl::StatusOr<CommandResult> runc = RunCommand({"runc", "--version"});
+    if (!runc.ok() || runc->exit_code != 0) GTEST_SKIP() << "needs runc in PATH";
+    absl::StatusOr<CommandResult> list = RunCommand({"/bin/busybox", "--list"});
+    if (!list.ok()) GTEST_SKIP() << "busybox --list failed";
+    std::vector<std::string> applets = absl::StrSplit(list->output, '\n', absl::SkipWhitespace());
+    for (const char* need : {"seq", "usleep", "head", "dd", "cat", "sh"}) {
+      if (std::find(applets.begin(), applets.end(), need) == applets.end()) {
+        GTEST_SKIP() << "busybox lacks the applet " << need;
+      }
+    }
+    absl::StatusOr<CgroupResolver> cgroups = CgroupResolver::Create();
+    if (!cgroups.ok()) GTEST_SKIP() << "no cgroup2: " << cgroups.status();
+    cgroup_root_ = cgroups->mount_point();
+    agent_ = std::make_unique<AgentProcess>();
+    fast_root_ = agent_->tier_root("fast");
+    slow_root_ = agent_->tier_root("slow");
+  }
+
+  void TearDown() override {
+    containers_.clear();  // runc kill + delete: the agent finalizes them
+    if (agent_ != nullptr && agent_->pid() > 0) {
+      bool dropped = WaitFor(
+          [&] {
+            absl::StatusOr<nlohmann::json> t = agent_->Tiering();
+            return t.ok() && (*t)["containers"].empty();
+          },
+          seconds(30));
+      EXPECT_TRUE(dropped) << "the agent still has records of deleted containers\n" << Diag();
+      EXPECT_TRUE(agent_->Stop().ok()) << Diag();
+      // What a stopped agent leaves mounted by design: the spare partition.
+      for (const std::string& m : HostMountsUnder(fast_root_)) {
+        if (m == fast_root_) continue;  // a fast filesystem of the test's own
+        EXPECT_TRUE(Below(m, absl::StrCat(fast_root_, "/", kSpare))) << "left mounted: " << m;
+      }
+    }
+    if (fastfs_ != nullptr) {
+      // The fast root is a filesystem of this test: free what the agent left
+      // in it (the spare, or anything a failure left), then the filesystem.
+      for (const std::string& m : HostMountsUnder(fast_root_)) {
+        std::string dir = m.substr(0, m.rfind('/'));
+        if (m == fast_root_ || dir.size() <= fast_root_.size()) continue;
+        absl::StatusOr<PartitionPaths> p = PlanPartition(fast_root_, dir.substr(fast_root_.size() + 1));
+        if (p.ok()) {
+          absl::Status released = ReleasePartition(*p);
+          EXPECT_TRUE(released.ok()) << m << ": " << released;
+        }
+      }
+      absl::Status released = ReleasePartition(*fastfs_);
+      EXPECT_TRUE(released.ok()) << released;
+      EXPECT_TRUE(HostMountsUnder(fastfs_dir_->path()).empty());
+      EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(fastfs_dir_->path()).empty(); }, seconds(5)))
+          << Lines(LoopsBackedUnder(fastfs_dir_->path()));
+      fastfs_.reset();
+      fastfs_dir_.reset();
+    }
+    if (agent_ != nullptr) {
+      const std::string work = agent_->work_dir();
+      agent_.reset();  // unmounts what is left under the work dir, removes it
+      EXPECT_TRUE(HostMountsUnder(work).empty()) << Lines(HostMountsUnder(work));
+      EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(work).empty(); }, seconds(5)))
+          << "loop devices left: " << Lines(LoopsBackedUnder(work));
+      EXPECT_FALSE(Exists(work));
+    }
+  }
+
+  absl::StatusOr<RuncContainer*> StartContainer(const std::string& script) {
+    RuncContainer::Options options;
+    options.script = script;
+    absl::StatusOr<std::unique_ptr<RuncContainer>> c = RuncContainer::Start(options);
+    if (!c.ok()) return c.status();
+    containers_.push_back(std::move(*c));
+    return containers_.back().get();
+  }
+
+  // Starts gputierd for the containers started so far. `tiers_extra` is
+  // added to the tiers mapping (", high_watermark: 0.5").
+  absl::Status StartAgent(const std::string& partition_size = "64MiB", const std::string& tiers_extra = "") {
+    std::vector<std::string> roots;
+    for (const auto& c : containers_) roots.push_back(c->state_root());
+    std::string yaml = absl::StrCat("tiered_paths: [/data]\nrunc_roots: [", absl::StrJoin(roots, ", "),
+                                    "]\npolicy: {tick: 200ms}\ntiers: {fast: ", fast_root_, ", slow: ", slow_root_,
+                                    ", partition_size: ", partition_size, tiers_extra, "}\n");
+    absl::StatusOr<std::string> mode = agent_->Start({testing::RequestedMode(), yaml});
+    return mode.status();
+  }
+
+  // The tiering status row of a container, or null.
+  nlohmann::json Row(const std::string& id) const {
+    absl::StatusOr<nlohmann::json> t = agent_->Tiering();
+    if (!t.ok()) return nullptr;
+    for (const nlohmann::json& r : (*t)["containers"]) {
+      if (r["container_id"] == id) return r;
+    }
+    return nullptr;
+  }
+
+  std::string Diag() const {
+    absl::StatusOr<nlohmann::json> t = agent_ != nullptr && agent_->pid() > 0
+                                           ? agent_->Tiering()
+                                           : absl::StatusOr<nlohmann::json>(absl::UnavailableError("stopped"));
+    return absl::StrCat("tiering: ", t.ok() ? t->dump() : std::string(t.status().message()),
+                        "\n--- gputierd log (tail) ---\n", agent_ != nullptr ? agent_->LogTail() : "");
+  }
+
+  // Makes the container count activity until the agent has adopted it and
+  // put /data on the slow overlay.
+  bool Adopted(const RuncContainer& c) {
+    Clock::time_point next_poke = Clock::now();
+    return WaitFor(
+        [&] {
+          if (Clock::now() >= next_poke) {
+            (void)c.Exec("cat /bin/busybox >/dev/null");
+            next_poke = Clock::now() + seconds(2);
+          }
+          nlohmann::json r = Row(c.id());
+          return r.is_object() && r["paths"].value("/data", "") == "slow" && r["op"] == "none";
+        },
+        seconds(30), milliseconds(100));
+  }
+
+  absl::StatusOr<std::string> Tier(const std::string& id, const std::string& tier, const std::string& wait) {
+    return agent_->Ctl(absl::StrCat("tier ", id, " ", tier, " --wait=", wait));
+  }
+
+  std::string FastDir(const std::string& id) const { return absl::StrCat(fast_root_, "/", id); }
+  std::string FastUpper(const std::string& id) const { return FastDir(id) + "/mnt/data/upper"; }
+  std::string SlowUpper(const std::string& id) const { return absl::StrCat(slow_root_, "/", id, "/data/upper"); }
+  std::string RecordPath(const std::string& id) const {
+    return absl::StrCat(agent_->work_dir(), "/state/tier/", id, ".json");
+  }
+
+  // Files named w<N> directly in `dir`.
+  static int CountW(const std::string& dir) {
+    int n = 0;
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return 0;
+    while (struct dirent* e = readdir(d)) n += e->d_name[0] == 'w' ? 1 : 0;
+    closedir(d);
+    return n;
+  }
+
+  // Creates /data/stop, waits for /data/count; returns the number of files
+  // the writer wrote (-1 on timeout).
+  int StopWriter(const RuncContainer& c) {
+    absl::StatusOr<CommandResult> stop = c.Exec("touch /data/stop");
+    if (!stop.ok() || stop->exit_code != 0) return -1;
+    int count = -1;
+    WaitFor(
+        [&] {
+          absl::StatusOr<CommandResult> r = c.Exec("cat /data/count 2>/dev/null");
+          return r.ok() && r->exit_code == 0 &&
+                 absl::SimpleAtoi(absl::StripAsciiWhitespace(r->output), &count);
+        },
+        seconds(10), milliseconds(100));
+    return count;
+  }
+
+  // Every w0..w<count-1> has its exact content on the host, in the slow
+  // upper, and inside the container (one `head` prints them all).
+  void VerifyWriterFiles(const RuncContainer& c, int count) {
+    std::vector<std::string> bad;
+    for (int i = 0; i < count; ++i) {
+      const std::string path = absl::StrCat(SlowUpper(c.id()), "/w", i);
+      if (!Exists(path)) {
+        bad.push_back(absl::StrCat("w", i, " missing"));
+      } else if (ReadFile(path) != Expected(i)) {
+        bad.push_back(absl::StrCat("w", i, " differs (", ReadFile(path).size(), " bytes)"));
+      }
+    }
+    EXPECT_TRUE(bad.empty()) << bad.size() << " of " << count << " files wrong on the host ("
+                             << SlowUpper(c.id()) << "): "
+                             << absl::StrJoin(bad.begin(), bad.begin() + std::min<size_t>(bad.size(), 20), "; ")
+                             << "\n" << Diag();
+    EXPECT_EQ(CountW(SlowUpper(c.id())), count) << "the slow upper holds more w files than the writer wrote";
+
+    // Inside: `head` prints "==> wN <==" before each file's lines.
+    absl::StatusOr<CommandResult> all = c.Exec("cd /data && head -n 1000 w*");
+    ASSERT_TRUE(all.ok()) << all.status();
+    ASSERT_EQ(all->exit_code, 0) << all->output.substr(0, 2000);
+    std::map<int, std::string> seen;
+    int current = -1;
+    for (absl::string_view line : absl::StrSplit(all->output, '\n')) {
+      absl::string_view name = line;
+      if (absl::ConsumePrefix(&name, "==> w") && absl::ConsumeSuffix(&name, " <==")) {
+        ASSERT_TRUE(absl::SimpleAtoi(name, &current)) << line;
+        seen[current];
+        continue;
+      }
+      if (line.empty()) continue;
+      ASSERT_GE(current, 0) << "output before the first header: " << line;
+      absl::StrAppend(&seen[current], line, "\n");
+    }
+    std::vector<std::string> inside_bad;
+    for (int i = 0; i < count; ++i) {
+      auto it = seen.find(i);
+      if (it == seen.end()) {
+        inside_bad.push_back(absl::StrCat("w", i, " missing"));
+      } else if (it->second != Expected(i)) {
+        inside_bad.push_back(absl::StrCat("w", i, " differs"));
+      }
+    }
+    EXPECT_EQ(seen.size(), static_cast<size_t>(count));
+    EXPECT_TRUE(inside_bad.empty()) << inside_bad.size() << " of " << count
+                                    << " files wrong inside the container: "
+                                    << absl::StrJoin(inside_bad.begin(),
+                                                     inside_bad.begin() + std::min<size_t>(inside_bad.size(), 20),
+                                                     "; ");
+  }
+
+  // What is wrong with the container and the host, given that the container's
+  // /data should be on `fast` (empty when all is well):
+  //  - the container's cgroup is frozen;
+  //  - /data in the container is not exactly one overlay whose upper is the
+  //    tier's (and the record says another tier or a step in flight);
+  //  - the host has another number of partition mounts for the container
+  //    than 1 (fast) or 0 (slow), more than one spare, or anything else
+  //    mounted under the fast root;
+  //  - loop devices backed by files of the fast root other than those of
+  //    these partition mounts.
+  std::string Inconsistencies(const RuncContainer& c, bool fast) const {
+    std::vector<std::string> out;
+    std::string freeze(absl::StripAsciiWhitespace(ReadFile(cgroup_root_ + c.cgroup() + "/cgroup.freeze")));
+    if (freeze != "0") out.push_back(absl::StrCat("cgroup.freeze is '", freeze, "'"));
+
+    absl::StatusOr<std::vector<MountinfoEntry>> mounts = MountsOf(absl::StrCat("/proc/", c.pid(), "/mountinfo"));
+    if (!mounts.ok()) {
+      out.push_back(absl::StrCat("container mountinfo: ", mounts.status().message()));
+    } else {
+      std::vector<const MountinfoEntry*> data;
+      for (const MountinfoEntry& m : *mounts) {
+        if (m.mount_point == "/data") data.push_back(&m);
+      }
+      const std::string want_upper = fast ? FastUpper(c.id()) : SlowUpper(c.id());
+      if (data.size() != 1) {
+        std::vector<std::string> d;
+        for (const MountinfoEntry* m : data) d.push_back(absl::StrCat(m->fstype, " upper=", SuperOption(*m, "upperdir")));
+        out.push_back(absl::StrCat(data.size(), " mounts at /data in the container: ", Lines(d)));
+      } else if (data[0]->fstype != "overlay" || SuperOption(*data[0], "upperdir") != want_upper) {
+        out.push_back(absl::StrCat("/data is ", data[0]->fstype, " with upper '", SuperOption(*data[0], "upperdir"),
+                                   "', not the overlay with upper ", want_upper));
+      }
+    }
+    absl::StatusOr<TierRecord> record = TierRecordFromJson(ReadFile(RecordPath(c.id())), RecordPath(c.id()));
+    if (!record.ok()) {
+      out.push_back(absl::StrCat("record: ", record.status().message()));
+    } else {
+      auto p = record->paths.find("/data");
+      if (p == record->paths.end() || p->second != (fast ? Tier::kFast : Tier::kSlow)) {
+        out.push_back(absl::StrCat("the record has /data on ", p == record->paths.end() ? "nothing" : TierName(p->second)));
+      }
+      if (record->op != TierOp::kNone) out.push_back(absl::StrCat("the record has a ", TierOpName(record->op), " in flight"));
+      if (record->froze) out.push_back("the record says frozen");
+      if (record->partition != fast) out.push_back(absl::StrCat("the record says partition=", record->partition));
+    }
+
+    // Mounts and loop devices below the fast root: this container's, the
+    // spare's, other containers' (ignored) and strays.
+    const std::string spare_dir = absl::StrCat(fast_root_, "/", kSpare);
+    auto classify = [&](const std::vector<std::string>& items, std::vector<std::string>* own,
+                        std::vector<std::string>* spare, std::vector<std::string>* stray) {
+      for (const std::string& item : items) {
+        absl::string_view path = item;
+        if (size_t colon = path.find(": "); absl::StartsWith(path, "loop") && colon != absl::string_view::npos) {
+          path.remove_prefix(colon + 2);
+        }
+        if (path == fast_root_) continue;  // the fast filesystem itself (a test's own)
+        if (Below(std::string(path), FastDir(c.id()))) {
+          own->push_back(item);
+        } else if (Below(std::string(path), spare_dir)) {
+          spare->push_back(item);
+        } else {
+          bool other = false;
+          for (const auto& o : containers_) other = other || Below(std::string(path), FastDir(o->id()));
+          if (!other) stray->push_back(item);
+        }
+      }
+    };
+    std::vector<std::string> own, spare, stray, own_loops, spare_loops, stray_loops;
+    classify(HostMountsUnder(fast_root_), &own, &spare, &stray);
+    classify(LoopsBackedUnder(fast_root_), &own_loops, &spare_loops, &stray_loops);
+    if (fast ? own != std::vector<std::string>{FastDir(c.id()) + "/mnt"} : !own.empty()) {
+      out.push_back(absl::StrCat("partition mounts of the container on the host: ", Lines(own)));
+    }
+    if (spare.size() > 1) out.push_back(absl::StrCat("spare mounts: ", Lines(spare)));
+    if (!stray.empty()) out.push_back(absl::StrCat("other mounts under the fast root: ", Lines(stray)));
+    if (own_loops.size() != own.size() || spare_loops.size() != spare.size() || !stray_loops.empty()) {
+      out.push_back(absl::StrCat("loop devices: ", Lines(own_loops), " (container), ", Lines(spare_loops),
+                                 " (spare), ", Lines(stray_loops), " (other)"));
+    }
+    return absl::StrJoin(out, "\n");
+  }
+
+  std::string cgroup_root_;
+  std::string fast_root_;
+  std::string slow_root_;
+  std::unique_ptr<AgentProcess> agent_;
+  std::vector<std::unique_ptr<RuncContainer>> containers_;
+  // Test 6: a small filesystem of its own as the fast tier.
+  std::unique_ptr<TempDir> fastfs_dir_;
+  std::unique_ptr<PartitionPaths> fastfs_;
+};
+
+TEST_F(TierAgentTest, ContinuousWriterLosesNothingAcrossFivePromotionsAndDemotions) {
+  absl::StatusOr<RuncContainer*> made = StartContainer(WriterScript(2000));
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << "container " << c.id() << " never adopted\n" << Diag();
+  absl::StatusOr<CommandResult> go = c.Exec("touch /data/go");
+  ASSERT_TRUE(go.ok() && go->exit_code == 0);
+
+  constexpr int kRounds = 5;
+  for (int round = 1; round <= kRounds; ++round) {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<std::string> up = Tier(c.id(), "fast", "30s");
+    ASSERT_TRUE(up.ok()) << "promotion " << round << ": " << up.status() << "\n" << Diag();
+    const double promote_s = SecondsSince(t0);
+    printf("round %d: promoted in %.2f s\n", round, promote_s);
+    // The writer keeps writing, now into the fast partition.
+    EXPECT_TRUE(WaitFor([&] { return CountW(FastUpper(c.id())) >= 3; }, seconds(10)))
+        << "no new file reached the fast upper " << FastUpper(c.id()) << "\n" << Diag();
+    EXPECT_EQ(Inconsistencies(c, /*fast=*/true), "") << Diag();
+    if (round == kRounds) break;  // the writer stops while on the fast tier
+    const Clock::time_point t1 = Clock::now();
+    absl::StatusOr<std::string> down = Tier(c.id(), "slow", "30s");
+    ASSERT_TRUE(down.ok()) << "demotion " << round << ": " << down.status() << "\n" << Diag();
+    EXPECT_FALSE(Exists(FastDir(c.id()))) << "the partition outlived the demotion";
+    EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
+    printf("round %d: demoted in %.2f s; %d files so far\n", round, SecondsSince(t1), CountW(SlowUpper(c.id())));
+  }
+  Clock::time_point t_stop = Clock::now();
+  const int count = StopWriter(c);
+  ASSERT_GT(count, 0) << "the writer never reported its count\n" << Diag();
+  printf("writer stopped in %.2f s\n", SecondsSince(t_stop));
+  t_stop = Clock::now();
+  absl::StatusOr<std::string> down = Tier(c.id(), "slow", "30s");
+  ASSERT_TRUE(down.ok()) << "final demotion: " << down.status() << "\n" << Diag();
+  printf("writer wrote %d files; final demotion %.2f s\n", count, SecondsSince(t_stop));
+
+  VerifyWriterFiles(c, count);
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/count"), absl::StrCat(count, "\n"));
+  EXPECT_FALSE(Exists(FastDir(c.id()))) << "the fast partition directory is still there";
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
+  nlohmann::json row = Row(c.id());
+  ASSERT_TRUE(row.is_object()) << Diag();
+  EXPECT_EQ(row["tier"], "slow");
+  EXPECT_EQ(row["paths"]["/data"], "slow");
+  EXPECT_EQ(row["override"], "slow");
+  EXPECT_TRUE(row["last_error"].is_null()) << row.dump();
+  EXPECT_TRUE(row["last_promotion_ms"].is_number()) << row.dump();
+  EXPECT_TRUE(row["last_demotion_ms"].is_number()) << row.dump();
+}
+
+TEST_F(TierAgentTest, NewFilesLandOnTheSlowRootBeforePromotionAndOnTheFastRootAfter) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  // A file the image had before gputier saw the container.
+  std::ofstream(c.rootfs() + "/data/original.txt") << "original\n";
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
+
+  absl::StatusOr<CommandResult> w = c.Exec("echo before > /data/before.txt && echo v1 > /data/changed.txt");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0);
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/before.txt"), "before\n");
+  EXPECT_FALSE(Exists(c.rootfs() + "/data/before.txt")) << "a write went to the container's own directory";
+
+  ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/true), "") << Diag();
+  w = c.Exec("echo after > /data/after.txt && echo v2 > /data/changed.txt");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0);
+  EXPECT_EQ(ReadFile(FastUpper(c.id()) + "/after.txt"), "after\n");
+  EXPECT_EQ(ReadFile(FastUpper(c.id()) + "/changed.txt"), "v2\n") << "a changed slow file is copied up to fast";
+  EXPECT_FALSE(Exists(SlowUpper(c.id()) + "/after.txt")) << "a new file went to the slow tier while fast";
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/changed.txt"), "v1\n");
+  EXPECT_FALSE(Exists(c.rootfs() + "/data/after.txt"));
+  // Old files stay visible after promotion.
+  absl::StatusOr<CommandResult> r = c.Exec("cat /data/original.txt /data/before.txt /data/after.txt /data/changed.txt");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output, "original\nbefore\nafter\nv2\n");
+
+  ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
+  EXPECT_FALSE(Exists(FastDir(c.id())));
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/after.txt"), "after\n");
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/changed.txt"), "v2\n");
+  r = c.Exec("cat /data/original.txt /data/before.txt /data/after.txt /data/changed.txt");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output, "original\nbefore\nafter\nv2\n");
+  EXPECT_EQ(ReadFile(c.rootfs() + "/data/original.txt"), "original\n") << "the image's directory is untouched";
+}
+
+TEST_F(TierAgentTest, ContainerExitWritesBackAndFreesThePartition) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  absl::StatusOr<CommandResult> w =
+      c.Exec("echo keep > /data/keep && echo old > /data/over && echo doomed > /data/doomed && "
+             "mkdir /data/dir && echo inner > /data/dir/inner");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0) << (w.ok() ? w->output : "");
+  ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+  w = c.Exec("echo new > /data/new && echo new2 > /data/over && rm /data/doomed && echo more >> /data/dir/inner && "
+             "dd if=/dev/zero of=/data/blob bs=64k count=16 2>/dev/null");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0) << (w.ok() ? w->output : "");
+  ASSERT_TRUE(Exists(FastUpper(c.id()) + "/new"));
+
+  ASSERT_TRUE(c.Kill().ok());
+  const Clock::time_point t0 = Clock::now();
+  ASSERT_TRUE(WaitFor([&] { return Row(c.id()).is_null(); }, seconds(30)))
+      << "the agent kept the record of the exited container\n" << Diag();
+  printf("record dropped %.2f s after the container exited\n", SecondsSince(t0));
+
+  const std::string up = SlowUpper(c.id());
+  EXPECT_EQ(ReadFile(up + "/keep"), "keep\n");
+  EXPECT_EQ(ReadFile(up + "/new"), "new\n");
+  EXPECT_EQ(ReadFile(up + "/over"), "new2\n");
+  EXPECT_EQ(ReadFile(up + "/dir/inner"), "inner\nmore\n");
+  EXPECT_EQ(ReadFile(up + "/blob"), std::string(1 << 20, '\0'));
+  EXPECT_TRUE(!Exists(up + "/doomed") || IsWhiteout(up + "/doomed")) << "the deleted file came back";
+  EXPECT_FALSE(Exists(FastDir(c.id()))) << "the partition directory is left";
+  EXPECT_FALSE(Exists(RecordPath(c.id()))) << "the record file is left";
+  for (const std::string& m : HostMountsUnder(agent_->work_dir())) {
+    EXPECT_FALSE(absl::StrContains(m, c.id())) << "still mounted: " << m;
+  }
+  absl::StatusOr<std::vector<MountinfoEntry>> mounts = MountsOf("/proc/self/mountinfo");
+  ASSERT_TRUE(mounts.ok());
+  for (const MountinfoEntry& m : *mounts) {
+    EXPECT_FALSE(absl::StrContains(m.source, FastDir(c.id())) ||
+                 absl::StrContains(absl::StrJoin(m.super_options, ","), FastDir(c.id())))
+        << "a mount still references the partition: " << m.mount_point;
+  }
+  EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(FastDir(c.id())).empty(); }, seconds(5)))
+      << Lines(LoopsBackedUnder(FastDir(c.id())));
+  // Only the spare is left on the fast tier.
+  EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(agent_->work_dir()).size() <= 1; }, seconds(5)))
+      << Lines(LoopsBackedUnder(agent_->work_dir()));
+  for (const std::string& l : LoopsBackedUnder(agent_->work_dir())) EXPECT_TRUE(absl::StrContains(l, kSpare)) << l;
+}
+
+TEST_F(TierAgentTest, SigkillAtRandomPointsOfPromotionAndDemotionLosesNothing) {
+  absl::StatusOr<RuncContainer*> made = StartContainer(WriterScript(3000));
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  absl::StatusOr<CommandResult> go = c.Exec("touch /data/go");
+  ASSERT_TRUE(go.ok() && go->exit_code == 0);
+
+  uint32_t seed = static_cast<uint32_t>(std::random_device{}());
+  if (const char* env = getenv("GPUTIER_TEST_SEED"); env != nullptr) (void)absl::SimpleAtoi(env, &seed);
+  printf("seed %u (rerun with GPUTIER_TEST_SEED=%u)\n", seed, seed);
+  RecordProperty("seed", std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> delay_ms(0, 80);
+
+  constexpr int kTrials = 20;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const bool fast = trial % 2 == 0;
+    const char* target = fast ? "fast" : "slow";
+    const int delay = delay_ms(rng);
+    SCOPED_TRACE(absl::StrFormat("trial %d: %s, SIGKILL after %d ms (seed %u)", trial, target, delay, seed));
+    absl::StatusOr<std::string> queued = Tier(c.id(), target, "0s");
+    ASSERT_TRUE(queued.ok()) << queued.status() << "\n" << Diag();
+    std::this_thread::sleep_for(milliseconds(delay));
+    agent_->Kill();
+    absl::Status started = StartAgent();
+    ASSERT_TRUE(started.ok()) << started << "\n" << Diag();
+    absl::StatusOr<std::string> done = Tier(c.id(), target, "30s");
+    ASSERT_TRUE(done.ok()) << done.status() << "\n" << Diag();
+    std::string wrong;
+    // Loop devices are freed shortly after their mount goes: allow a moment.
+    WaitFor([&] { return (wrong = Inconsistencies(c, fast)).empty(); }, seconds(5), milliseconds(100));
+    ASSERT_EQ(wrong, "") << Diag();
+    if (fast) {
+      EXPECT_TRUE(WaitFor([&] { return CountW(FastUpper(c.id())) > 0; }, seconds(10)))
+          << "the writer stalled on the fast tier\n" << Diag();
+    }
+  }
+  const std::string log = ReadFile(agent_->log_path());
+  int finished = 0;
+  for (size_t pos = 0; (pos = log.find("interrupted by a restart", pos)) != std::string::npos; ++pos) ++finished;
+  printf("%d of %d restarts found a step in flight\n", finished, kTrials);
+
+  const int count = StopWriter(c);
+  ASSERT_GT(count, 0) << Diag();
+  ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+  printf("writer wrote %d files\n", count);
+  VerifyWriterFiles(c, count);
+  EXPECT_FALSE(Exists(FastDir(c.id())));
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
+}
+
+// The documented behaviour of a full fast tier (docs/TIERING.md):
+//  - A container's fast partition is its own filesystem of partition_size
+//    bytes: filling it gives the container ENOSPC, exactly like a full disk;
+//    what it wrote before, and the part of the file that fitted, stay.
+//  - A promotion needs room for a new partition below high_watermark (or the
+//    spare partition, which is only kept while it fits below the mark); when
+//    there is none, it is refused: the container stays on the slow tier and
+//    its status says why (last_error names the high watermark), and
+//    `gputierctl tier X fast --wait` gives up with a non-zero exit.
+//  - When the fast filesystem goes above high_watermark anyway (someone else
+//    writes to it), the agent first releases the spare, then demotes the
+//    least recently active containers (operator-pinned ones last) until the
+//    projected use is at or below low_watermark; each is written back to the
+//    slow tier (nothing is lost), marked pressure_demoted and held on the
+//    slow tier until a partition fits below low_watermark again.
+//
+// The fast tier here is a 160 MiB filesystem of the test, partitions are
+// 32 MiB and the watermarks are set from its measured use so that exactly one
+// partition fits below high_watermark: the spare made at start, which A's
+// promotion takes; then no spare is made again and B's promotion is refused.
+// (With room for two, the agent would make a new spare after A's promotion,
+// and B would take it.)
+TEST_F(TierAgentTest, FullFastTierRefusesPromotionDemotesTheLeastRecentlyActiveAndLosesNothing) {
+  fastfs_dir_ = std::make_unique<TempDir>("gputier-fastfs");
+  ASSERT_FALSE(fastfs_dir_->path().empty());
+  absl::StatusOr<PartitionPaths> fs_paths = PlanPartition(fastfs_dir_->path(), "fastfs");
+  ASSERT_TRUE(fs_paths.ok());
+  ASSERT_TRUE(CreatePartition(*fs_paths, 160 * kMiB).ok());
+  fastfs_ = std::make_unique<PartitionPaths>(*fs_paths);
+  fast_root_ = fs_paths->mount_point;
+  absl::StatusOr<SpaceUsage> empty = FilesystemUsage(fast_root_);
+  ASSERT_TRUE(empty.ok());
+  const uint64_t total = empty->total_bytes;
+  const uint64_t used0 = empty->used_bytes;
+  constexpr uint64_t kPart = 32 * kMiB;
+  // Room for one partition (used0 + 32 MiB <= high < used0 + 64 MiB), and a
+  // margin for the directories the agent makes.
+  const double high = static_cast<double>(used0 + kPart + 16 * kMiB) / static_cast<double>(total);
+  const double low = static_cast<double>(used0 + kPart + 8 * kMiB) / static_cast<double>(total);
+  printf("fast tier: %llu MiB, %llu MiB used empty; watermarks %.4f / %.4f\n",
+         static_cast<unsigned long long>(total >> 20), static_cast<unsigned long long>(used0 >> 20), high, low);
+
+  absl::StatusOr<RuncContainer*> made_a = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made_a.ok()) << made_a.status();
+  absl::StatusOr<RuncContainer*> made_b = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made_b.ok()) << made_b.status();
+  RuncContainer& a = **made_a;
+  RuncContainer& b = **made_b;
+  ASSERT_TRUE(StartAgent("32MiB", absl::StrFormat(", high_watermark: %.6f, low_watermark: %.6f", high, low)).ok())
+      << Diag();
+  ASSERT_TRUE(Adopted(a)) << Diag();
+  ASSERT_TRUE(Adopted(b)) << Diag();
+  const std::string spare_mnt = absl::StrCat(fast_root_, "/", kSpare, "/mnt");
+  ASSERT_TRUE(WaitFor([&] { return HostMountsUnder(spare_mnt).size() == 1; }, seconds(20)))
+      << "no spare partition\n" << Diag();
+
+  // A gets the one partition (the spare); no new spare fits.
+  ASSERT_TRUE(Tier(a.id(), "fast", "30s").ok()) << Diag();
+  EXPECT_EQ(Inconsistencies(a, /*fast=*/true), "") << Diag();
+
+  // B is refused.
+  absl::StatusOr<std::string> refused = Tier(b.id(), "fast", "3s");
+  EXPECT_FALSE(refused.ok()) << "B's promotion went through: " << *refused << "\n" << Diag();
+  nlohmann::json rb = Row(b.id());
+  ASSERT_TRUE(rb.is_object()) << Diag();
+  EXPECT_EQ(rb["tier"], "slow");
+  ASSERT_TRUE(rb["last_error"].is_string()) << rb.dump();
+  EXPECT_TRUE(absl::StrContains(rb["last_error"].get<std::string>(), "high watermark")) << rb.dump();
+  EXPECT_FALSE(Exists(FastDir(b.id())));
+  EXPECT_TRUE(HostMountsUnder(spare_mnt).empty()) << "a spare was made past the high watermark";
+
+  // A fills its partition: ENOSPC, like a full disk; earlier data intact.
+  std::string sum;
+  for (int i = 1; i <= 100000; ++i) absl::StrAppend(&sum, i, "\n");
+  absl::StatusOr<CommandResult> w = a.Exec("seq 1 100000 > /data/sum");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0);
+  absl::StatusOr<CommandResult> dd = a.Exec("dd if=/dev/zero of=/data/big bs=1M count=64");
+  ASSERT_TRUE(dd.ok());
+  EXPECT_NE(dd->exit_code, 0) << dd->output;
+  EXPECT_TRUE(absl::StrContains(dd->output, "No space left on device")) << dd->output;
+  EXPECT_EQ(ReadFile(FastUpper(a.id()) + "/sum"), sum);
+  struct stat big;
+  ASSERT_EQ(lstat((FastUpper(a.id()) + "/big").c_str(), &big), 0);
+  EXPECT_GT(big.st_size, static_cast<off_t>(16 * kMiB));
+  EXPECT_LT(big.st_size, static_cast<off_t>(kPart));
+  absl::StatusOr<CommandResult> inside = a.Exec("cat /data/sum");
+  ASSERT_TRUE(inside.ok());
+  EXPECT_TRUE(inside->output == sum) << "the file written before ENOSPC changed";
+  EXPECT_EQ(Row(a.id())["tier"], "fast");
+
+  // Someone else fills the fast filesystem past the high watermark: A goes.
+  absl::StatusOr<SpaceUsage> now = FilesystemUsage(fast_root_);
+  ASSERT_TRUE(now.ok());
+  const uint64_t high_bytes = static_cast<uint64_t>(high * static_cast<double>(total));
+  const uint64_t filler_size = high_bytes - std::min(high_bytes, now->used_bytes) + 8 * kMiB;
+  const std::string filler = fast_root_ + "/filler";
+  {
+    int fd = open(filler.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fallocate(fd, 0, 0, static_cast<off_t>(filler_size)), 0) << strerror(errno);
+    fsync(fd);
+    close(fd);
+  }
+  const Clock::time_point t0 = Clock::now();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json r = Row(a.id());
+        return r.is_object() && r["tier"] == "slow" && r["op"] == "none" && r["pressure_demoted"] == true;
+      },
+      seconds(30)))
+      << "A was not demoted under pressure\n" << Diag();
+  printf("A demoted %.2f s after the fast tier passed its high watermark\n", SecondsSince(t0));
+  EXPECT_FALSE(Exists(FastDir(a.id())));
+  EXPECT_EQ(Inconsistencies(a, /*fast=*/false), "") << Diag();
+  EXPECT_EQ(ReadFile(SlowUpper(a.id()) + "/sum"), sum);
+  struct stat big_slow;
+  ASSERT_EQ(lstat((SlowUpper(a.id()) + "/big").c_str(), &big_slow), 0);
+  EXPECT_EQ(big_slow.st_size, big.st_size);
+  EXPECT_TRUE(ReadFile(SlowUpper(a.id()) + "/big") == std::string(big.st_size, '\0'));
+  inside = a.Exec("cat /data/sum");
+  ASSERT_TRUE(inside.ok());
+  EXPECT_TRUE(inside->output == sum);
+  EXPECT_EQ(Row(b.id())["tier"], "slow");
+  EXPECT_EQ(Row(a.id())["override"], "fast") << "the operator's choice is kept, only held back";
+
+  // Room returns: A is left on the slow tier, B can go fast.
+  ASSERT_TRUE(Tier(a.id(), "slow", "30s").ok()) << Diag();
+  ASSERT_TRUE(WaitFor([&] { return Row(a.id())["override"] == "slow"; }, seconds(10))) << Diag();
+  ASSERT_EQ(unlink(filler.c_str()), 0);
+  const Clock::time_point t1 = Clock::now();
+  absl::StatusOr<std::string> b_up = Tier(b.id(), "fast", "30s");
+  ASSERT_TRUE(b_up.ok()) << b_up.status() << "\n" << Diag();
+  printf("B promoted %.2f s after the filler went\n", SecondsSince(t1));
+  EXPECT_EQ(Inconsistencies(b, /*fast=*/true), "") << Diag();
+  EXPECT_EQ(Row(a.id())["tier"], "slow");
+  EXPECT_EQ(Row(b.id())["pressure_demoted"], false);
+}
+
+}  // namespace
+}  // namespace gputier
