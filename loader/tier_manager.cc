@@ -11,8 +11,10 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "loader/cgroup_freezer.h"
 #include "loader/clock.h"
 #include "loader/config_tiers.h"
@@ -70,6 +72,23 @@ uint64_t DirBytes(const std::string& dir) {
 }
 
 double MsSince(absl::Time t0) { return absl::ToDoubleMilliseconds(absl::Now() - t0); }
+
+// When `pid` started (clock ticks after boot, field 22 of /proc/<pid>/stat);
+// 0 when it is gone.
+uint64_t ProcessStartTime(pid_t pid) {
+  Fd fd(open(absl::StrCat("/proc/", pid, "/stat").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return 0;
+  char buf[1024];
+  ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
+  if (n <= 0) return 0;
+  absl::string_view text(buf, static_cast<size_t>(n));
+  const size_t paren = text.rfind(')');  // the command name may hold spaces and ')'
+  if (paren == absl::string_view::npos || paren + 2 > text.size()) return 0;
+  std::vector<absl::string_view> fields = absl::StrSplit(text.substr(paren + 2), ' ');
+  uint64_t start = 0;  // fields[0] is field 3 (the state)
+  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &start)) return 0;
+  return start;
+}
 
 std::string RefsText(const std::vector<MountReference>& refs) {
   std::vector<std::string> parts;
@@ -203,11 +222,23 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
   if (!procs.ok() || procs->empty()) {
     return absl::NotFoundError(absl::StrCat("container ", record.container_id, " has no process left"));
   }
+  // The oldest process of the container (its init, normally), not the
+  // lowest pid: once pids wrap, the lowest is often a short-lived child that
+  // is gone before the step uses it.
+  pid_t oldest = 0;
+  uint64_t oldest_start = 0;
   for (pid_t pid : *procs) {
     struct stat st;
     if (stat(absl::StrCat("/proc/", pid, "/ns/mnt").c_str(), &st) != 0) continue;
-    if (record.mnt_ns == 0 || st.st_ino == record.mnt_ns) return pid;
+    if (record.mnt_ns != 0 && st.st_ino != record.mnt_ns) continue;
+    const uint64_t start = ProcessStartTime(pid);
+    if (start == 0) continue;  // gone already
+    if (oldest == 0 || start < oldest_start) {
+      oldest = pid;
+      oldest_start = start;
+    }
   }
+  if (oldest != 0) return oldest;
   return absl::FailedPreconditionError(absl::StrCat(
       "no process of container ", record.container_id, " is in its recorded mount namespace any more"));
 }

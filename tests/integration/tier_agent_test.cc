@@ -476,6 +476,11 @@ TEST_F(TierAgentTest, ContinuousWriterLosesNothingAcrossFivePromotionsAndDemotio
   absl::StatusOr<CommandResult> go = c.Exec("touch /data/go");
   ASSERT_TRUE(go.ok() && go->exit_code == 0);
 
+  // As after a pid wrap: the writer's short-lived children (seq, usleep) now
+  // get pids below its init's. The agent must still act through a process
+  // that lives (it once took the lowest pid, and each step failed and waited
+  // 5 s for a retry). Only pid numbering changes; nothing else on the node.
+  std::ofstream("/proc/sys/kernel/ns_last_pid") << 300;
   constexpr int kRounds = 5;
   for (int round = 1; round <= kRounds; ++round) {
     const Clock::time_point t0 = Clock::now();
