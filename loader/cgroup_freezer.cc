@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "loader/fd.h"
+#include "loader/read_file.h"
 #include "loader/mount_refs.h"
 
 namespace gputier {
@@ -152,16 +153,9 @@ absl::Status CollectProcs(int dir_fd, const std::string& dir, bool top,
     return absl::ErrnoToStatus(errno, absl::StrCat("opening ", dir, "/cgroup.procs"));
   }
   std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(procs.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      if (!top && Gone(errno)) return absl::OkStatus();
-      return absl::ErrnoToStatus(errno, absl::StrCat("reading ", dir, "/cgroup.procs"));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
+  if (int err = ReadAll(procs.get(), &text); err != 0) {
+    if (!top && Gone(err)) return absl::OkStatus();
+    return absl::ErrnoToStatus(err, absl::StrCat("reading ", dir, "/cgroup.procs"));
   }
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     pid_t pid = 0;
@@ -292,18 +286,9 @@ absl::StatusOr<std::vector<pid_t>> CgroupProcs(const std::string& dir) {
 }
 
 absl::StatusOr<std::string> Cgroup2Root() {
-  Fd fd(open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "opening /proc/self/mountinfo");
-  std::string text;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::ErrnoToStatus(errno, "reading /proc/self/mountinfo");
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  absl::StatusOr<std::vector<MountinfoEntry>> mounts = ParseMountinfo(text);
+  absl::StatusOr<std::string> text = ReadFile("/proc/self/mountinfo");
+  if (!text.ok()) return text.status();
+  absl::StatusOr<std::vector<MountinfoEntry>> mounts = ParseMountinfo(*text);
   if (!mounts.ok()) return mounts.status();
   for (const MountinfoEntry& mount : *mounts) {
     if (mount.fstype == "cgroup2") return mount.mount_point;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "loader/fd.h"
+#include "loader/read_file.h"
 
 namespace gputier {
 namespace {
@@ -28,14 +29,7 @@ int ReadAt(int dir_fd, const char* name, std::string* out) {
   Fd fd(openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return errno;
   out->clear();
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) return 0;
-    out->append(buf, static_cast<size_t>(n));
-  }
+  return ReadAll(fd.get(), out);
 }
 
 std::string LinkAt(int dir_fd, const std::string& name) {

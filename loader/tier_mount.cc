@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "loader/mount_refs.h"
+#include "loader/read_file.h"
 
 namespace gputier {
 namespace {
@@ -206,20 +207,6 @@ absl::StatusOr<Fd> OpenHostDirectory(const std::string& path, int flags,
   if (err == ENOTDIR || err == ELOOP) why = "it is a symlink or not a directory";
   return absl::ErrnoToStatus(err, absl::StrCat(role, " '", path, "' refused: ", why,
                                                "; give an existing host directory"));
-}
-
-absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", path));
-  std::string text;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat("reading ", path));
-    if (n == 0) return text;
-    text.append(buf, static_cast<size_t>(n));
-  }
 }
 
 // The overlay's error log: fsconfig() failures explain themselves there.
@@ -446,7 +433,7 @@ absl::StatusOr<PathMount> InspectContainerPath(pid_t pid, const ContainerPath& p
   absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
   if (!facts.ok()) return facts.status();
   std::string mountinfo_path = absl::StrCat("/proc/", pid, "/mountinfo");
-  absl::StatusOr<std::string> text = ReadProcFile(mountinfo_path);
+  absl::StatusOr<std::string> text = ReadFile(mountinfo_path);
   if (!text.ok()) return text.status();
   absl::StatusOr<std::vector<MountinfoEntry>> mounts = ParseMountinfo(*text);
   if (!mounts.ok()) return mounts.status();

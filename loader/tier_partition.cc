@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "loader/fd.h"
+#include "loader/read_file.h"
 #include "loader/tier_path.h"
 
 namespace gputier {
@@ -36,14 +37,7 @@ constexpr unsigned kLoopMajor = 7;
 
 // Reads a sysfs or procfs file whole (up to 4 MiB); "" when unreadable.
 std::string ReadProcFile(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  std::string text;
-  char buf[8192];
-  ssize_t n;
-  while (fd.valid() && text.size() < (4u << 20) && (n = read(fd.get(), buf, sizeof(buf))) > 0) {
-    text.append(buf, n);
-  }
-  return text;
+  return ReadFile(path, 0, 4u << 20).value_or("");
 }
 
 // The fast root and the directory name of paths.dir; refuses paths that
