@@ -243,6 +243,21 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
       "no process of container ", record.container_id, " is in its recorded mount namespace any more"));
 }
 
+absl::StatusOr<TierManager::PathLayouts> TierManager::LayoutsOf(const TierRecord& record,
+                                                                const std::string& path) const {
+  const ContainerPath cpath{path};
+  absl::StatusOr<TierLayout> slow = PlanTierLayout(options_.config.slow_root, record.container_id, cpath);
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  if (!slow.ok()) return slow.status();
+  if (!part.ok()) return part.status();
+  PathLayouts out;
+  out.slow = *std::move(slow);
+  out.fast.dir = absl::StrCat(part->mount_point, "/", EscapeContainerPath(cpath));
+  out.fast.upper = absl::StrCat(out.fast.dir, "/upper");
+  out.fast.work = absl::StrCat(out.fast.dir, "/work");
+  return out;
+}
+
 absl::StatusOr<TierManager::Observed> TierManager::Observe(pid_t pid, const TierRecord& record,
                                                            const std::string& path, uint64_t* mount_id) {
   ContainerPath cpath{path};
@@ -250,44 +265,34 @@ absl::StatusOr<TierManager::Observed> TierManager::Observe(pid_t pid, const Tier
   if (!m.ok()) return m.status();
   if (mount_id != nullptr) *mount_id = m->mount_id;
   if (!m->is_mount_root || m->fstype != "overlay") return Observed::kNone;
-  absl::StatusOr<TierLayout> slow = PlanTierLayout(options_.config.slow_root, record.container_id, cpath);
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
-  if (!slow.ok()) return slow.status();
-  if (!part.ok()) return part.status();
-  if (m->upperdir == slow->upper) return Observed::kSlow;
-  if (m->upperdir == absl::StrCat(part->mount_point, "/", EscapeContainerPath(cpath), "/upper")) {
-    return Observed::kFast;
-  }
+  absl::StatusOr<PathLayouts> layouts = LayoutsOf(record, path);
+  if (!layouts.ok()) return layouts.status();
+  if (m->upperdir == layouts->slow.upper) return Observed::kSlow;
+  if (m->upperdir == layouts->fast.upper) return Observed::kFast;
   return absl::FailedPreconditionError(absl::StrCat(
       "container path '", path, "' is already an overlay not made by gputier (upperdir ", m->upperdir,
       "); it is left alone"));
 }
 
 absl::Status TierManager::MountSlow(pid_t pid, const TierRecord& record, const std::string& path) {
-  ContainerPath cpath{path};
-  absl::StatusOr<TierLayout> layout = PlanTierLayout(options_.config.slow_root, record.container_id, cpath);
-  if (!layout.ok()) return layout.status();
+  absl::StatusOr<PathLayouts> layouts = LayoutsOf(record, path);
+  if (!layouts.ok()) return layouts.status();
   TierMountRequest request;
   request.pid = pid;
-  request.path = cpath;
-  request.layout = *layout;
+  request.path = ContainerPath{path};
+  request.layout = layouts->slow;
   absl::StatusOr<TierMount> mount = MountTier(request);
   return mount.status();
 }
 
 absl::Status TierManager::MountFast(pid_t pid, const TierRecord& record, const std::string& path) {
-  ContainerPath cpath{path};
-  absl::StatusOr<TierLayout> slow = PlanTierLayout(options_.config.slow_root, record.container_id, cpath);
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
-  if (!slow.ok()) return slow.status();
-  if (!part.ok()) return part.status();
+  absl::StatusOr<PathLayouts> layouts = LayoutsOf(record, path);
+  if (!layouts.ok()) return layouts.status();
   TierMountRequest request;
   request.pid = pid;
-  request.path = cpath;
-  request.layout.dir = absl::StrCat(part->mount_point, "/", EscapeContainerPath(cpath));
-  request.layout.upper = absl::StrCat(request.layout.dir, "/upper");
-  request.layout.work = absl::StrCat(request.layout.dir, "/work");
-  request.extra_lowers = {slow->upper};
+  request.path = ContainerPath{path};
+  request.layout = layouts->fast;
+  request.extra_lowers = {layouts->slow.upper};
   // Inside the agent's own partition mount: no container controls this path.
   if (mkdir(request.layout.dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::ErrnoToStatus(errno, absl::StrCat("creating ", request.layout.dir));
@@ -298,15 +303,11 @@ absl::Status TierManager::MountFast(pid_t pid, const TierRecord& record, const s
 
 absl::Status TierManager::FoldFastIntoSlow(const TierRecord& record, const std::string& path,
                                            uint64_t* bytes) {
-  ContainerPath cpath{path};
-  absl::StatusOr<TierLayout> slow = PlanTierLayout(options_.config.slow_root, record.container_id, cpath);
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
-  if (!slow.ok()) return slow.status();
-  if (!part.ok()) return part.status();
-  const std::string fast_upper = absl::StrCat(part->mount_point, "/", EscapeContainerPath(cpath), "/upper");
+  absl::StatusOr<PathLayouts> layouts = LayoutsOf(record, path);
+  if (!layouts.ok()) return layouts.status();
   struct stat st;
-  if (lstat(fast_upper.c_str(), &st) != 0 && errno == ENOENT) return absl::OkStatus();  // nothing there
-  absl::StatusOr<WriteBackStats> stats = MergeUpperLayer(fast_upper, slow->upper);
+  if (lstat(layouts->fast.upper.c_str(), &st) != 0 && errno == ENOENT) return absl::OkStatus();  // nothing there
+  absl::StatusOr<WriteBackStats> stats = MergeUpperLayer(layouts->fast.upper, layouts->slow.upper);
   if (!stats.ok()) return stats.status();
   if (bytes != nullptr) *bytes += stats->bytes;
   return absl::OkStatus();

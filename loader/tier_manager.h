@@ -45,6 +45,7 @@
 #include "absl/time/time.h"
 #include "loader/config.h"
 #include "loader/tier_plan.h"
+#include "loader/tier_mount.h"
 #include "loader/tier_partition.h"
 #include "loader/tier_record.h"
 #include "loader/verdict_service.h"
@@ -112,6 +113,13 @@ class TierManager {
   // What is mounted at `path` in the container: our slow overlay, our fast
   // overlay, nothing of ours, or a foreign overlay (an error).
   enum class Observed { kNone, kSlow, kFast };
+  // Where one tiered directory's two layers live: the slow one under the
+  // slow root, the fast one inside the container's partition.
+  struct PathLayouts {
+    TierLayout slow;
+    TierLayout fast;
+  };
+  absl::StatusOr<PathLayouts> LayoutsOf(const TierRecord& record, const std::string& path) const;
   absl::StatusOr<Observed> Observe(pid_t pid, const TierRecord& record, const std::string& path,
                                    uint64_t* mount_id);
   absl::StatusOr<pid_t> PidOf(const TierRecord& record);
