@@ -325,6 +325,7 @@ static __always_inline void gt_forget_cgroup(struct cgroup *cgrp)
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
 
 	bpf_map_delete_elem(&gt_cg_stats, &id);
+	bpf_map_delete_elem(&gt_guard_cg, &id);
 }
 
 #endif /* GPUTIER_COUNT_BPF_H */

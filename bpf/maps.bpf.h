@@ -6,7 +6,10 @@
  * same counters. Keys and values come from include/gputier/abi.h and carry BTF,
  * so `bpftool map dump pinned ...` prints field names.
  *
- * max_entries below are defaults; gputierd may resize gt_cg_stats before load.
+ * max_entries below are defaults; gputierd may resize the per-cgroup maps
+ * before load. Maps the programs only read carry BPF_F_RDONLY_PROG: the
+ * verifier refuses any program store into them, so only gputierd (through a
+ * map fd, which the tamper watch guards in LSM mode) can change them.
  */
 #ifndef GPUTIER_MAPS_BPF_H
 #define GPUTIER_MAPS_BPF_H
@@ -28,6 +31,7 @@ struct {
 	__uint(max_entries, GT_MAX_EXTENSIONS);
 	__type(key, struct gt_ext_key);
 	__type(value, __u32);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_ext_class SEC(".maps");
 
@@ -37,6 +41,7 @@ struct {
 	__uint(max_entries, GT_CLASS_MAX);
 	__type(key, __u32);
 	__type(value, struct gt_class_name);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_class_names SEC(".maps");
 
@@ -46,6 +51,7 @@ struct {
 	__uint(max_entries, GT_MAX_GPU_DEVS);
 	__type(key, struct gt_dev_key);
 	__type(value, struct gt_dev_val);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_gpu_devs SEC(".maps");
 
@@ -62,6 +68,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct gt_meta);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_meta SEC(".maps");
 
@@ -80,7 +87,79 @@ struct {
 	__uint(max_entries, GT_DEFAULT_MAX_CGROUPS);
 	__type(key, __u64);
 	__type(value, struct gt_verdict);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_verdicts SEC(".maps");
+
+/* ---- Fast-tier guard and tamper watch (LSM mode; see guard_lsm.bpf.c) ---- */
+
+/* [0]: enforcement mode and gputierd's tgid. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gt_guard_cfg);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_guard_cfg SEC(".maps");
+
+/* dev_t (kernel encoding) of each fast-tier filesystem -> 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_MAX_GUARD_FS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_guard_fs SEC(".maps");
+
+/* cgroup v2 id of each exempt host cgroup -> 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_MAX_EXEMPT);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_guard_exempt SEC(".maps");
+
+/* cgroup v2 id -> guard and tamper counters. Written by the programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_DEFAULT_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct gt_guard_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_guard_cg SEC(".maps");
+
+/* gputier's own maps and links (kind, id) -> 1, for the tamper watch. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GT_MAX_OWN_OBJS);
+	__type(key, struct gt_obj_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_own_objs SEC(".maps");
+
+/* The newest GT_AUDIT_SLOTS guard/tamper records of each CPU (a ring per
+ * CPU: no lock, no atomics), for `gputierctl audit` without a daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GT_AUDIT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct gt_audit_record);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_audit_log SEC(".maps");
+
+/* [0]: records written so far on each CPU (the next slot is this mod
+ * GT_AUDIT_SLOTS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_audit_head SEC(".maps");
 
 #endif /* GPUTIER_MAPS_BPF_H */

@@ -22,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "gputier/abi.h"
 #include "loader/config_policy.h"
+#include "loader/config_enforcement.h"
 #include "loader/config_tiers.h"
 #include "loader/yaml_fields.h"
 #include "yaml-cpp/yaml.h"
@@ -40,7 +41,7 @@ using yaml_fields::Where;
 
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
-    "runc_roots";
+    "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
 constexpr uint32_t kMaxCgroups = 1048576;
@@ -435,6 +436,12 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       status = ParseContainerPathList(source, value, key, &config.tiers.gpu_data_paths);
     } else if (key == "runc_roots") {
       status = ParseRuncRoots(source, value, &config.tiers.runc_roots);
+    } else if (key == "enforcement") {
+      status = ParseEnforcementMode(source, value, &config.enforcement);
+    } else if (key == "enforcement_if_unavailable") {
+      status = ParseEnforcementIfUnavailable(source, value, &config.enforcement);
+    } else if (key == "enforcement_exempt_cgroups") {
+      status = ParseExemptCgroups(source, value, &config.enforcement);
     } else if (key == "gpu_devices") {
       status = ParseGpuDevices(source, value, config);
     } else if (key == "max_cgroups") {

@@ -72,6 +72,24 @@ struct TierConfig {
   std::vector<std::string> runc_roots = {"/run/runc"};
 };
 
+// The fast-tier guard and tamper watch (LSM mode only); docs/AUDIT.md.
+enum class Enforcement { kOff, kAudit, kEnforce };
+
+absl::StatusOr<Enforcement> ParseEnforcementName(absl::string_view text);
+std::string EnforcementName(Enforcement mode);
+
+struct EnforcementConfig {
+  // `enforcement:`; audit records and denies nothing.
+  Enforcement mode = Enforcement::kAudit;
+  bool mode_from_file = false;
+  // `enforcement_if_unavailable: off`: where LSM mode cannot run, `enforce`
+  // downgrades to off (said in the log) instead of stopping gputierd.
+  bool off_if_unavailable = false;
+  // `enforcement_exempt_cgroups:`: host cgroups (paths from the cgroup2
+  // root) whose processes the guard never records or denies.
+  std::vector<std::string> exempt_cgroups;
+};
+
 struct Config {
   // The built-in classes (image, video, tensor, graphics), each replaced by a
   // same-named class from the file; new names get ids 5..7 in file order.
@@ -82,6 +100,7 @@ struct Config {
   uint32_t max_cgroups = 16384;
   PolicyConfig policy;
   TierConfig tiers;
+  EnforcementConfig enforcement;
 };
 
 // The configuration used when no --config is given.

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -16,6 +17,8 @@
 #include "loader/cgroup_resolver.h"
 #include "loader/config.h"
 #include "loader/gpu_devices.h"
+#include "loader/guard.h"
+#include "loader/log.h"
 #include "loader/observer.h"
 
 namespace gputier {
@@ -51,6 +54,13 @@ DoctorReport RunDoctor(const std::string& probe_dir) {
   r.checks.push_back(LoadCheck("lsm-programs", "lsm"));
   r.checks.push_back(LoadCheck("trampolines", "fexit"));
   r.checks.push_back(LoadCheck("tracepoints", "tracepoint"));
+  {
+    ScopedQuietLibbpf quiet;
+    absl::Status guard = ProbeGuardLoad();
+    r.checks.push_back({"guard-programs", guard.ok(),
+                        guard.ok() ? "load (lsm/file_open, inode_*, bpf_map, bpf)"
+                                   : std::string(guard.message())});
+  }
   absl::StatusOr<CgroupResolver> cg = CgroupResolver::Create();
   r.checks.push_back({"cgroup2", cg.ok(), cg.ok() ? cg->mount_point() : std::string(cg.status().message())});
   r.checks.push_back(MountApiCheck("overlay", "overlayfs+mount-api"));
@@ -73,9 +83,21 @@ DoctorReport RunDoctor(const std::string& probe_dir) {
   if (observer.ok()) {
     r.mode = ObserveModeName((*observer)->mode());
     r.reason = (*observer)->reason();
+    const bool guard_loads = std::any_of(r.checks.begin(), r.checks.end(), [](const DoctorCheck& c) {
+      return c.name == "guard-programs" && c.ok;
+    });
+    if (r.mode != "lsm") {
+      r.enforcement = "unavailable: the fast-tier guard and the tamper watch need LSM mode; "
+                      "`enforcement: enforce` would stop gputierd unless `enforcement_if_unavailable: off`";
+    } else if (!guard_loads) {
+      r.enforcement = "unavailable: the guard programs do not load on this kernel (see guard-programs)";
+    } else {
+      r.enforcement = "available: audit (the default) records, enforce also denies";
+    }
   } else {
     r.mode = "none";
     r.reason = std::string(observer.status().message());
+    r.enforcement = "unavailable: no mode runs";
   }
   return r;
 }
@@ -90,6 +112,7 @@ std::string FormatDoctorReport(const DoctorReport& report) {
   if (report.mode == "tracepoint") {
     absl::StrAppend(&out, "  note: tracepoint mode observes only; it cannot deny or enforce.\n");
   }
+  absl::StrAppendFormat(&out, "enforcement: %s\n", report.enforcement);
   return out;
 }
 

@@ -18,6 +18,7 @@ struct DoctorReport {
   std::vector<DoctorCheck> checks;
   std::string mode;    // "lsm" or "tracepoint", or "none"
   std::string reason;  // why
+  std::string enforcement;  // whether the guard and tamper watch can run, and why
 };
 
 // Runs every probe (loads programs unpinned; attaches them briefly for the

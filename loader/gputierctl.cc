@@ -3,9 +3,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -15,7 +18,9 @@
 #include "loader/cli.h"
 #include "loader/control.h"
 #include "loader/doctor.h"
+#include "loader/enforcement.h"
 #include "loader/gpu_devices.h"
+#include "loader/guard_maps.h"
 #include "loader/log.h"
 #include "loader/maps.h"
 #include "loader/pin_dir.h"
@@ -24,6 +29,8 @@
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory of gputierd's pins");
 ABSL_FLAG(std::string, run_dir, "/run/gputier", "gputierd's runtime directory (its control socket)");
 ABSL_FLAG(bool, json, false, "machine-readable output (audit, status, explain)");
+ABSL_FLAG(bool, events, false,
+          "audit: list the guard and tamper records (newest last) instead of the per-cgroup counters");
 ABSL_FLAG(absl::Duration, wait, absl::Seconds(60),
           "tier: how long to wait for the move to finish (0: do not wait)");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
@@ -37,7 +44,10 @@ constexpr char kUsage[] =
     "Commands:\n"
     "  doctor          what this kernel offers (BTF, LSM list, program loadability,\n"
     "                  cgroup2, overlayfs, mount API) and the mode gputierd would pick\n"
-    "  audit [--json]  per-cgroup counters read straight from the pinned maps\n"
+    "  audit [--json] [--events]\n"
+    "                  per-cgroup counters (with guard and tamper counts) read straight\n"
+    "                  from the pinned maps, then the guard and tamper records;\n"
+    "                  --events: only the records\n"
     "  status [--json] one row per cgroup: container, verdict, confidence, source, since,\n"
     "                  features; then each tiered container's tier and bytes on each tier\n"
     "                  (asks the running gputierd)\n"
@@ -63,6 +73,37 @@ int Doctor() {
   return report.mode == "none" ? 1 : 0;
 }
 
+const char* EnforcementWord(uint32_t mode) {
+  switch (mode) {
+    case GT_ENFORCE_AUDIT: return "audit";
+    case GT_ENFORCE_DENY: return "enforce";
+  }
+  return "off";
+}
+
+nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolver) {
+  absl::StatusOr<std::string> path = resolver.PathOf(r.cgroup_id);
+  nlohmann::json j = {{"ts_ns", r.ts_ns},
+                      {"kind", r.kind == GT_AUDIT_TAMPER ? "tamper" : "guard"},
+                      {"op", AuditOpName(r.op)},
+                      {"denied", r.denied != 0},
+                      {"pid", r.pid},
+                      {"uid", r.uid},
+                      {"comm", std::string(r.comm, strnlen(r.comm, sizeof(r.comm)))},
+                      {"cgroup_id", r.cgroup_id},
+                      {"cgroup_path", path.ok() ? nlohmann::json(*path) : nlohmann::json(nullptr)},
+                      {"verdict", r.verdict == GT_VERDICT_CPU     ? "cpu"
+                                  : r.verdict == GT_VERDICT_GPU   ? "gpu"
+                                  : r.verdict == GT_VERDICT_MIXED ? "mixed"
+                                                                  : "unknown"}};
+  if (r.kind == GT_AUDIT_TAMPER) {
+    j[r.op == GT_OP_LINK_FD ? "link_id" : "map_id"] = r.target;
+  } else {
+    j["filesystem"] = absl::StrFormat("%u:%u", r.target >> 20, r.target & 0xfffff);
+  }
+  return j;
+}
+
 int Audit() {
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
   absl::StatusOr<PinnedMaps> maps = OpenPinnedMaps(pin_dir);
@@ -73,21 +114,61 @@ int Audit() {
   absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(maps->cg_stats.get());
   absl::StatusOr<ClassNames> names = ReadClassNames(maps->class_names.get());
   absl::StatusOr<CgroupResolver> resolver = CgroupResolver::Create();
-  for (const absl::Status& s : {counters.status(), names.status(), resolver.status()}) {
+  absl::StatusOr<std::vector<std::pair<uint64_t, gt_guard_stats>>> guard = ReadGuardStats(maps->guard_cg.get());
+  absl::StatusOr<std::vector<gt_audit_record>> records = ReadAuditLog(maps->audit_log.get());
+  for (const absl::Status& s :
+       {counters.status(), names.status(), resolver.status(), guard.status(), records.status()}) {
     if (!s.ok()) {
       fprintf(stderr, "gputierctl audit: %s\n", std::string(s.message()).c_str());
       return 1;
     }
   }
+  const bool json = absl::GetFlag(FLAGS_json);
+  if (absl::GetFlag(FLAGS_events)) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const gt_audit_record& r : *records) out.push_back(RecordJson(r, *resolver));
+    if (json) {
+      printf("%s\n", out.dump(2).c_str());
+    } else {
+      for (const gt_audit_record& r : *records) {
+        absl::StatusOr<std::string> path = resolver->PathOf(r.cgroup_id);
+        printf("%.3f  %s\n", r.ts_ns / 1e9, DescribeAuditRecord(r, path.ok() ? *path : "removed").c_str());
+      }
+      if (records->empty()) printf("no guard or tamper records\n");
+    }
+    return 0;
+  }
+  absl::flat_hash_map<uint64_t, gt_guard_stats> guard_of(guard->begin(), guard->end());
+  // A cgroup seen only by the guard or the tamper watch (say, a process that
+  // made bpf() calls and nothing else) still gets its row.
+  absl::flat_hash_set<uint64_t> counted;
+  for (const auto& [id, stats] : *counters) counted.insert(id);
+  for (const auto& [id, g] : *guard) {
+    if (!counted.contains(id)) counters->emplace_back(id, gt_cgroup_stats{});
+  }
   std::vector<CgroupRow> rows = BuildRows(*counters, *resolver);
-  if (absl::GetFlag(FLAGS_json)) {
-    printf("%s\n", RowsToJson(rows, *names).dump(2).c_str());
+  if (json) {
+    nlohmann::json out = RowsToJson(rows, *names);
+    for (nlohmann::json& row : out) {
+      const auto it = guard_of.find(row.value("cgroup_id", uint64_t{0}));
+      const gt_guard_stats g = it == guard_of.end() ? gt_guard_stats{} : it->second;
+      row["guard_audited"] = g.guard_audited;
+      row["guard_denied"] = g.guard_denied;
+      row["tamper_events"] = g.tamper_events;
+    }
+    printf("%s\n", out.dump(2).c_str());
     return 0;
   }
   absl::StatusOr<gt_meta> meta = ReadMeta(maps->meta.get());
   absl::StatusOr<std::array<uint64_t, GT_DROP_MAX>> drops = ReadDrops(maps->drops.get());
+  absl::StatusOr<gt_guard_cfg> cfg = ReadGuardCfg(maps->guard_cfg.get());
   printf("pins: %s  layout v%u  last mode: %s\n", pin_dir.c_str(), meta.ok() ? meta->abi_version : 0,
          !meta.ok() ? "?" : meta->mode == GT_MODE_LSM ? "lsm" : meta->mode == GT_MODE_TRACEPOINT ? "tracepoint" : "none");
+  if (cfg.ok()) {
+    printf("enforcement: %s%s\n", EnforcementWord(cfg->mode),
+           cfg->mode == GT_ENFORCE_OFF ? " (no guard attached: tracepoint mode, off, or no gputierd)"
+                                       : absl::StrFormat(" (guard attached by gputierd pid %u)", cfg->agent_tgid).c_str());
+  }
   if (drops.ok()) {
     printf("dropped: %llu (cgroup map full), %llu (ring buffer full), %llu (name unreadable)\n",
            static_cast<unsigned long long>((*drops)[GT_DROP_CGROUP_MAP_FULL]),
@@ -95,6 +176,22 @@ int Audit() {
            static_cast<unsigned long long>((*drops)[GT_DROP_NAME_READ]));
   }
   fputs(RowsToTable(rows, *names).c_str(), stdout);
+  if (!guard->empty()) {
+    printf("\nguard and tamper counts per cgroup:\n%-10s %9s %9s %9s  %s\n", "cgroup", "audited", "denied",
+           "tamper", "path");
+    for (const auto& [id, g] : *guard) {
+      absl::StatusOr<std::string> path = resolver->PathOf(id);
+      printf("%-10llu %9llu %9llu %9llu  %s\n", static_cast<unsigned long long>(id),
+             static_cast<unsigned long long>(g.guard_audited), static_cast<unsigned long long>(g.guard_denied),
+             static_cast<unsigned long long>(g.tamper_events), path.ok() ? path->c_str() : "removed");
+    }
+  }
+  printf("\nguard and tamper records (newest %d per CPU, oldest first):\n", GT_AUDIT_SLOTS);
+  if (records->empty()) printf("  none\n");
+  for (const gt_audit_record& r : *records) {
+    absl::StatusOr<std::string> path = resolver->PathOf(r.cgroup_id);
+    printf("  %.3f  %s\n", r.ts_ns / 1e9, DescribeAuditRecord(r, path.ok() ? *path : "removed").c_str());
+  }
   return 0;
 }
 
@@ -158,6 +255,9 @@ int StatusCommand() {
     return 0;
   }
   printf("classifier: %s\n", (*a)["classifier"].get<std::string>().c_str());
+  if (a->contains("enforcement")) {
+    printf("%s\n", (*a)["enforcement"].value("reason", "").c_str());
+  }
   printf("%-10s %-22s %-8s %5s %-8s %10s %6s %9s %9s  %s\n", "CGROUP_ID", "CONTAINER", "VERDICT", "CONF",
          "SOURCE", "GPU_IOCTL/s", "EXT", "OPENS/s", "WRITE/s", "CGROUP");
   for (const nlohmann::json& r : (*a)["cgroups"]) {

@@ -27,6 +27,7 @@
 #include "loader/cli.h"
 #include "loader/control.h"
 #include "loader/config.h"
+#include "loader/enforcement.h"
 #include "loader/gpu_devices.h"
 #include "loader/log.h"
 #include "loader/maps.h"
@@ -73,12 +74,40 @@ struct EventContext {
   const CgroupResolver* resolver;
   VerdictService* verdicts;
   TierManager* tiers;
+  // Guard/tamper log lines: at most kAuditLinesPerSecond, then a count.
+  int64_t audit_second = 0;
+  int audit_lines = 0;
+  uint64_t audit_suppressed = 0;
 };
+
+constexpr int kAuditLinesPerSecond = 20;
+
+void LogAuditEvent(EventContext* c, const gt_audit_record& r) {
+  const int64_t second = absl::ToUnixSeconds(absl::Now());
+  if (second != c->audit_second) {
+    if (c->audit_suppressed > 0) {
+      LogWarning("guard/tamper: %d more records not logged (see `gputierctl audit`)", c->audit_suppressed);
+    }
+    c->audit_second = second;
+    c->audit_lines = 0;
+    c->audit_suppressed = 0;
+  }
+  if (++c->audit_lines > kAuditLinesPerSecond) {
+    ++c->audit_suppressed;
+    return;
+  }
+  absl::StatusOr<std::string> path = c->resolver->PathOf(r.cgroup_id);
+  LogWarning("%s", DescribeAuditRecord(r, path.ok() ? *path : "removed"));
+}
 
 int OnEvent(void* ctx, void* data, size_t size) {
   if (size < sizeof(gt_event)) return 0;
   const gt_event* e = static_cast<const gt_event*>(data);
-  const EventContext* c = static_cast<const EventContext*>(ctx);
+  EventContext* c = static_cast<EventContext*>(ctx);
+  if (e->type == GT_EV_AUDIT) {
+    if (size >= sizeof(gt_audit_event)) LogAuditEvent(c, static_cast<const gt_audit_event*>(data)->rec);
+    return 0;
+  }
   if (e->type == GT_EV_FIRST_GPU_IOCTL) {
     // GPU use: decide now, the verdict must not wait for the next tick. (An
     // open alone is not use yet; the tick takes care of it.)
@@ -96,7 +125,8 @@ int OnEvent(void* ctx, void* data, size_t size) {
 
 // Control requests: the classifier's, plus `tier` and the tiering part of
 // `status`.
-nlohmann::json HandleRequest(const nlohmann::json& request, VerdictService* verdicts, TierManager* tiers) {
+nlohmann::json HandleRequest(const nlohmann::json& request, VerdictService* verdicts, TierManager* tiers,
+                             const EnforcementService* enforcement) {
   const std::string cmd = request.value("cmd", "");
   if (cmd == "tier") {
     absl::StatusOr<TierOverride> choice = ParseTierOverride(request.value("tier", ""));
@@ -109,7 +139,10 @@ nlohmann::json HandleRequest(const nlohmann::json& request, VerdictService* verd
     return {{"ok", true}, {"container_id", who->container_id}, {"tier", TierOverrideName(*choice)}};
   }
   nlohmann::json answer = verdicts->Handle(request);
-  if (cmd == "status" && answer.value("ok", false)) answer["tiering"] = tiers->StatusJson();
+  if (cmd == "status" && answer.value("ok", false)) {
+    answer["tiering"] = tiers->StatusJson();
+    answer["enforcement"] = enforcement->StatusJson();
+  }
   return answer;
 }
 
@@ -138,6 +171,21 @@ void SweepRemovedCgroups(int stats_fd, const CgroupResolver& resolver) {
       if (DeleteCgroupCounter(stats_fd, id).ok()) LogDebug("swept removed cgroup %d", id);
     }
   }
+}
+
+// Cgroups of the containers the tier manager has (partly) on the fast tier,
+// or is moving: the guard lets them write there whatever their verdict.
+std::vector<uint64_t> OnFastTier(const nlohmann::json& tiering, const std::vector<ContainerVerdictView>& containers) {
+  absl::flat_hash_map<std::string, uint64_t> cgroup_of;
+  for (const ContainerVerdictView& c : containers) cgroup_of[c.container_id] = c.cgroup_id;
+  std::vector<uint64_t> out;
+  if (!tiering.contains("containers")) return out;
+  for (const nlohmann::json& row : tiering["containers"]) {
+    if (row.value("tier", "slow") == "slow" && row.value("op", "none") == "none") continue;
+    auto it = cgroup_of.find(row.value("container_id", ""));
+    if (it != cgroup_of.end()) out.push_back(it->second);
+  }
+  return out;
 }
 
 int Run() {
@@ -252,6 +300,18 @@ int Run() {
     LogError("%s", tiers.status().message());
     return 1;
   }
+  EnforcementService::Options enforcement_options;
+  enforcement_options.config = config.enforcement;
+  enforcement_options.fast_root = config.tiers.fast_root;
+  enforcement_options.pin_dir = pin_dir;
+  enforcement_options.max_cgroups = config.max_cgroups;
+  absl::StatusOr<std::unique_ptr<EnforcementService>> enforcement =
+      EnforcementService::Start(enforcement_options, **observer, *resolver);
+  if (!enforcement.ok()) {
+    LogError("%s", enforcement.status().message());
+    return 1;
+  }
+
   (*tiers)->Start();
 
   EventContext event_context{&*resolver, verdicts->get(), tiers->get()};
@@ -304,14 +364,16 @@ int Run() {
     }
     if (fds[1].revents & POLLIN) {
       control->ServePending([&](const nlohmann::json& request) {
-        return HandleRequest(request, verdicts->get(), tiers->get());
+        return HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get());
       });
     }
     absl::Time now = absl::Now();
     if (now >= next_tick) {
       next_tick = now + config.policy.tick;
       if (absl::Status s = (*verdicts)->Tick(); !s.ok()) LogWarning("classification tick: %s", s.message());
-      (*tiers)->UpdateContainers((*verdicts)->Containers());
+      std::vector<ContainerVerdictView> containers = (*verdicts)->Containers();
+      (*tiers)->UpdateContainers(containers);
+      if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
     }
     if (now >= next_rescan) {
       next_rescan = now + absl::Seconds(10);

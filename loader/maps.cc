@@ -157,7 +157,9 @@ absl::StatusOr<std::array<uint64_t, GT_DROP_MAX>> ReadDrops(int drops_fd) {
 
 std::vector<std::string> AllMapNames() {
   return {GT_MAP_CG_STATS, GT_MAP_EXT_CLASS, GT_MAP_CLASS_NAMES, GT_MAP_GPU_DEVS,
-          GT_MAP_EVENTS,   GT_MAP_META,      GT_MAP_DROPS,       GT_MAP_VERDICTS};
+          GT_MAP_EVENTS,   GT_MAP_META,      GT_MAP_DROPS,       GT_MAP_VERDICTS,
+          GT_MAP_GUARD_CFG, GT_MAP_GUARD_FS, GT_MAP_GUARD_EXEMPT, GT_MAP_GUARD_CG,
+          GT_MAP_OWN_OBJS,  GT_MAP_AUDIT_LOG, GT_MAP_AUDIT_HEAD};
 }
 
 absl::StatusOr<PinState> CheckPinnedLayout(const std::string& pin_dir) {
@@ -174,7 +176,10 @@ absl::StatusOr<PinState> CheckPinnedLayout(const std::string& pin_dir) {
     }
     return PinState::kEmpty;
   }
-  int fd = bpf_obj_get(meta_path.c_str());
+  // Read-only: readers of the pins never ask for a write-capable fd, which
+  // the tamper watch would record.
+  LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = BPF_F_RDONLY);
+  int fd = bpf_obj_get_opts(meta_path.c_str(), &opts);
   if (fd < 0) return MapError(errno, absl::StrCat("opening pinned ", meta_path));
   Fd meta_fd(fd);
   struct bpf_map_info info = {};
@@ -241,7 +246,10 @@ absl::StatusOr<PinnedMaps> OpenPinnedMaps(const std::string& pin_dir) {
                {&maps.gpu_devs, GT_MAP_GPU_DEVS},
                {&maps.meta, GT_MAP_META},
                {&maps.drops, GT_MAP_DROPS},
-               {&maps.verdicts, GT_MAP_VERDICTS}};
+               {&maps.verdicts, GT_MAP_VERDICTS},
+               {&maps.guard_cfg, GT_MAP_GUARD_CFG},
+               {&maps.guard_cg, GT_MAP_GUARD_CG},
+               {&maps.audit_log, GT_MAP_AUDIT_LOG}};
   for (Slot& s : slots) {
     absl::StatusOr<Fd> fd = OpenPinnedMap(pin_dir, s.name);
     if (!fd.ok()) return fd.status();

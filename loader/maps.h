@@ -56,6 +56,9 @@ struct PinnedMaps {
   Fd meta;
   Fd drops;
   Fd verdicts;
+  Fd guard_cfg;
+  Fd guard_cg;
+  Fd audit_log;
 };
 absl::StatusOr<PinnedMaps> OpenPinnedMaps(const std::string& pin_dir);
 

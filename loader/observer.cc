@@ -47,38 +47,7 @@ bool VmlinuxHasFunc(const char* name) {
 
 // Sizes, unpins (for probes) and selects programs, before load.
 absl::Status PrepareObject(bpf_object* obj, const ObserverOptions& opt) {
-  bpf_map* map;
-  bpf_object__for_each_map(map, obj) {
-    if (opt.pin_dir.empty() && bpf_map__pin_path(map) != nullptr) {
-      int err = bpf_map__set_pin_path(map, nullptr);
-      if (err) return absl::ErrnoToStatus(-err, "clearing pin path");
-    }
-  }
-  // Per-cgroup maps hold max_cgroups entries; a pinned one is reused as it
-  // is, so it keeps its capacity.
-  for (const char* name : {GT_MAP_CG_STATS, GT_MAP_VERDICTS}) {
-    uint32_t capacity = opt.max_cgroups;
-    if (!opt.pin_dir.empty()) {
-      std::string pin = absl::StrCat(opt.pin_dir, "/", name);
-      int fd = bpf_obj_get(pin.c_str());
-      if (fd >= 0) {
-        struct bpf_map_info info = {};
-        uint32_t len = sizeof(info);
-        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != capacity) {
-          LogWarning("config asks for max_cgroups=%u but the pinned %s holds %u entries; keeping %u "
-                     "(`gputierctl unpin` then restart to resize)",
-                     capacity, pin, info.max_entries, info.max_entries);
-          capacity = info.max_entries;
-        }
-        close(fd);
-      }
-    }
-    bpf_map* map = bpf_object__find_map_by_name(obj, name);
-    if (map == nullptr) return absl::InternalError(absl::StrCat("BPF object lacks ", name));
-    if (int err = bpf_map__set_max_entries(map, capacity); err) {
-      return absl::ErrnoToStatus(-err, absl::StrCat("sizing ", name));
-    }
-  }
+  if (absl::Status s = PreparePinnedMaps(obj, opt.pin_dir, opt.max_cgroups); !s.ok()) return s;
   bpf_program* prog;
   // The tracepoint object carries two builds of its sys_exit program (see
   // bpf/observe_tp.bpf.c): gt_tp_sys_exit needs the bpf_rdonly_cast kfunc
@@ -231,6 +200,8 @@ class ObserverImpl : public Observer {
 
  protected:
   bpf_object* object() const override { return skel_.object(); }
+  std::vector<uint32_t> MapIds() const override { return skel_.MapIds(); }
+  std::vector<uint32_t> LinkIds() const override { return skel_.LinkIds(); }
 
  private:
   explicit ObserverImpl(Skeleton<Skel> skel) : skel_(std::move(skel)) {}
@@ -334,6 +305,59 @@ absl::StatusOr<std::unique_ptr<Observer>> Observer::Start(const ObserverOptions&
 }  // namespace gputier
 
 namespace gputier {
+
+absl::Status PreparePinnedMaps(bpf_object* obj, const std::string& pin_dir, uint32_t max_cgroups) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    if (pin_dir.empty() && bpf_map__pin_path(map) != nullptr) {
+      int err = bpf_map__set_pin_path(map, nullptr);
+      if (err) return absl::ErrnoToStatus(-err, "clearing pin path");
+    }
+  }
+  // Per-cgroup maps hold max_cgroups entries; a pinned one is reused as it
+  // is, so it keeps its capacity.
+  for (const char* name : {GT_MAP_CG_STATS, GT_MAP_VERDICTS, GT_MAP_GUARD_CG}) {
+    uint32_t capacity = max_cgroups;
+    if (!pin_dir.empty()) {
+      std::string pin = absl::StrCat(pin_dir, "/", name);
+      LIBBPF_OPTS(bpf_obj_get_opts, get_opts, .file_flags = BPF_F_RDONLY);
+      int fd = bpf_obj_get_opts(pin.c_str(), &get_opts);
+      if (fd >= 0) {
+        struct bpf_map_info info = {};
+        uint32_t len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != capacity) {
+          LogWarning("config asks for max_cgroups=%u but the pinned %s holds %u entries; keeping %u "
+                     "(`gputierctl unpin` then restart to resize)",
+                     capacity, pin, info.max_entries, info.max_entries);
+          capacity = info.max_entries;
+        }
+        close(fd);
+      }
+    }
+    bpf_map* m = bpf_object__find_map_by_name(obj, name);
+    if (m == nullptr) return absl::InternalError(absl::StrCat("BPF object lacks ", name));
+    if (int err = bpf_map__set_max_entries(m, capacity); err) {
+      return absl::ErrnoToStatus(-err, absl::StrCat("sizing ", name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProbeObjectLoad(absl::string_view object) {
+  ScopedQuietLibbpf quiet;  // the caller reports the outcome
+  ObserverOptions opt;      // no pin_dir, every program
+  if (object == "observe_tp") {
+    absl::StatusOr<Skeleton<observe_tp_bpf>> skel = Skeleton<observe_tp_bpf>::Open("");
+    if (!skel.ok()) return skel.status();
+    if (absl::Status s = PrepareObject(skel->object(), opt); !s.ok()) return s;
+    return skel->Load();
+  }
+  if (object != "observe_lsm") return absl::InvalidArgumentError(absl::StrCat("no BPF object ", object));
+  absl::StatusOr<Skeleton<observe_lsm_bpf>> skel = Skeleton<observe_lsm_bpf>::Open("");
+  if (!skel.ok()) return skel.status();
+  if (absl::Status s = PrepareObject(skel->object(), opt); !s.ok()) return s;
+  return skel->Load();
+}
 
 absl::Status ProbeProgramLoad(absl::string_view kind) {
   ScopedQuietLibbpf quiet;  // the caller reports the outcome

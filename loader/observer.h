@@ -63,6 +63,9 @@ class Observer {
   const std::string& reason() const { return reason_; }
 
   int map_fd(const char* name) const;
+  // Kernel ids of its maps and links (for the tamper watch).
+  virtual std::vector<uint32_t> MapIds() const = 0;
+  virtual std::vector<uint32_t> LinkIds() const = 0;
 
   // Replaces the GPU device selectors in the kernel.
   absl::Status SetGpuDevices(const std::vector<GpuDevice>& devices);
@@ -86,5 +89,15 @@ namespace gputier {
 // lsm/file_open, "fexit" loads fexit/vfs_write, "tracepoint" loads
 // tp_btf/sys_exit. Used by `gputierctl doctor`.
 absl::Status ProbeProgramLoad(absl::string_view kind);
+
+// Loads (without attaching, without pins) every program of one object,
+// "observe_lsm" or "observe_tp", as gputierd would pick them on this kernel
+// (the documented degradations applied): the verifier-acceptance probe.
+absl::Status ProbeObjectLoad(absl::string_view object);
+
+// Before load: clears pin paths when `pin_dir` is empty (probes), and sizes
+// the per-cgroup maps to `max_cgroups`, or to what an existing pin of them
+// holds (a pinned map is reused as it is). Shared by every object.
+absl::Status PreparePinnedMaps(bpf_object* obj, const std::string& pin_dir, uint32_t max_cgroups);
 
 }  // namespace gputier

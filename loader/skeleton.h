@@ -10,11 +10,13 @@
 #ifndef GPUTIER_LOADER_SKELETON_H_
 #define GPUTIER_LOADER_SKELETON_H_
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include <cerrno>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -78,6 +80,33 @@ class Skeleton {
     int err = Ops::Attach(skel_);
     if (err) return absl::ErrnoToStatus(-err, absl::StrCat("attaching BPF object ", Ops::kName));
     return absl::OkStatus();
+  }
+
+  // Kernel ids of the object's maps, and of the links Attach() made (for the
+  // tamper watch, which must know gputier's own objects).
+  std::vector<uint32_t> MapIds() const {
+    std::vector<uint32_t> ids;
+    bpf_map* map;
+    bpf_object__for_each_map(map, object()) {
+      bpf_map_info info = {};
+      uint32_t len = sizeof(info);
+      if (bpf_map__fd(map) >= 0 && bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) == 0) {
+        ids.push_back(info.id);
+      }
+    }
+    return ids;
+  }
+  std::vector<uint32_t> LinkIds() const {
+    std::vector<uint32_t> ids;
+    const bpf_object_skeleton* s = skel_->skeleton;
+    for (int i = 0; i < s->prog_cnt; ++i) {
+      bpf_link* link = *s->progs[i].link;
+      if (link == nullptr || bpf_link__fd(link) < 0) continue;
+      bpf_link_info info = {};
+      uint32_t len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0) ids.push_back(info.id);
+    }
+    return ids;
   }
 
   Skel* get() const { return skel_; }

@@ -11,7 +11,7 @@
 namespace gputier {
 namespace {
 
-static_assert(GT_ABI_VERSION == 1,
+static_assert(GT_ABI_VERSION == 2,
               "a new ABI version: update the layouts pinned below");
 
 // ---- Extension classes ------------------------------------------------------
@@ -111,6 +111,36 @@ static_assert(GT_DROP_CGROUP_MAP_FULL < GT_DROP_MAX &&
               GT_DROP_RINGBUF_FULL < GT_DROP_MAX &&
               GT_DROP_NAME_READ < GT_DROP_MAX);
 
+// ---- Guard and tamper watch -------------------------------------------------
+static_assert(GT_ENFORCE_OFF == 0 && GT_ENFORCE_AUDIT == 1 && GT_ENFORCE_DENY == 2);
+static_assert(sizeof(gt_guard_cfg) == 8);
+static_assert(offsetof(gt_guard_cfg, mode) == 0);
+static_assert(offsetof(gt_guard_cfg, agent_tgid) == 4);
+static_assert(sizeof(gt_audit_record) == 64);
+static_assert(alignof(gt_audit_record) == 8);
+static_assert(offsetof(gt_audit_record, ts_ns) == 0);
+static_assert(offsetof(gt_audit_record, cgroup_id) == 8);
+static_assert(offsetof(gt_audit_record, kind) == 16);
+static_assert(offsetof(gt_audit_record, op) == 20);
+static_assert(offsetof(gt_audit_record, pid) == 24);
+static_assert(offsetof(gt_audit_record, uid) == 28);
+static_assert(offsetof(gt_audit_record, target) == 32);
+static_assert(offsetof(gt_audit_record, verdict) == 36);
+static_assert(offsetof(gt_audit_record, denied) == 40);
+static_assert(offsetof(gt_audit_record, reserved) == 44);
+static_assert(offsetof(gt_audit_record, comm) == 48);
+static_assert(sizeof(gt_audit_event) == 72);
+static_assert(offsetof(gt_audit_event, type) == 0, "same place as gt_event::type");
+static_assert(offsetof(gt_audit_event, rec) == 8);
+static_assert(sizeof(gt_guard_stats) == 32);
+static_assert(offsetof(gt_guard_stats, guard_audited) == 0);
+static_assert(offsetof(gt_guard_stats, guard_denied) == 8);
+static_assert(offsetof(gt_guard_stats, tamper_events) == 16);
+static_assert(offsetof(gt_guard_stats, last_ns) == 24);
+static_assert(sizeof(gt_obj_key) == 8);
+static_assert(offsetof(gt_obj_key, kind) == 0);
+static_assert(offsetof(gt_obj_key, id) == 4);
+
 // No implicit padding anywhere: every struct is the sum of its fields.
 static_assert(std::has_unique_object_representations_v<gt_ext_key>);
 static_assert(std::has_unique_object_representations_v<gt_class_name>);
@@ -120,6 +150,11 @@ static_assert(std::has_unique_object_representations_v<gt_cgroup_stats>);
 static_assert(std::has_unique_object_representations_v<gt_event>);
 static_assert(std::has_unique_object_representations_v<gt_meta>);
 static_assert(std::has_unique_object_representations_v<gt_verdict>);
+static_assert(std::has_unique_object_representations_v<gt_guard_cfg>);
+static_assert(std::has_unique_object_representations_v<gt_audit_record>);
+static_assert(std::has_unique_object_representations_v<gt_audit_event>);
+static_assert(std::has_unique_object_representations_v<gt_guard_stats>);
+static_assert(std::has_unique_object_representations_v<gt_obj_key>);
 
 TEST(AbiLayout, DefaultClassesFitTheKernelMaps) {
   const Config config = DefaultConfig();

@@ -20,7 +20,8 @@
 #include <linux/types.h>
 #endif
 
-#define GT_ABI_VERSION 1
+/* 2: maps the programs only read carry BPF_F_RDONLY_PROG; guard and audit maps. */
+#define GT_ABI_VERSION 2
 #define GT_ABI_MAGIC 0x67707574u /* "gput" */
 
 /* ---- Extension classes ------------------------------------------------ */
@@ -138,6 +139,7 @@ struct gt_verdict {
 enum gt_event_type {
 	GT_EV_FIRST_GPU_ACCESS = 1, /* first open or ioctl of a GPU device */
 	GT_EV_FIRST_GPU_IOCTL = 2,  /* first ioctl: GPU use, decide now */
+	GT_EV_AUDIT = 3,            /* a guard or tamper record: struct gt_audit_event */
 };
 
 struct gt_event {
@@ -176,6 +178,103 @@ enum gt_drop_reason {
 	GT_DROP_MAX = 4,
 };
 
+/* ---- Fast-tier guard and tamper watch (LSM mode only) ------------------ */
+/*
+ * `enforcement:` in the config. The guard covers the fast tier's
+ * filesystems (gt_guard_fs); the tamper watch covers gputier's own maps and
+ * links (gt_own_objs). Both record in audit mode and also deny in enforce
+ * mode. Tracepoint mode has neither (tracepoints cannot deny).
+ */
+enum gt_enforcement {
+	GT_ENFORCE_OFF = 0,
+	GT_ENFORCE_AUDIT = 1,
+	GT_ENFORCE_DENY = 2, /* `enforce` */
+};
+
+/* Value of gt_guard_cfg[0]: written by gputierd after it attaches. */
+struct gt_guard_cfg {
+	__u32 mode;       /* enum gt_enforcement */
+	__u32 agent_tgid; /* gputierd itself: exempt from guard and tamper watch */
+};
+
+/* Value of gt_guard_exempt: why a cgroup is exempt from the guard. */
+enum gt_exempt_reason {
+	GT_EXEMPT_CONFIGURED = 1,   /* enforcement_exempt_cgroups */
+	GT_EXEMPT_ON_FAST_TIER = 2, /* the tier manager put it there (an
+				     * operator override, or a demotion under
+				     * way after its verdict changed) */
+};
+
+/* What a recorded operation was (gt_audit_record.op). */
+enum gt_audit_op {
+	/* Guard: an operation on a fast-tier filesystem. */
+	GT_OP_OPEN_WRITE = 1, /* open for write, O_TMPFILE included */
+	GT_OP_CREATE = 2,
+	GT_OP_MKDIR = 3,
+	GT_OP_MKNOD = 4,
+	GT_OP_SYMLINK = 5,
+	GT_OP_LINK = 6,   /* hard link into the fast tier */
+	GT_OP_RENAME = 7, /* rename into (or within) the fast tier */
+	/* Tamper watch: another process reaching for gputier's BPF objects. */
+	GT_OP_MAP_WRITE_FD = 16, /* a write-capable fd to a gputier map */
+	GT_OP_LINK_FD = 17,      /* an fd to a gputier link (to detach it) */
+};
+
+enum gt_audit_kind {
+	GT_AUDIT_GUARD = 1,
+	GT_AUDIT_TAMPER = 2,
+};
+
+/*
+ * One recorded guard or tamper event. Kept in gt_audit_log (the newest
+ * GT_AUDIT_SLOTS per CPU, readable from the pins without a daemon) and sent
+ * on gt_events inside a struct gt_audit_event.
+ */
+struct gt_audit_record {
+	__u64 ts_ns;     /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 cgroup_id; /* cgroup v2 id of the process */
+	__u32 kind;      /* enum gt_audit_kind */
+	__u32 op;        /* enum gt_audit_op */
+	__u32 pid;       /* tgid */
+	__u32 uid;
+	__u32 target;    /* guard: the filesystem's dev_t (kernel encoding:
+			  * major << 20 | minor); tamper: the map or link id */
+	__u32 verdict;   /* enum gt_verdict_kind of the cgroup at the time */
+	__u32 denied;    /* 1: refused (enforce), 0: recorded only (audit) */
+	__u32 reserved;
+	char comm[16];
+};
+
+/* A gt_events record of type GT_EV_AUDIT. */
+struct gt_audit_event {
+	__u32 type; /* GT_EV_AUDIT */
+	__u32 reserved;
+	struct gt_audit_record rec;
+};
+
+/* Value of gt_guard_cg, keyed by the cgroup v2 id (__u64). */
+struct gt_guard_stats {
+	__u64 guard_audited; /* fast-tier writes recorded and allowed (audit) */
+	__u64 guard_denied;  /* fast-tier writes refused (enforce) */
+	__u64 tamper_events; /* tamper attempts by processes of this cgroup */
+	__u64 last_ns;       /* CLOCK_MONOTONIC of the latest */
+};
+
+/* Key of gt_own_objs: one of gputier's own BPF objects. */
+enum gt_obj_kind {
+	GT_OBJ_MAP = 1,
+	GT_OBJ_LINK = 2,
+};
+struct gt_obj_key {
+	__u32 kind; /* enum gt_obj_kind */
+	__u32 id;   /* the kernel's map or link id */
+};
+
+#define GT_AUDIT_SLOTS 64 /* per CPU */
+#define GT_MAX_GUARD_FS 1024
+#define GT_MAX_EXEMPT 256
+#define GT_MAX_OWN_OBJS 256
+
 /* Pinned map names (also the names inside the BPF objects). */
 #define GT_MAP_CG_STATS "gt_cg_stats"
 #define GT_MAP_EXT_CLASS "gt_ext_class"
@@ -185,6 +284,13 @@ enum gt_drop_reason {
 #define GT_MAP_META "gt_meta"
 #define GT_MAP_DROPS "gt_drops"
 #define GT_MAP_VERDICTS "gt_verdicts"
+#define GT_MAP_GUARD_CFG "gt_guard_cfg"
+#define GT_MAP_GUARD_FS "gt_guard_fs"
+#define GT_MAP_GUARD_EXEMPT "gt_guard_exempt"
+#define GT_MAP_GUARD_CG "gt_guard_cg"
+#define GT_MAP_OWN_OBJS "gt_own_objs"
+#define GT_MAP_AUDIT_LOG "gt_audit_log"
+#define GT_MAP_AUDIT_HEAD "gt_audit_head"
 
 /* Default capacities; gputierd may override before load. */
 #define GT_DEFAULT_MAX_CGROUPS 16384

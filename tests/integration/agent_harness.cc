@@ -253,6 +253,25 @@ absl::StatusOr<nlohmann::json> AgentProcess::Audit() const {
   return j;
 }
 
+absl::StatusOr<nlohmann::json> AgentProcess::AuditEvents() const {
+  absl::StatusOr<std::string> out =
+      RunCapture(absl::StrCat(BinaryDir(), "/gputierctl audit --events --json --pin-dir ", pin_dir_));
+  if (!out.ok()) return out.status();
+  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad audit JSON: ", *out));
+  return j;
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::Enforcement() const {
+  absl::StatusOr<std::string> out = Ctl("status --json");
+  if (!out.ok()) return out.status();
+  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("enforcement")) {
+    return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
+  }
+  return j["enforcement"];
+}
+
 absl::StatusOr<std::string> AgentProcess::Ctl(const std::string& args) const {
   return RunCapture(absl::StrCat(BinaryDir(), "/gputierctl ", args, " --run-dir=", work_dir_, "/run"));
 }

@@ -92,6 +92,10 @@ class AgentProcess {
 
   // `gputierctl audit --json` against this agent's pins.
   absl::StatusOr<nlohmann::json> Audit() const;
+  // `gputierctl audit --events --json`: the guard and tamper records.
+  absl::StatusOr<nlohmann::json> AuditEvents() const;
+  // The "enforcement" part of `gputierctl status --json`.
+  absl::StatusOr<nlohmann::json> Enforcement() const;
   // The audit object of one cgroup, or null if it has no entry.
   absl::StatusOr<nlohmann::json> AuditCgroup(uint64_t cgroup_id) const;
 
