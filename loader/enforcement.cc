@@ -80,6 +80,13 @@ absl::StatusOr<std::unique_ptr<EnforcementService>> EnforcementService::Start(
   self->guard_ = std::move(*guard);
   std::vector<std::string> dev_names;
   for (uint32_t d : self->devs_) dev_names.push_back(absl::StrFormat("%u:%u", d >> 20, d & 0xfffff));
+  const std::string scope =
+      self->devs_.empty()
+          ? absl::StrCat("; fast tier ", options.fast_root,
+                         " is a directory on a filesystem it shares with the rest of the node, so only "
+                         "the fast partitions mounted under it are guarded (none yet)")
+          : absl::StrCat("; fast tier ", options.fast_root, " (filesystems ", absl::StrJoin(dev_names, ", "),
+                         ")");
   self->reason_ = absl::StrCat(
       "enforcement: ", requested, ": ",
       c.mode == Enforcement::kEnforce ? "writes into the fast tier from non-GPU cgroups are denied "
@@ -87,7 +94,7 @@ absl::StatusOr<std::unique_ptr<EnforcementService>> EnforcementService::Start(
                                         "links is denied (EPERM) and recorded"
                                       : "writes into the fast tier from non-GPU cgroups and tampering "
                                         "with gputier's maps and links are recorded, nothing is denied",
-      "; fast tier ", options.fast_root, " (filesystems ", absl::StrJoin(dev_names, ", "), ")");
+      scope);
   LogInfo("%s", self->reason_);
   return self;
 }

@@ -123,20 +123,26 @@ absl::StatusOr<std::vector<uint32_t>> FilesystemsUnder(const std::string& root) 
     return absl::ErrnoToStatus(errno, absl::StrCat("resolving the fast tier root ", root));
   }
   const std::string base = real;
+  if (base == "/") return absl::InvalidArgumentError("the fast tier root is /; give it its own directory");
+  // A mount whose filesystem is also its parent's (a directory of the root
+  // filesystem, or a bind mount of one) is not the fast tier's own: guarding
+  // its device would guard every file of that filesystem on the node.
+  const std::string parent = base.substr(0, std::max<size_t>(base.find_last_of('/'), 1));
   struct stat st;
-  if (stat(base.c_str(), &st) != 0) return absl::ErrnoToStatus(errno, absl::StrCat("stat ", base));
-  std::vector<uint32_t> devs = {KernelDev(st.st_dev)};
+  if (stat(parent.c_str(), &st) != 0) return absl::ErrnoToStatus(errno, absl::StrCat("stat ", parent));
+  const uint32_t shared = KernelDev(st.st_dev);
+  std::vector<uint32_t> devs;
   absl::StatusOr<std::string> text = ReadFile("/proc/self/mountinfo");
   if (!text.ok()) return text.status();
   absl::StatusOr<std::vector<MountinfoEntry>> mounts = ParseMountinfo(*text);
   if (!mounts.ok()) return mounts.status();
-  const std::string prefix = base == "/" ? "/" : base + "/";
+  const std::string prefix = base + "/";
   for (const MountinfoEntry& m : *mounts) {
     if (m.mount_point != base && !absl::StartsWith(m.mount_point, prefix)) continue;
     // A mount that goes away meanwhile is simply not guarded.
     if (stat(m.mount_point.c_str(), &st) != 0) continue;
     uint32_t d = KernelDev(st.st_dev);
-    if (std::find(devs.begin(), devs.end(), d) == devs.end()) devs.push_back(d);
+    if (d != shared && std::find(devs.begin(), devs.end(), d) == devs.end()) devs.push_back(d);
   }
   return devs;
 }

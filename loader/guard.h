@@ -70,8 +70,12 @@ absl::Status ProbeGuardLoad();
 // read it from super_block.s_dev.
 uint32_t KernelDev(dev_t dev);
 
-// The filesystems of `root` and of every mount at or below it in this mount
-// namespace (the tier manager's fast partitions), in kernel encoding.
+// The filesystems mounted at `root` and below it in this mount namespace
+// (a dedicated fast-tier filesystem, the tier manager's fast partitions), in
+// kernel encoding. A mount that shares its filesystem with `root`'s parent
+// directory is left out: guarding it would guard that whole filesystem. So
+// a fast root that is a plain directory (the built-in default on the local
+// disk) contributes only its partitions.
 absl::StatusOr<std::vector<uint32_t>> FilesystemsUnder(const std::string& root);
 
 }  // namespace gputier

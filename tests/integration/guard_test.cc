@@ -418,6 +418,45 @@ TEST_F(GuardTest, PinsAreRootOnlyAndConfigMapsAreReadOnlyToPrograms) {
   }
 }
 
+// The guard's scope: filesystems mounted at or under the fast root, never the
+// filesystem the root merely sits on (that would guard the whole node).
+TEST(FastTierFilesystems, OnlyFilesystemsOfTheirOwnAtOrUnderTheRootAreGuarded) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: mounts";
+  char tmpl[] = "/tmp/gt-fsunder-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string base = tmpl, root = base + "/fast", part = root + "/part", bind = root + "/bind";
+  const std::string plain = base + "/plain";
+  ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(plain.c_str(), 0755), 0);
+  auto dev_of = [](const std::string& p) {
+    struct stat st;
+    EXPECT_EQ(stat(p.c_str(), &st), 0) << p;
+    return KernelDev(st.st_dev);
+  };
+  absl::StatusOr<std::vector<uint32_t>> devs = FilesystemsUnder(root);
+  ASSERT_TRUE(devs.ok()) << devs.status();
+  EXPECT_TRUE(devs->empty()) << "a plain directory shares its parent's filesystem";
+
+  ASSERT_EQ(mount("gt-fast", root.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(mkdir(part.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(bind.c_str(), 0755), 0);
+  ASSERT_EQ(mount("gt-part", part.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  // A bind mount of a directory of the parent's filesystem: not the fast tier's own.
+  ASSERT_EQ(mount(plain.c_str(), bind.c_str(), nullptr, MS_BIND, nullptr), 0) << strerror(errno);
+  devs = FilesystemsUnder(root + "/");
+  ASSERT_TRUE(devs.ok()) << devs.status();
+  std::set<uint32_t> got(devs->begin(), devs->end());
+  EXPECT_EQ(got, (std::set<uint32_t>{dev_of(root), dev_of(part)}));
+  EXPECT_EQ(got.count(dev_of(base)), 0u);
+
+  umount2(bind.c_str(), MNT_DETACH);
+  umount2(part.c_str(), MNT_DETACH);
+  umount2(root.c_str(), MNT_DETACH);
+  rmdir(root.c_str());
+  rmdir(plain.c_str());
+  rmdir(base.c_str());
+}
+
 // Verifier acceptance: every program of every object loads on this kernel,
 // or the loader degrades as documented (docs/AUDIT.md, docs/ARCHITECTURE.md).
 TEST(BpfObjects, EveryObjectLoadsOnThisKernelOrDegradesAsDocumented) {
