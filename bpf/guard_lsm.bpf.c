@@ -17,7 +17,8 @@
  * Exempt:  gputierd itself (gt_guard_cfg.agent_tgid) and its direct
  *          children, kernel threads; from the guard also the cgroups in
  *          gt_guard_exempt (configured host cgroups, and containers the tier
- *          manager has on the fast tier whatever their verdict).
+ *          manager has on the fast tier whatever their verdict), and
+ *          their descendants.
  * Scope:   fail-open everywhere else: every hook returns 0 unless the
  *          operation is in scope, and a missing map entry means "allow".
  */
@@ -60,6 +61,29 @@ static __always_inline int gt_exempt_task(const struct gt_guard_cfg *cfg)
 	return (BPF_CORE_READ(task, flags) & GT_PF_KTHREAD) != 0;
 }
 
+/*
+ * Whether the current cgroup or one of its ancestors is in gt_guard_exempt
+ * (an exempt service's child cgroups are exempt too). Walks at most
+ * GT_EXEMPT_DEPTH levels through cgroup.self.parent, which every kernel of
+ * the matrix has (struct cgroup starts with its css, `self`).
+ */
+#define GT_EXEMPT_DEPTH 16
+static __always_inline int gt_exempt_cgroup(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct cgroup *cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	int i;
+
+	for (i = 0; i < GT_EXEMPT_DEPTH && cgrp; i++) {
+		__u64 id = BPF_CORE_READ(cgrp, kn, id);
+
+		if (bpf_map_lookup_elem(&gt_guard_exempt, &id))
+			return 1;
+		cgrp = (struct cgroup *)BPF_CORE_READ(cgrp, self.parent);
+	}
+	return 0;
+}
+
 /* Appends to this CPU's ring in gt_audit_log, counts per cgroup, tells gputierd. */
 static __always_inline void gt_record(__u32 kind, __u32 op, __u64 cgid, __u32 target,
 				      __u32 verdict, __u32 denied)
@@ -84,7 +108,11 @@ static __always_inline void gt_record(__u32 kind, __u32 op, __u64 cgid, __u32 ta
 
 	head = bpf_map_lookup_elem(&gt_audit_head, &zero);
 	if (head) {
-		/* Per-CPU: programs run with migration disabled, no race. */
+		/*
+		 * Per-CPU: programs run with migration disabled. On a preemptible
+		 * kernel two programs on one CPU may interleave here; at worst one
+		 * record overwrites another.
+		 */
 		__u32 slot = (__u32)(*head % GT_AUDIT_SLOTS);
 
 		*head += 1;
@@ -148,7 +176,7 @@ static __always_inline int gt_guard(__u32 op, struct super_block *sb)
 	if (gt_exempt_task(cfg))
 		return 0;
 	cgid = bpf_get_current_cgroup_id();
-	if (bpf_map_lookup_elem(&gt_guard_exempt, &cgid))
+	if (gt_exempt_cgroup())
 		return 0;
 	v = bpf_map_lookup_elem(&gt_verdicts, &cgid);
 	verdict = v ? v->verdict : GT_VERDICT_UNKNOWN;

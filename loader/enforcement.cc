@@ -28,6 +28,11 @@ absl::StatusOr<std::unique_ptr<EnforcementService>> EnforcementService::Start(
     const Options& options, const Observer& observer, const CgroupResolver& resolver) {
   auto self = std::unique_ptr<EnforcementService>(new EnforcementService(options, resolver));
   const EnforcementConfig& c = options.config;
+  // Whatever an earlier agent left there (a SIGKILLed one never cleared it):
+  // no guard runs until this one attaches its own.
+  if (absl::Status s = WriteGuardCfg(observer.map_fd(GT_MAP_GUARD_CFG), {GT_ENFORCE_OFF, 0}); !s.ok()) {
+    return s;
+  }
   const std::string requested = EnforcementName(c.mode);
   if (c.mode == Enforcement::kOff) {
     self->reason_ = "enforcement: off in the config: the fast-tier guard and the tamper watch are not loaded";

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <string>
 
@@ -165,9 +166,20 @@ int Audit() {
   printf("pins: %s  layout v%u  last mode: %s\n", pin_dir.c_str(), meta.ok() ? meta->abi_version : 0,
          !meta.ok() ? "?" : meta->mode == GT_MODE_LSM ? "lsm" : meta->mode == GT_MODE_TRACEPOINT ? "tracepoint" : "none");
   if (cfg.ok()) {
-    printf("enforcement: %s%s\n", EnforcementWord(cfg->mode),
-           cfg->mode == GT_ENFORCE_OFF ? " (no guard attached: tracepoint mode, off, or no gputierd)"
-                                       : absl::StrFormat(" (guard attached by gputierd pid %u)", cfg->agent_tgid).c_str());
+    // A gputierd killed with SIGKILL never cleared its record: say whether
+    // the agent that wrote it still runs (its links die with it).
+    std::string comm;
+    if (cfg->mode != GT_ENFORCE_OFF) {
+      std::ifstream(absl::StrCat("/proc/", cfg->agent_tgid, "/comm")) >> comm;
+    }
+    printf("enforcement: %s\n",
+           cfg->mode == GT_ENFORCE_OFF
+               ? "off (no guard attached: tracepoint mode, enforcement off, or no gputierd)"
+           : comm == "gputierd"
+               ? absl::StrFormat("%s (guard attached by gputierd pid %u)", EnforcementWord(cfg->mode),
+                                 cfg->agent_tgid).c_str()
+               : absl::StrFormat("none attached (last set to %s by gputierd pid %u, which no longer runs)",
+                                 EnforcementWord(cfg->mode), cfg->agent_tgid).c_str());
   }
   if (drops.ok()) {
     printf("dropped: %llu (cgroup map full), %llu (ring buffer full), %llu (name unreadable)\n",

@@ -1,5 +1,6 @@
 // gputierd: the node agent. Loads the observer (LSM or tracepoint mode), pins
 // its maps, and shows live per-container counters.
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "loader/config.h"
 #include "loader/enforcement.h"
 #include "loader/gpu_devices.h"
+#include "loader/guard_maps.h"
 #include "loader/log.h"
 #include "loader/maps.h"
 #include "loader/observer.h"
@@ -161,14 +163,20 @@ std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> SelectorsOf(const std::vec
   return out;
 }
 
-// Deletes counters of cgroups that are gone: removed while no agent was
-// attached (the in-kernel cgroup_rmdir hook handles the rest).
-void SweepRemovedCgroups(int stats_fd, const CgroupResolver& resolver) {
-  absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd);
-  if (!counters.ok()) return;
-  for (const auto& [id, stats] : *counters) {
-    if (absl::IsNotFound(resolver.PathOf(id).status())) {
-      if (DeleteCgroupCounter(stats_fd, id).ok()) LogDebug("swept removed cgroup %d", id);
+// Deletes counters (and guard counters) of cgroups that are gone: removed
+// while no agent was attached (the in-kernel cgroup_rmdir hook handles the rest).
+void SweepRemovedCgroups(int stats_fd, int guard_fd, const CgroupResolver& resolver) {
+  if (absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd); counters.ok()) {
+    for (const auto& [id, stats] : *counters) {
+      if (absl::IsNotFound(resolver.PathOf(id).status())) {
+        if (DeleteCgroupCounter(stats_fd, id).ok()) LogDebug("swept removed cgroup %d", id);
+      }
+    }
+  }
+  if (absl::StatusOr<std::vector<std::pair<uint64_t, gt_guard_stats>>> guard = ReadGuardStats(guard_fd);
+      guard.ok()) {
+    for (const auto& [id, g] : *guard) {
+      if (absl::IsNotFound(resolver.PathOf(id).status())) bpf_map_delete_elem(guard_fd, &id);
     }
   }
 }
@@ -275,7 +283,8 @@ int Run() {
   }
 
   const int stats_fd = (*observer)->map_fd(GT_MAP_CG_STATS);
-  SweepRemovedCgroups(stats_fd, *resolver);
+  const int guard_cg_fd = (*observer)->map_fd(GT_MAP_GUARD_CG);
+  SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
 
   VerdictService::Options verdict_options;
   verdict_options.policy = config.policy;
@@ -391,7 +400,7 @@ int Run() {
       // what was removed while no agent was attached (resolving every id costs
       // two syscalls each, so it runs rarely).
       next_sweep = now + absl::Minutes(5);
-      SweepRemovedCgroups(stats_fd, *resolver);
+      SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
     }
     if (now < next_print || absl::GetFlag(FLAGS_quiet) || !names.ok()) continue;
     next_print = now + interval;

@@ -206,7 +206,8 @@ absl::StatusOr<PinState> CheckPinnedLayout(const std::string& pin_dir) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "the pins in %s have map layout version %u (magic 0x%08x) but this gputier uses version "
         "%u; they are left untouched: stop the agent that made them and run `gputierctl unpin "
-        "--pin-dir %s` with that version's tools (counters are lost), or choose another --pin-dir",
+        "--pin-dir %s` (it removes only gputier's pin names, of any version; counters are lost), or "
+        "choose another --pin-dir",
         pin_dir, head[1], head[0], GT_ABI_VERSION, pin_dir));
   }
   return PinState::kCurrent;

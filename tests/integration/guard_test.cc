@@ -55,6 +55,7 @@ class GuardTest : public ::testing::Test {
     // cgroup without a verdict) may not write there.
     WriteFile(fast_ + "/existing.txt", 16);
     ASSERT_EQ(mkdir((fast_ + "/dir").c_str(), 0777), 0);
+    ASSERT_EQ(mkdir((fast_ + "/dir2").c_str(), 0777), 0);
   }
 
   void TearDown() override {
@@ -101,7 +102,9 @@ class GuardTest : public ::testing::Test {
 
   // Every write-like operation into the fast tier, from `cg`; returns each
   // one's errno (0: it succeeded), keyed by the guard's op name.
-  std::map<std::string, int> TryFastTierWrites(const TestCgroup& cg, const std::string& tag) {
+  // `movable` is a directory of the fast tier that the rename moves.
+  std::map<std::string, int> TryFastTierWrites(const TestCgroup& cg, const std::string& tag,
+                                               const std::string& movable = "dir") {
     // Results travel back through a pipe: one int per operation, in order.
     static const char* const kOps[] = {"create", "open-write", "mkdir", "link", "rename", "symlink",
                                        "mknod", "tmpfile", "read"};
@@ -119,7 +122,7 @@ class GuardTest : public ::testing::Test {
       r[2] = Errno(mkdir((f + "/d-" + tag).c_str(), 0755));
       r[3] = Errno(link((f + "/existing.txt").c_str(), (f + "/hl-" + tag).c_str()));
       // Renaming within the fast tier: from its own subdirectory to the top.
-      r[4] = Errno(rename((f + "/dir").c_str(), (f + "/dir-" + tag).c_str()));
+      r[4] = Errno(rename((f + "/" + movable).c_str(), (f + "/dir-" + tag).c_str()));
       r[5] = Errno(symlink("existing.txt", (f + "/sl-" + tag).c_str()));
       r[6] = Errno(mknod((f + "/fifo-" + tag).c_str(), S_IFIFO | 0644, 0));
       fd = open(f.c_str(), O_TMPFILE | O_WRONLY, 0600);
@@ -223,13 +226,18 @@ TEST_F(GuardTest, AuditRecordsFastTierWritesFromNonGpuCgroupsButDeniesNothing) {
   EXPECT_EQ(counts["guard_denied"].get<uint64_t>(), 0u);
 }
 
-TEST_F(GuardTest, ExemptHostCgroupWritesTheFastTierUnrecorded) {
+TEST_F(GuardTest, ExemptHostCgroupAndItsChildrenWriteTheFastTierUnrecorded) {
   if (ExpectedMode() != "lsm") GTEST_SKIP() << "the guard needs LSM mode (the VM cells with bpf run this)";
   TestCgroup exempt("guard-exempt");
   ASSERT_TRUE(StartAgent("enforce", absl::StrCat("enforcement_exempt_cgroups: [", exempt.relative(), "]\n")));
   std::map<std::string, int> got = TryFastTierWrites(exempt, "exempt");
   for (const std::string& op : kWriteOps) EXPECT_EQ(got[op], 0) << op << ": " << strerror(got[op]);
   EXPECT_TRUE(GuardRecords(exempt.id(), "guard").empty());
+  // The exempt service's own child cgroups are exempt too.
+  TestCgroup child("guard-exempt/child");
+  got = TryFastTierWrites(child, "exempt-child", "dir2");
+  for (const std::string& op : kWriteOps) EXPECT_EQ(got[op], 0) << op << ": " << strerror(got[op]);
+  EXPECT_TRUE(GuardRecords(child.id(), "guard").empty());
 }
 
 TEST_F(GuardTest, NormalWorkOutsideTheFastTierRunsUnaffectedInEnforceMode) {
