@@ -21,6 +21,7 @@
 #include "loader/fd.h"
 #include "loader/log.h"
 #include "loader/mount_refs.h"
+#include "loader/read_file.h"
 #include "loader/tier_mount.h"
 #include "loader/tier_partition.h"
 #include "loader/tier_path.h"
@@ -33,6 +34,8 @@ constexpr absl::Duration kCycle = absl::Milliseconds(250);
 constexpr absl::Duration kBusyRetry = absl::Milliseconds(50);
 constexpr absl::Duration kErrorRetry = absl::Seconds(5);
 constexpr absl::Duration kBytesEvery = absl::Seconds(30);
+// How often each container's directories are checked for their overlays.
+constexpr absl::Duration kOverlaysEvery = absl::Seconds(1);
 // The directory of the spare partition under the fast root: a valid
 // directory name that no container runtime gives a container (ids never
 // start with '.'; Adopt refuses such ids).
@@ -99,6 +102,18 @@ std::string RefsText(const std::vector<MountReference>& refs) {
   return absl::StrJoin(parts, "; ");
 }
 
+// Whether the mount `mount_id` is attached in the mount namespace of `pid`.
+bool MountListed(pid_t pid, uint64_t mount_id) {
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", pid, "/mountinfo"));
+  if (!text.ok()) return false;
+  absl::StatusOr<std::vector<MountinfoEntry>> mounts = ParseMountinfo(*text);
+  if (!mounts.ok()) return false;
+  for (const MountinfoEntry& m : *mounts) {
+    if (m.mount_id == mount_id) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TierManager::TierManager(Options options)
@@ -111,6 +126,13 @@ TierManager::~TierManager() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The worker sets nothing aside any more: free what is queued, then stop.
+  {
+    std::lock_guard<std::mutex> lock(free_mu_);
+    free_stop_ = true;
+  }
+  free_wake_.notify_all();
+  if (freer_.joinable()) freer_.join();
 }
 
 absl::StatusOr<std::unique_ptr<TierManager>> TierManager::Create(Options options) {
@@ -147,11 +169,21 @@ absl::StatusOr<std::unique_ptr<TierManager>> TierManager::Create(Options options
   if (!manager->records_.empty()) {
     LogInfo("tiering: %zu container record(s) from %s", manager->records_.size(), manager->store_.dir());
   }
+  absl::StatusOr<std::vector<AsidePartition>> aside = PartitionsSetAside(t.fast_root);
+  if (!aside.ok()) {
+    LogWarning("tier: looking for partitions set aside by an earlier gputierd: %s", aside.status().message());
+  } else if (!aside->empty()) {
+    LogInfo("tier: freeing %zu partition(s) that an earlier gputierd set aside", aside->size());
+    for (AsidePartition& a : *aside) manager->freeing_.push_back({std::move(a)});
+  }
   manager->Publish();
   return manager;
 }
 
-void TierManager::Start() { thread_ = std::thread([this] { Loop(); }); }
+void TierManager::Start() {
+  freer_ = std::thread([this] { FreerLoop(); });
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void TierManager::UpdateContainers(std::vector<ContainerVerdictView> containers) {
   {
@@ -173,6 +205,7 @@ absl::Status TierManager::SetOverride(const ContainerVerdictView& container, Tie
   {
     std::lock_guard<std::mutex> lock(mu_);
     overrides_[container.container_id] = {container.cgroup_path, choice};
+    prompt_.insert(container.container_id);
     poked_ = true;
   }
   wake_.notify_all();
@@ -191,10 +224,6 @@ void TierManager::Loop() {
       wake_.wait_for(lock, absl::ToChronoMilliseconds(kCycle), [this] { return stop_ || poked_; });
       if (stop_) return;
       poked_ = false;
-    }
-    if (!recovered_) {
-      RecoverInFlight();
-      recovered_ = true;
     }
     Cycle();
     Publish();
@@ -285,7 +314,8 @@ absl::Status TierManager::MountSlow(pid_t pid, const TierRecord& record, const s
   return mount.status();
 }
 
-absl::Status TierManager::MountFast(pid_t pid, const TierRecord& record, const std::string& path) {
+absl::Status TierManager::MountFast(pid_t pid, const TierRecord& record, const std::string& path,
+                                    uint64_t* mount_id) {
   absl::StatusOr<PathLayouts> layouts = LayoutsOf(record, path);
   if (!layouts.ok()) return layouts.status();
   TierMountRequest request;
@@ -298,13 +328,43 @@ absl::Status TierManager::MountFast(pid_t pid, const TierRecord& record, const s
     return absl::ErrnoToStatus(errno, absl::StrCat("creating ", request.layout.dir));
   }
   absl::StatusOr<TierMount> mount = MountTier(request);
+  if (mount.ok() && mount_id != nullptr) *mount_id = mount->mount_id;
   return mount.status();
+}
+
+absl::Status TierManager::RemountSlow(pid_t pid, const TierRecord& record, const std::string& path) {
+  Live& live = live_[record.container_id];
+  if (live.lost_reported.insert(path).second) {
+    LogWarning("tier: container %s: %s lost its slow-tier overlay while gputierd ran (unmounted inside the "
+               "container?); mounting it again (what was written to the directory meanwhile stays in it, "
+               "under the overlay)",
+               record.container_id, path);
+  }
+  if (absl::Status s = MountSlow(pid, record, path); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("mounting the lost slow-tier overlay of '", path,
+                                               "' again: ", s.message()));
+  }
+  live.lost_reported.erase(path);
+  LogInfo("tier: container %s %s is on the slow tier again", record.container_id, path);
+  return absl::OkStatus();
 }
 
 absl::Status TierManager::FoldFastIntoSlow(const TierRecord& record, const std::string& path,
                                            uint64_t* bytes) {
   absl::StatusOr<PathLayouts> layouts = LayoutsOf(record, path);
   if (!layouts.ok()) return layouts.status();
+  // The fast layers are only reachable while the partition is mounted: a
+  // fold with it unmounted would find nothing and lose what it holds.
+  if (record.partition) {
+    absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+    if (!part.ok()) return part.status();
+    absl::StatusOr<bool> mounted = PartitionMounted(*part);
+    if (!mounted.ok()) return mounted.status();
+    struct stat image;
+    if (!*mounted && lstat(part->image.c_str(), &image) == 0) {
+      if (absl::Status s = AttachPartition(*part); !s.ok()) return s;
+    }
+  }
   struct stat st;
   if (lstat(layouts->fast.upper.c_str(), &st) != 0 && errno == ENOENT) return absl::OkStatus();  // nothing there
   absl::StatusOr<WriteBackStats> stats = MergeUpperLayer(layouts->fast.upper, layouts->slow.upper);
@@ -344,7 +404,11 @@ void TierManager::KeepSpare(bool wanted) {
   if (!spare.ok()) return;
   const bool ready = SpareReady();
   if (!wanted) {
-    if (ready || access(spare->dir.c_str(), F_OK) == 0) (void)ReleasePartition(*spare);
+    if (ready || access(spare->dir.c_str(), F_OK) == 0) {
+      if (absl::Status s = FreePartition(*spare); !s.ok()) {
+        LogWarning("tier: releasing the spare fast partition: %s", s.message());
+      }
+    }
     return;
   }
   if (ready) return;
@@ -359,14 +423,102 @@ absl::Status TierManager::FreePartitionIfUnused(TierRecord& record) {
   if (record.AnyFast() || record.op != TierOp::kNone || !record.partition) return absl::OkStatus();
   absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
   if (!part.ok()) return part.status();
-  if (absl::Status s = ReleasePartition(*part); !s.ok()) return s;
+  if (absl::Status s = FreePartition(*part); !s.ok()) return s;
   record.partition = false;
   return Save(record);
 }
 
-absl::Status TierManager::Thaw(TierRecord& record) {
-  absl::Status s = ThawCgroup(CgroupDir(record));
-  if (!s.ok()) return s;
+absl::Status TierManager::DiscardFastLayer(TierRecord& record, const std::string& path) {
+  if (!record.AnyFast() && record.op == TierOp::kNone) return FreePartitionIfUnused(record);
+  // The partition stays for the other fast directories: only this layer
+  // goes (best effort: a promotion clears it anyway before mounting it).
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  if (!part.ok()) return absl::OkStatus();
+  Fd mnt(open(part->mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (mnt.valid()) (void)RemoveTree(mnt.get(), EscapeContainerPath(ContainerPath{path}));
+  return absl::OkStatus();
+}
+
+absl::Status TierManager::FreePartition(const PartitionPaths& part) {
+  absl::StatusOr<std::optional<AsidePartition>> aside = SetPartitionAside(part);
+  if (!aside.ok()) {
+    LogDebug("tier: %s is released in place: %s", part.dir, aside.status().message());
+    return ReleasePartition(part);
+  }
+  if (!aside->has_value()) return absl::OkStatus();  // nothing there
+  {
+    std::lock_guard<std::mutex> lock(free_mu_);
+    freeing_.push_back({**std::move(aside)});
+  }
+  free_wake_.notify_all();
+  return absl::OkStatus();
+}
+
+uint64_t TierManager::FreeingBytes() {
+  std::lock_guard<std::mutex> lock(free_mu_);
+  uint64_t bytes = 0;
+  for (const Freeing& f : freeing_) {
+    if (f.error.empty()) bytes += f.part.image_bytes;
+  }
+  return bytes;
+}
+
+void TierManager::FreerLoop() {
+  std::unique_lock<std::mutex> lock(free_mu_);
+  while (true) {
+    // The first entry that is due; at shutdown each gets one more try.
+    auto due = freeing_.end();
+    absl::Time next = absl::InfiniteFuture();
+    for (auto it = freeing_.begin(); it != freeing_.end(); ++it) {
+      if (free_stop_ ? !it->last_try : it->retry_at <= absl::Now()) {
+        due = it;
+        break;
+      }
+      next = std::min(next, it->retry_at);
+    }
+    if (due == freeing_.end()) {
+      if (free_stop_) break;
+      if (next == absl::InfiniteFuture()) {
+        free_wake_.wait(lock);
+      } else {
+        free_wake_.wait_for(lock, absl::ToChronoMilliseconds(next - absl::Now() + absl::Milliseconds(1)));
+      }
+      continue;
+    }
+    due->last_try = free_stop_;
+    const PartitionPaths paths = due->part.paths;
+    lock.unlock();  // only this thread removes entries: `due` stays valid
+    absl::Status s = ReleasePartition(paths);
+    if (s.ok() && access(paths.dir.c_str(), F_OK) == 0) {
+      s = absl::FailedPreconditionError(absl::StrCat(
+          "'", paths.dir, "' was released but is not empty; remove what was put there by hand"));
+    }
+    lock.lock();
+    if (s.ok()) {
+      if (!due->error.empty()) LogInfo("tier: freed %s after all", paths.dir);
+      freeing_.erase(due);
+      continue;
+    }
+    if (std::string(s.message()) != due->error) {
+      LogWarning("tier: freeing the fast partition set aside at %s: %s; retrying every %s", paths.dir,
+                 s.message(), absl::FormatDuration(kErrorRetry));
+    }
+    due->error = std::string(s.message());
+    due->retry_at = absl::Now() + kErrorRetry;
+  }
+  for (const Freeing& f : freeing_) {
+    LogWarning("tier: %s is left set aside (%s); the next gputierd frees it", f.part.paths.dir, f.error);
+  }
+}
+
+absl::Status TierManager::Thaw(TierRecord& record, ScopedFreeze& freeze) {
+  if (absl::Status s = freeze.Thaw(); !s.ok()) return s;
+  record.froze = false;
+  return Save(record);
+}
+
+absl::Status TierManager::ThawRecorded(TierRecord& record) {
+  if (absl::Status s = ThawCgroup(CgroupDir(record)); !s.ok()) return s;
   record.froze = false;
   return Save(record);
 }
@@ -386,6 +538,7 @@ absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup
   LogInfo("tier: adopted container %s (cgroup %s)", id, cgroup);
   records_[id] = std::move(record);
   live_[id].cgroup = cgroup;
+  live_[id].recovered = true;
   return absl::OkStatus();
 }
 
@@ -402,8 +555,14 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
     return Save(record);
   }
   if (*seen == Observed::kNone) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "container path '", path, "' lost its slow-tier overlay; it is mounted again before promotion"));
+    // The record says slow (else this is no promotion): its overlay first.
+    if (absl::Status s = RemountSlow(*pid, record, path); !s.ok()) return s;
+    seen = Observe(*pid, record, path, &slow_mount);
+    if (!seen.ok()) return seen.status();
+    if (*seen != Observed::kSlow) {
+      return absl::InternalError(absl::StrCat("container path '", path,
+                                              "' shows no slow-tier overlay right after it was mounted; retrying"));
+    }
   }
   absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
   if (!part.ok()) return part.status();
@@ -417,7 +576,7 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
   record.froze = true;
   if (absl::Status s = Save(record); !s.ok()) return s;
   auto abandon = [&](absl::Status why) {
-    (void)Thaw(record);
+    record.froze = false;  // not frozen: a freeze that fails thaws again
     record.op = TierOp::kNone;
     record.op_path.clear();
     (void)Save(record);
@@ -428,10 +587,20 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
     absl::Status made = record.AnyFast() ? AttachPartition(*part) : TakePartition(*part);
     if (!made.ok()) return abandon(made);
   }
-  if (absl::Status s = FreezeCgroup(CgroupDir(record), options_.freeze_timeout); !s.ok()) return abandon(s);
+  // A fast layer left from before (folded into the slow one since, or never
+  // mounted) would hide newer slow files: a promotion starts empty.
+  {
+    Fd mnt(open(part->mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    absl::Status cleared = mnt.valid() ? RemoveTree(mnt.get(), EscapeContainerPath(ContainerPath{path}))
+                                       : absl::ErrnoToStatus(errno, absl::StrCat("opening ", part->mount_point));
+    if (!cleared.ok()) return abandon(cleared);
+  }
+  absl::StatusOr<ScopedFreeze> freeze = ScopedFreeze::Freeze(CgroupDir(record), options_.freeze_timeout);
+  if (!freeze.ok()) return abandon(freeze.status());
   absl::Status result = UnmountTier(*pid, ContainerPath{path}, slow_mount);
+  uint64_t fast_mount = 0;
   if (result.ok()) {
-    result = MountFast(*pid, record, path);
+    result = MountFast(*pid, record, path, &fast_mount);
     if (!result.ok()) {
       // Put the slow overlay back: the container never saw the gap (frozen).
       if (absl::Status back = MountSlow(*pid, record, path); !back.ok()) {
@@ -442,12 +611,13 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
   }
   if (result.ok()) {
     record.paths[path] = Tier::kFast;
+    live.fast_mounts[path] = fast_mount;
     live.last_promotion_ms = MsSince(t0);
   }
   record.op = TierOp::kNone;
   record.op_path.clear();
   if (absl::Status s = Save(record); !s.ok() && result.ok()) result = s;
-  if (absl::Status s = Thaw(record); !s.ok() && result.ok()) result = s;
+  if (absl::Status s = Thaw(record, *freeze); !s.ok() && result.ok()) result = s;
   if (!result.ok()) {
     (void)FreePartitionIfUnused(record);
     return result;
@@ -468,36 +638,51 @@ absl::Status TierManager::Demote(TierRecord& record, const std::string& path) {
     record.paths[path] = Tier::kSlow;
     return Save(record);
   }
-  if (*seen == Observed::kNone) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("container path '", path, "' lost its fast-tier overlay; recovery folds it back"));
+  // No overlay at all: the fast one was unmounted while gputierd ran. Its
+  // layer is folded back all the same; references into it can only be
+  // looked for by the mount id it had (unless that id is in use again).
+  const bool lost = *seen == Observed::kNone;
+  if (lost) {
+    auto known = live.fast_mounts.find(path);
+    fast_mount = known != live.fast_mounts.end() && !MountListed(*pid, known->second) ? known->second : 0;
+    if (live.lost_reported.insert(path).second) {
+      LogWarning("tier: container %s: %s lost its fast-tier overlay while gputierd ran (unmounted inside the "
+                 "container?); folding its fast layer back into the slow one and mounting the slow overlay "
+                 "again",
+                 record.container_id, path);
+    }
   }
   record.op = TierOp::kDemote;
   record.op_path = path;
   record.froze = true;
   if (absl::Status s = Save(record); !s.ok()) return s;
-  if (absl::Status s = FreezeCgroup(CgroupDir(record), options_.freeze_timeout); !s.ok()) {
-    (void)Thaw(record);
+  absl::StatusOr<ScopedFreeze> freeze = ScopedFreeze::Freeze(CgroupDir(record), options_.freeze_timeout);
+  if (!freeze.ok()) {
+    record.froze = false;  // not frozen: a freeze that fails thaws again
     record.op = TierOp::kNone;
     record.op_path.clear();
     (void)Save(record);
-    return s;
+    return freeze.status();
   }
   absl::Status result;
-  absl::StatusOr<std::vector<pid_t>> procs = CgroupProcs(CgroupDir(record));
-  if (!procs.ok()) result = procs.status();
-  if (result.ok()) {
-    absl::StatusOr<std::vector<MountReference>> refs = FindMountReferences(*procs, fast_mount);
-    if (!refs.ok()) {
-      result = refs.status();
-    } else if (!refs->empty()) {
-      result = absl::UnavailableError(absl::StrCat(
-          "demotion of '", path, "' waits: the container holds ", refs->size(),
-          " reference(s) into the fast overlay (", RefsText(*refs), "); retrying until they are closed"));
+  if (fast_mount != 0) {
+    absl::StatusOr<std::vector<pid_t>> procs = CgroupProcs(CgroupDir(record));
+    if (!procs.ok()) result = procs.status();
+    if (result.ok()) {
+      absl::StatusOr<std::vector<MountReference>> refs = FindMountReferences(*procs, fast_mount);
+      if (!refs.ok()) {
+        result = refs.status();
+      } else if (!refs->empty()) {
+        result = absl::UnavailableError(absl::StrCat(
+            lost ? "folding back the lost fast overlay of '" : "demotion of '", path,
+            "' waits: the container holds ", refs->size(), " reference(s) into ",
+            lost ? "that overlay, detached but alive" : "the fast overlay", " (", RefsText(*refs),
+            "); retrying until they are closed"));
+      }
     }
   }
   bool unmounted = false;
-  if (result.ok()) {
+  if (result.ok() && !lost) {
     result = UnmountTier(*pid, ContainerPath{path}, fast_mount);
     unmounted = result.ok();
   }
@@ -516,21 +701,23 @@ absl::Status TierManager::Demote(TierRecord& record, const std::string& path) {
   }
   if (result.ok()) {
     record.paths[path] = Tier::kSlow;
+    live.fast_mounts.erase(path);
+    live.lost_reported.erase(path);
     live.last_demotion_ms = MsSince(t0);
   }
   record.op = TierOp::kNone;
   record.op_path.clear();
   if (absl::Status s = Save(record); !s.ok() && result.ok()) result = s;
-  if (absl::Status s = Thaw(record); !s.ok() && result.ok()) result = s;
+  if (absl::Status s = Thaw(record, *freeze); !s.ok() && result.ok()) result = s;
   if (!result.ok()) return result;
-  LogInfo("tier: container %s %s -> slow in %.1f ms (%d bytes written back)", record.container_id, path,
-          live.last_demotion_ms, live.last_writeback_bytes);
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
-  if (part.ok()) {
-    Fd mnt(open(part->mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (mnt.valid()) (void)RemoveTree(mnt.get(), EscapeContainerPath(ContainerPath{path}));
+  if (lost) {
+    LogInfo("tier: container %s %s is on the slow tier again (%d bytes written back from its lost fast overlay)",
+            record.container_id, path, live.last_writeback_bytes);
+  } else {
+    LogInfo("tier: container %s %s -> slow in %.1f ms (%d bytes written back)", record.container_id, path,
+            live.last_demotion_ms, live.last_writeback_bytes);
   }
-  return FreePartitionIfUnused(record);
+  return DiscardFastLayer(record, path);
 }
 
 absl::Status TierManager::Finalize(TierRecord& record) {
@@ -551,9 +738,13 @@ absl::Status TierManager::Finalize(TierRecord& record) {
         if (absl::Status s = FoldFastIntoSlow(record, path, &bytes); !s.ok()) return s;
       }
     }
-    if (absl::Status s = ReleasePartition(*part); !s.ok()) return s;
+    if (absl::Status s = FreePartition(*part); !s.ok()) return s;
   }
-  if (record.froze) (void)ThawCgroup(CgroupDir(record));
+  if (record.froze) {
+    // Its processes are gone or in another mount namespace; the cgroup may
+    // not be (a missing cgroup needs no thaw). Retried until it works.
+    if (absl::Status s = ThawRecorded(record); !s.ok()) return s;
+  }
   if (absl::Status s = store_.Remove(record.container_id); !s.ok()) return s;
   LogInfo("tier: container %s is gone: %d bytes written back from the fast tier; its data stays in %s/%s",
           record.container_id, bytes, options_.config.slow_root, record.container_id);
@@ -561,8 +752,10 @@ absl::Status TierManager::Finalize(TierRecord& record) {
 }
 
 absl::Status TierManager::Recover(TierRecord& record) {
+  Live& live = live_[record.container_id];
   absl::StatusOr<pid_t> pid = PidOf(record);
   if (!pid.ok()) return absl::OkStatus();  // gone: the next cycle finalizes it
+  std::vector<std::string> folded;  // fast layers now in the slow ones: never to be mounted again
   if (record.op != TierOp::kNone) {
     const std::string path = record.op_path;
     absl::StatusOr<Observed> seen = Observe(*pid, record, path, nullptr);
@@ -582,7 +775,10 @@ absl::Status TierManager::Recover(TierRecord& record) {
         if (absl::Status s = FoldFastIntoSlow(record, path, nullptr); !s.ok()) return s;
         if (absl::Status s = MountSlow(*pid, record, path); !s.ok()) return s;
       }
-      if (*seen != Observed::kFast) record.paths[path] = Tier::kSlow;
+      if (*seen != Observed::kFast) {
+        record.paths[path] = Tier::kSlow;
+        folded.push_back(path);
+      }
     }
     record.op = TierOp::kNone;
     record.op_path.clear();
@@ -590,31 +786,30 @@ absl::Status TierManager::Recover(TierRecord& record) {
   }
   // Every recorded directory must carry the overlay its record names.
   for (auto& [path, tier] : record.paths) {
-    absl::StatusOr<Observed> seen = Observe(*pid, record, path, nullptr);
+    uint64_t mount_id = 0;
+    absl::StatusOr<Observed> seen = Observe(*pid, record, path, &mount_id);
     if (!seen.ok()) return seen.status();
     if (*seen != Observed::kNone) {
       tier = *seen == Observed::kFast ? Tier::kFast : Tier::kSlow;
+      if (tier == Tier::kFast) live.fast_mounts[path] = mount_id;
       continue;
     }
     if (tier == Tier::kFast) {
       if (absl::Status s = FoldFastIntoSlow(record, path, nullptr); !s.ok()) return s;
+      folded.push_back(path);
     }
     if (absl::Status s = MountSlow(*pid, record, path); !s.ok()) return s;
     tier = Tier::kSlow;
   }
   if (absl::Status s = Save(record); !s.ok()) return s;
   if (record.froze) {
-    LogInfo("tier: container %s: thawing it (frozen by a gputierd that stopped mid-step)",
-            record.container_id);
-    if (absl::Status s = Thaw(record); !s.ok()) return s;
+    LogInfo("tier: container %s: thawing it (frozen by gputierd mid-step)", record.container_id);
+    if (absl::Status s = ThawRecorded(record); !s.ok()) return s;
+  }
+  for (const std::string& path : folded) {
+    if (absl::Status s = DiscardFastLayer(record, path); !s.ok()) return s;
   }
   return FreePartitionIfUnused(record);
-}
-
-void TierManager::RecoverInFlight() {
-  for (auto& [id, record] : records_) {
-    if (absl::Status s = Recover(record); !s.ok()) NoteError(id, s, kErrorRetry);
-  }
 }
 
 void TierManager::RefreshBytes(const TierRecord& record, Live& live, bool force) {
@@ -656,20 +851,44 @@ absl::Status TierManager::Converge(TierRecord& record, Live& live,
     RefreshBytes(record, live, /*force=*/true);
     if (!s.ok()) return s;
   }
+  // A partition whose freeing failed earlier (it stays recorded) is freed now.
+  if (absl::Status s = FreePartitionIfUnused(record); !s.ok()) return s;
   live.last_error.clear();
+  return absl::OkStatus();
+}
+
+absl::Status TierManager::CheckOverlays(TierRecord& record, Live& live) {
+  absl::StatusOr<pid_t> pid = PidOf(record);
+  if (!pid.ok()) return absl::OkStatus();  // gone: the next cycle finalizes it
+  std::vector<std::string> paths;
+  for (const auto& [path, tier] : record.paths) paths.push_back(path);
+  for (const std::string& path : paths) {
+    uint64_t mount_id = 0;
+    absl::StatusOr<Observed> seen = Observe(*pid, record, path, &mount_id);
+    if (!seen.ok()) continue;  // the step that needs this directory reports it
+    if (*seen == Observed::kFast) live.fast_mounts[path] = mount_id;
+    if (*seen != Observed::kNone) continue;
+    absl::Status s = record.paths[path] == Tier::kFast ? Demote(record, path) : RemountSlow(*pid, record, path);
+    if (!s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 
 void TierManager::Cycle() {
   std::vector<ContainerVerdictView> view;
   std::map<std::string, std::pair<std::string, TierOverride>> overrides;
+  std::set<std::string> prompt;
   bool have_view = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     view = view_;
     overrides = overrides_;
+    prompt.swap(prompt_);
     have_view = have_view_;
   }
+  // An operator's request, repeated or not, is attempted now, whatever
+  // backoff an earlier error set.
+  for (const std::string& id : prompt) live_[id].retry_at = absl::InfinitePast();
   const TierConfig& config = options_.config;
   const std::vector<std::string> managed = ManagedPaths(config);
 
@@ -687,6 +906,27 @@ void TierManager::Cycle() {
     }
     live_.erase(it->first);
     it = records_.erase(it);
+  }
+
+  // Recovery: every record once after start, and again any left frozen by
+  // gputierd or mid-step (a failed thaw). One that fails is retried; until
+  // it succeeds nothing else is done to the container, and a cgroup gputierd
+  // froze stays frozen: it is only thawed once the mounts match the record.
+  for (auto& [id, record] : records_) {
+    Live& live = live_[id];
+    if (live.recovered && !record.froze && record.op == TierOp::kNone) continue;
+    if (absl::Now() < live.retry_at) continue;
+    if (absl::Status s = Recover(record); !s.ok()) {
+      NoteError(id,
+                absl::Status(s.code(), absl::StrCat("recovery failed, retrying every ",
+                                                    absl::FormatDuration(kErrorRetry),
+                                                    record.froze ? " (the container stays frozen until it succeeds)"
+                                                                 : "",
+                                                    ": ", s.message())),
+                kErrorRetry);
+      continue;
+    }
+    live.recovered = true;
   }
   if (managed.empty()) return;
 
@@ -729,15 +969,25 @@ void TierManager::Cycle() {
   }
   if (!have_view && overrides.empty()) return;  // no verdicts yet: move nothing
 
-  // Fast tier pressure.
-  absl::StatusOr<SpaceUsage> fs = FilesystemUsage(config.fast_root);
+  // Fast tier pressure. Partitions set aside and being freed still count as
+  // used in statvfs; they are subtracted here, so that no container is
+  // demoted for space already on its way out. (Read before statvfs: a free
+  // that completes in between is subtracted twice, which can only delay a
+  // demotion by one cycle, never cause one.)
+  auto pressure_usage = [&]() -> absl::StatusOr<SpaceUsage> {
+    const uint64_t freeing = FreeingBytes();
+    absl::StatusOr<SpaceUsage> usage = FilesystemUsage(config.fast_root);
+    if (usage.ok()) usage->used_bytes -= std::min(usage->used_bytes, freeing);
+    return usage;
+  };
+  absl::StatusOr<SpaceUsage> fs = pressure_usage();
   std::vector<FastHolder> holders;
   for (const auto& [id, r] : records_) {
     if (r.partition) holders.push_back({id, live_[id].last_active_ns, r.override_tier == TierOverride::kFast});
   }
   if (fs.ok() && !PickDemotions(fs->total_bytes, fs->used_bytes, config, holders).empty() && SpareReady()) {
     KeepSpare(false);  // the spare goes before any container is demoted
-    fs = FilesystemUsage(config.fast_root);
+    fs = pressure_usage();
   }
   if (fs.ok()) {
     for (const std::string& id : PickDemotions(fs->total_bytes, fs->used_bytes, config, holders)) {
@@ -751,7 +1001,16 @@ void TierManager::Cycle() {
   }
   for (auto& [id, record] : records_) {
     Live& live = live_[id];
+    if (!live.recovered || record.froze || record.op != TierOp::kNone) continue;  // recovery first
     if (absl::Now() < live.retry_at) continue;
+    if (absl::Now() - live.overlays_checked_at >= kOverlaysEvery) {
+      live.overlays_checked_at = absl::Now();
+      if (absl::Status s = CheckOverlays(record, live); !s.ok()) {
+        if (absl::IsUnavailable(s)) live.overlays_checked_at = absl::InfinitePast();  // again with the retry
+        NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
+        continue;
+      }
+    }
     std::map<std::string, Tier> desired = DesiredTiers(config, live.verdict, record.override_tier);
     if (live.pressure_demoted) {
       // Held on the slow tier until a partition fits below the low watermark.
@@ -793,6 +1052,7 @@ void TierManager::Publish() {
     tiers["fast_used"] = fs->used_bytes;
     tiers["fast_total"] = fs->total_bytes;
   }
+  tiers["fast_freeing"] = FreeingBytes();  // part of fast_used: partitions being freed
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& [id, r] : records_) {
     const Live& live = live_[id];
@@ -814,6 +1074,10 @@ void TierManager::Publish() {
                           {"pressure_demoted", live.pressure_demoted},
                           {"last_error", live.last_error.empty() ? nlohmann::json(nullptr)
                                                                  : nlohmann::json(live.last_error)}};
+    if (r.froze) row["frozen"] = true;  // by gputierd, mid-step or until a failed recovery succeeds
+    if (const absl::Time now = absl::Now(); live.retry_at > now) {
+      row["retry_in_ms"] = absl::ToInt64Milliseconds(live.retry_at - now);  // backing off after an error
+    }
     if (live.last_promotion_ms >= 0) row["last_promotion_ms"] = live.last_promotion_ms;
     if (live.last_demotion_ms >= 0) row["last_demotion_ms"] = live.last_demotion_ms;
     rows.push_back(std::move(row));

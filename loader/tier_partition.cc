@@ -11,8 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -580,6 +583,87 @@ absl::Status ReleasePartition(const PartitionPaths& paths) {
   l->dir.Reset();
   unlinkat(l->root.get(), l->name.c_str(), AT_REMOVEDIR);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<AsidePartition>> SetPartitionAside(const PartitionPaths& paths) {
+  absl::StatusOr<Layout> l = OpenLayout(paths);
+  if (!l.ok()) return l.status();
+  if (!l->dir.valid()) return std::nullopt;
+  if (l->mnt.valid() && StateAt(*l) == MountState::kForeign) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", paths.mount_point, "' holds a mount that is not '", paths.image,
+        "'; unmount it by hand, then release again"));
+  }
+  // Only gputier's own two entries move: anything else in the directory
+  // stays where its owner put it (ReleasePartition leaves it alone).
+  Fd list(openat(l->dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  DIR* d = list.valid() ? fdopendir(list.get()) : nullptr;
+  if (d == nullptr) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("listing '", paths.dir, "'"));
+  }
+  (void)list.Release();  // closedir closes it
+  std::string other;
+  while (struct dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == ".." || name == kImageName || name == kMountName) continue;
+    other = name;
+    break;
+  }
+  closedir(d);
+  if (!other.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", paths.dir, "' holds '", other, "', which is not part of the partition; "
+        "it is released in place instead"));
+  }
+  AsidePartition aside;
+  aside.image_bytes = l->has_image ? static_cast<uint64_t>(l->image.st_blocks) * 512 : 0;
+  static std::atomic<uint64_t> next{1};
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const std::string name = absl::StrCat(kAsidePrefix, next.fetch_add(1));
+    if (renameat2(l->root.get(), l->name.c_str(), l->root.get(), name.c_str(),
+                  RENAME_NOREPLACE) == 0) {
+      absl::StatusOr<PartitionPaths> moved = PlanPartition(l->root_path, name);
+      if (!moved.ok()) return moved.status();
+      aside.paths = *std::move(moved);
+      return aside;
+    }
+    if (errno != EEXIST) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("renaming '", paths.dir, "' to '",
+                                                     l->root_path, "/", name, "'"));
+    }
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "no free '", kAsidePrefix, "<n>' name in '", l->root_path,
+      "' after 1000 tries; remove the partitions set aside there"));
+}
+
+absl::StatusOr<std::vector<AsidePartition>> PartitionsSetAside(absl::string_view fast_root) {
+  std::vector<AsidePartition> out;
+  absl::StatusOr<PartitionPaths> probe = PlanPartition(fast_root, "probe");
+  if (!probe.ok()) return probe.status();
+  const std::string root = probe->dir.substr(0, probe->dir.rfind('/'));
+  DIR* d = opendir(root.empty() ? "/" : root.c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return out;
+    return absl::ErrnoToStatus(errno, absl::StrCat("listing fast root '", fast_root, "'"));
+  }
+  std::vector<std::string> names;
+  while (struct dirent* e = readdir(d)) {
+    if (absl::StartsWith(e->d_name, kAsidePrefix)) names.push_back(e->d_name);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    absl::StatusOr<PartitionPaths> paths = PlanPartition(fast_root, name);
+    if (!paths.ok()) continue;  // not a name SetPartitionAside makes
+    absl::StatusOr<Layout> l = OpenLayout(*paths);
+    if (!l.ok() || !l->dir.valid()) continue;  // not a directory: not ours
+    AsidePartition aside;
+    aside.paths = *std::move(paths);
+    aside.image_bytes = l->has_image ? static_cast<uint64_t>(l->image.st_blocks) * 512 : 0;
+    out.push_back(std::move(aside));
+  }
+  return out;
 }
 
 absl::StatusOr<SpaceUsage> PartitionUsage(const PartitionPaths& paths) {

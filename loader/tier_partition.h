@@ -32,6 +32,15 @@
 // is closed once mounted, so unmounting frees the loop device (AUTOCLEAR);
 // a crash before the mount frees it too (last close).
 //
+// Freeing a partition (unmount, loop device, the unlink of a large image) takes
+// 100-500 ms. So that a caller never waits for it, SetPartitionAside first
+// renames the container directory in one step to
+// <fast_root>/.gputier-free-<n> (the mount moves with it); the caller then
+// runs ReleasePartition on those paths when it suits it (the tier manager: on
+// a thread of its own). The container's paths are free for a new partition at
+// once, and a crash at any point leaves either the container directory or a
+// .gputier-free-* one, which PartitionsSetAside lists for the next start.
+//
 // Safety: the container directory, mnt/ and the image are opened relative to
 // their parent fd with O_NOFOLLOW; a symlink at any of them is refused and
 // never followed. Nothing is ever deleted recursively: release unmounts,
@@ -41,7 +50,9 @@
 #define GPUTIER_LOADER_TIER_PARTITION_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -91,6 +102,28 @@ absl::StatusOr<bool> PartitionMounted(const PartitionPaths& paths);
 // they are empty. Idempotent: nothing there is success. A foreign mount on
 // mount_point is refused untouched.
 absl::Status ReleasePartition(const PartitionPaths& paths);
+
+// The name a partition set aside to be freed takes in the fast root
+// (followed by a number). Container ids never start with '.'.
+inline constexpr char kAsidePrefix[] = ".gputier-free-";
+
+struct AsidePartition {
+  PartitionPaths paths;      // <fast_root>/.gputier-free-<n>/...
+  uint64_t image_bytes = 0;  // blocks of its image, in use until it is released
+};
+
+// Moves the partition out of the container's way: renames paths.dir to a new
+// <fast_root>/.gputier-free-<n> (never over an existing entry) and returns
+// where it is now; ReleasePartition on those paths frees it. std::nullopt when
+// there is no container directory. Refused, with nothing changed, when a
+// foreign mount is on mount_point or the directory holds anything but the
+// image and mnt/ (release those in place: ReleasePartition leaves other files
+// alone).
+absl::StatusOr<std::optional<AsidePartition>> SetPartitionAside(const PartitionPaths& paths);
+
+// Every partition set aside under `fast_root` and not released yet (what a
+// gputierd that stopped left behind), sorted by name.
+absl::StatusOr<std::vector<AsidePartition>> PartitionsSetAside(absl::string_view fast_root);
 
 struct SpaceUsage {
   uint64_t total_bytes = 0;

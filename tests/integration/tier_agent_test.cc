@@ -11,7 +11,11 @@
 // partitions), stops the agent and checks that no partition mount or loop
 // device of it is left.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,6 +163,64 @@ std::string SuperOption(const MountinfoEntry& m, absl::string_view key) {
 }
 
 std::string Lines(const std::vector<std::string>& v) { return v.empty() ? "(none)" : absl::StrJoin(v, ", "); }
+
+// Unmounts `path` in the mount namespace of `pid`, as `umount` run inside
+// the container would (not lazily; EBUSY is retried for a while). Returns 0
+// or the errno.
+int UnmountInside(pid_t pid, const std::string& path) {
+  const std::string ns_path = absl::StrCat("/proc/", pid, "/ns/mnt");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    pid_t child = fork();
+    if (child < 0) return errno;
+    if (child == 0) {
+      int ns = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0 || setns(ns, CLONE_NEWNS) != 0) _exit(100);
+      _exit(umount2(path.c_str(), 0) == 0 ? 0 : errno);
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 101;
+    if (rc != EBUSY) return rc;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return EBUSY;
+}
+
+// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS / FS_IMMUTABLE_FL from <linux/fs.h>,
+// which clashes with <sys/mount.h>.
+#define GPUTIER_GETFLAGS _IOR('f', 1, long)
+#define GPUTIER_SETFLAGS _IOW('f', 2, long)
+constexpr int kImmutableFlag = 0x10;
+
+// Sets or clears the immutable flag of a directory (ext4, xfs, btrfs): no
+// entry can be created in it or renamed into it, not even by root.
+bool SetImmutable(const std::string& dir, bool on) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  int flags = 0;
+  bool ok = ioctl(fd, GPUTIER_GETFLAGS, &flags) == 0;
+  flags = on ? (flags | kImmutableFlag) : (flags & ~kImmutableFlag);
+  ok = ok && ioctl(fd, GPUTIER_SETFLAGS, &flags) == 0;
+  close(fd);
+  return ok;
+}
+
+// Whether no process holds the lock of a gputierd's pin directory.
+bool PinDirFree(const std::string& pin_dir) {
+  int fd = open(pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return true;
+  const bool free = flock(fd, LOCK_EX | LOCK_NB) == 0;
+  close(fd);  // drops the lock taken here
+  return free;
+}
+
+// The number of times `needle` occurs in `text`.
+int Occurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t pos = 0; (pos = text.find(needle, pos)) != std::string::npos; pos += needle.size()) ++n;
+  return n;
+}
 
 class TierAgentTest : public ::testing::Test {
  protected:
@@ -421,7 +483,8 @@ class TierAgentTest : public ::testing::Test {
     }
 
     // Mounts and loop devices below the fast root: this container's, the
-    // spare's, other containers' (ignored) and strays.
+    // spare's, other containers' and partitions set aside to be freed (both
+    // ignored: TearDown checks that the stopped agent left none) and strays.
     const std::string spare_dir = absl::StrCat(fast_root_, "/", kSpare);
     auto classify = [&](const std::vector<std::string>& items, std::vector<std::string>* own,
                         std::vector<std::string>* spare, std::vector<std::string>* stray) {
@@ -435,6 +498,8 @@ class TierAgentTest : public ::testing::Test {
           own->push_back(item);
         } else if (Below(std::string(path), spare_dir)) {
           spare->push_back(item);
+        } else if (absl::StartsWith(path, absl::StrCat(fast_root_, "/", kAsidePrefix))) {
+          continue;  // being freed
         } else {
           bool other = false;
           for (const auto& o : containers_) other = other || Below(std::string(path), FastDir(o->id()));
@@ -638,6 +703,11 @@ TEST_F(TierAgentTest, SigkillAtRandomPointsOfPromotionAndDemotionLosesNothing) {
     ASSERT_TRUE(queued.ok()) << queued.status() << "\n" << Diag();
     std::this_thread::sleep_for(milliseconds(delay));
     agent_->Kill();
+    // A helper the killed gputierd had just forked (a setns child of a mount
+    // step) can outlive it by a moment and, until it exits, still holds the
+    // pin directory's lock (inherited): the next gputierd would refuse to
+    // start ("another gputierd is using ...").
+    EXPECT_TRUE(WaitFor([&] { return PinDirFree(agent_->pin_dir()); }, seconds(5)));
     absl::Status started = StartAgent();
     ASSERT_TRUE(started.ok()) << started << "\n" << Diag();
     absl::StatusOr<std::string> done = Tier(c.id(), target, "30s");
@@ -798,9 +868,250 @@ TEST_F(TierAgentTest, FullFastTierRefusesPromotionDemotesTheLeastRecentlyActiveA
   absl::StatusOr<std::string> b_up = Tier(b.id(), "fast", "30s");
   ASSERT_TRUE(b_up.ok()) << b_up.status() << "\n" << Diag();
   printf("B promoted %.2f s after the filler went\n", SecondsSince(t1));
+  // B was refused all along (5 s backoff each time): the repeated request is
+  // attempted at once, not after the backoff.
+  EXPECT_LT(SecondsSince(t1), 2.5) << Diag();
   EXPECT_EQ(Inconsistencies(b, /*fast=*/true), "") << Diag();
   EXPECT_EQ(Row(a.id())["tier"], "slow");
   EXPECT_EQ(Row(b.id())["pressure_demoted"], false);
+}
+
+// Someone unmounts gputier's overlay inside the container's mount namespace
+// (`umount /data` in the container) while the agent runs. The agent notices
+// within its next checks (every second) and puts back what the record says:
+// a fast overlay's layer is folded into the slow one first (nothing written
+// on the fast partition is lost) and the slow overlay mounted, and then the
+// override (fast) promotes the container again; a lost slow overlay is just
+// mounted again. Afterwards demotion and promotion work as before (they once
+// failed with FailedPrecondition on every retry until the agent restarted).
+TEST_F(TierAgentTest, OverlayUnmountedInsideTheContainerIsMountedAgainAndLosesNothing) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  absl::StatusOr<CommandResult> w =
+      c.Exec("echo slow > /data/slow && echo doomed > /data/doomed && mkdir /data/dir && echo a > /data/dir/a");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0) << (w.ok() ? w->output : "");
+  ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+  w = c.Exec("echo fast > /data/fast && echo more >> /data/slow && rm /data/doomed && echo b > /data/dir/b && "
+             "seq 1 20000 > /data/blob");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0) << (w.ok() ? w->output : "");
+  ASSERT_TRUE(Exists(FastUpper(c.id()) + "/fast"));
+  std::string want = "slow\nmore\nfast\na\nb\n";
+  for (int i = 1; i <= 20000; ++i) absl::StrAppend(&want, i, "\n");
+  const std::string show = "cat /data/slow /data/fast /data/dir/a /data/dir/b /data/blob && test ! -e /data/doomed";
+
+  // The fast overlay goes.
+  std::string log_before = ReadFile(agent_->log_path());
+  ASSERT_EQ(UnmountInside(c.pid(), "/data"), 0) << Diag();
+  const Clock::time_point t0 = Clock::now();
+  std::string wrong;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::string log = ReadFile(agent_->log_path());
+        return Occurrences(log, "lost its fast-tier overlay") > Occurrences(log_before, "lost its fast-tier overlay") &&
+               (wrong = Inconsistencies(c, /*fast=*/true)).empty();
+      },
+      seconds(20), milliseconds(100)))
+      << "the agent did not mount the lost fast overlay's data again: " << wrong << "\n" << Diag();
+  printf("lost fast overlay: folded back, mounted slow and promoted again %.2f s after the unmount\n",
+         SecondsSince(t0));
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/fast"), "fast\n") << "the fast layer was not folded into the slow one";
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/slow"), "slow\nmore\n");
+  absl::StatusOr<CommandResult> r = c.Exec(show);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 0) << r->output.substr(0, 2000);
+  EXPECT_TRUE(r->output == want) << "the container's files changed:\n" << r->output.substr(0, 2000);
+  w = c.Exec("echo again > /data/again");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0);
+  EXPECT_EQ(ReadFile(FastUpper(c.id()) + "/again"), "again\n") << "new writes do not go to the fast tier";
+  EXPECT_FALSE(Exists(FastUpper(c.id()) + "/fast")) << "the folded fast layer was mounted again";
+
+  // Demotion works (it once failed with FailedPrecondition forever).
+  ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+  EXPECT_TRUE(WaitFor([&] { return (wrong = Inconsistencies(c, /*fast=*/false)).empty(); }, seconds(5)))
+      << wrong << "\n" << Diag();
+  EXPECT_FALSE(Exists(FastDir(c.id())));
+
+  // The slow overlay goes: mounted again, nothing lost; promotion works.
+  log_before = ReadFile(agent_->log_path());
+  ASSERT_EQ(UnmountInside(c.pid(), "/data"), 0) << Diag();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::string log = ReadFile(agent_->log_path());
+        return Occurrences(log, "lost its slow-tier overlay") > Occurrences(log_before, "lost its slow-tier overlay") &&
+               (wrong = Inconsistencies(c, /*fast=*/false)).empty();
+      },
+      seconds(20), milliseconds(100)))
+      << "the agent did not mount the lost slow overlay again: " << wrong << "\n" << Diag();
+  r = c.Exec(show + " && cat /data/again");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->output == want + "again\n") << r->output.substr(0, 2000);
+  ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/true), "") << Diag();
+  ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+  r = c.Exec(show + " && cat /data/again");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->output == want + "again\n") << r->output.substr(0, 2000);
+  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/again"), "again\n");
+  nlohmann::json row = Row(c.id());
+  EXPECT_TRUE(row.is_object() && row["last_error"].is_null()) << row.dump();
+}
+
+// `gputierctl tier X fast` sent again must be attempted at once, even while
+// the container backs off (5 s) after an error; the request used to wait out
+// the backoff because the override itself did not change. Here every
+// promotion is refused (a high watermark below what the fast filesystem
+// already uses), so each attempt shows as a fresh backoff (retry_in_ms).
+TEST_F(TierAgentTest, RepeatedOverrideIsAttemptedAtOnceDespiteTheErrorBackoff) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent("64MiB", ", high_watermark: 0.001, low_watermark: 0.001").ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  ASSERT_TRUE(Tier(c.id(), "fast", "0s").ok()) << Diag();
+  int64_t retry_ms = -1;
+  auto backoff = [&] {
+    nlohmann::json row = Row(c.id());
+    retry_ms = row.is_object() && row.contains("retry_in_ms") ? row["retry_in_ms"].get<int64_t>() : -1;
+    return row.is_object() && row["last_error"].is_string() &&
+           absl::StrContains(row["last_error"].get<std::string>(), "high watermark");
+  };
+  ASSERT_TRUE(WaitFor(backoff, seconds(10))) << "the promotion was not refused\n" << Diag();
+  ASSERT_GT(retry_ms, 0) << "no backoff after the refusal\n" << Diag();
+  for (int round = 0; round < 3; ++round) {
+    // Wait until the next attempt of its own is 2-3.5 s away...
+    ASSERT_TRUE(WaitFor([&] { return backoff() && retry_ms >= 2000 && retry_ms <= 3500; }, seconds(10),
+                        milliseconds(20)))
+        << "retry_in_ms " << retry_ms << "\n" << Diag();
+    const int64_t before = retry_ms;
+    // ... then ask again: the attempt must come now, not in 2 s.
+    const Clock::time_point t0 = Clock::now();
+    ASSERT_TRUE(Tier(c.id(), "fast", "0s").ok()) << Diag();
+    EXPECT_TRUE(WaitFor([&] { return backoff() && retry_ms > 4000; }, seconds(1), milliseconds(10)))
+        << "round " << round << ": the repeated request was not attempted within 1 s (retry_in_ms was " << before
+        << ", is " << retry_ms << ")\n" << Diag();
+    printf("round %d: repeated request attempted %.0f ms after it was sent (the backoff had %lld ms left)\n",
+           round, SecondsSince(t0) * 1000, static_cast<long long>(before));
+  }
+  EXPECT_EQ(Row(c.id())["tier"], "slow");
+}
+
+// A recovery that fails (here: the record cannot be saved, the state
+// directory being immutable) is retried every 5 s; the container that a
+// gputierd stopped mid-step left frozen stays frozen while it fails (it is
+// only thawed once its mounts match its record) and is thawed by the retry
+// that succeeds. Recovery used to run once at start: the container stayed
+// frozen until the next restart.
+TEST_F(TierAgentTest, FailedRecoveryIsRetriedAndThawsTheContainerWhenItSucceeds) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  absl::StatusOr<CommandResult> w = c.Exec("echo kept > /data/kept");
+  ASSERT_TRUE(w.ok() && w->exit_code == 0);
+  ASSERT_TRUE(agent_->Stop().ok()) << Diag();
+
+  // As a gputierd killed mid-promotion leaves it: frozen, a step in flight.
+  const std::string freeze = cgroup_root_ + c.cgroup() + "/cgroup.freeze";
+  std::ofstream(freeze) << "1";
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(ReadFile(cgroup_root_ + c.cgroup() + "/cgroup.events"),
+                                                      "frozen 1"); },
+                      seconds(5)));
+  absl::StatusOr<TierRecord> record = TierRecordFromJson(ReadFile(RecordPath(c.id())), RecordPath(c.id()));
+  ASSERT_TRUE(record.ok()) << record.status();
+  record->op = TierOp::kPromote;
+  record->op_path = "/data";
+  record->froze = true;
+  std::ofstream(RecordPath(c.id()), std::ios::trunc) << TierRecordToJson(*record);
+  const std::string state = agent_->work_dir() + "/state/tier";
+  if (!SetImmutable(state, true)) {
+    std::ofstream(freeze) << "0";
+    GTEST_SKIP() << "the filesystem of " << state << " has no immutable flag";
+  }
+  struct Mutable {
+    std::string dir;
+    ~Mutable() { SetImmutable(dir, false); }
+  } restore{state};
+
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  auto failing = [&] {
+    nlohmann::json row = Row(c.id());
+    return row.is_object() && row["last_error"].is_string() &&
+           absl::StrContains(row["last_error"].get<std::string>(), "recovery failed") && row["frozen"] == true;
+  };
+  ASSERT_TRUE(WaitFor(failing, seconds(10))) << Diag();
+  EXPECT_TRUE(absl::StrContains(ReadFile(agent_->log_path()), "interrupted by a restart")) << Diag();
+  // Retried (a fresh backoff after each failure), still failing, still frozen.
+  std::this_thread::sleep_for(milliseconds(6500));
+  EXPECT_TRUE(failing()) << Diag();
+  nlohmann::json row = Row(c.id());
+  EXPECT_TRUE(row.is_object() && row.contains("retry_in_ms")) << "the failed recovery was not tried again\n"
+                                                              << Diag();
+  EXPECT_EQ(absl::StripAsciiWhitespace(ReadFile(freeze)), "1") << "thawed before its mounts matched its record";
+
+  ASSERT_TRUE(SetImmutable(state, false));
+  const Clock::time_point t0 = Clock::now();
+  std::string wrong;
+  EXPECT_TRUE(WaitFor([&] { return (wrong = Inconsistencies(c, /*fast=*/false)).empty(); }, seconds(15)))
+      << "recovery did not succeed once it could: " << wrong << "\n" << Diag();
+  printf("recovered and thawed %.2f s after the state directory became writable\n", SecondsSince(t0));
+  absl::StatusOr<CommandResult> r = c.Exec("cat /data/kept");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output, "kept\n");
+  EXPECT_TRUE(Row(c.id())["last_error"].is_null()) << Diag();
+  ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+  EXPECT_EQ(Inconsistencies(c, /*fast=*/true), "") << Diag();
+}
+
+// Freeing a partition happens off the manager's thread: the partition is set
+// aside (<fast>/.gputier-free-<n>, one rename) and released by a second
+// thread, which a stopping agent joins. What an agent killed meanwhile left
+// set aside is freed by the next one at start.
+TEST_F(TierAgentTest, PartitionsAreFreedOffTheWorkerAndLeftoversAtTheNextStart) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  // A partition that an earlier agent set aside and did not free.
+  ASSERT_EQ(mkdir(agent_->tier_root("").c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(fast_root_.c_str(), 0700), 0);
+  absl::StatusOr<PartitionPaths> leftover = PlanPartition(fast_root_, absl::StrCat(kAsidePrefix, "7"));
+  ASSERT_TRUE(leftover.ok());
+  ASSERT_TRUE(CreatePartition(*leftover, 32 * kMiB).ok());
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  EXPECT_TRUE(WaitFor([&] { return !Exists(leftover->dir); }, seconds(10)))
+      << "the leftover partition was not freed\n" << Diag();
+  EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(leftover->dir).empty(); }, seconds(5)));
+  EXPECT_TRUE(HostMountsUnder(leftover->dir).empty());
+
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+    ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+    EXPECT_FALSE(Exists(FastDir(c.id()))) << "the container's partition directory is still in place";
+    std::string wrong;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          std::vector<std::string> aside;
+          for (const std::string& m : HostMountsUnder(fast_root_)) {
+            if (absl::StrContains(m, kAsidePrefix)) aside.push_back(m);
+          }
+          wrong = Lines(aside);
+          return aside.empty() && Inconsistencies(c, /*fast=*/false).empty();
+        },
+        seconds(10)))
+        << "still being freed: " << wrong << "\n" << Diag();
+  }
+  // The status (published every cycle) says so too.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<nlohmann::json> t = agent_->Tiering();
+        return t.ok() && (*t)["tiers"]["fast_freeing"] == 0;
+      },
+      seconds(3)))
+      << Diag();
 }
 
 }  // namespace
