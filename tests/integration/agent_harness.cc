@@ -262,38 +262,41 @@ absl::StatusOr<nlohmann::json> AgentProcess::AuditEvents() const {
   return j;
 }
 
-absl::StatusOr<nlohmann::json> AgentProcess::Enforcement() const {
-  absl::StatusOr<std::string> out = Ctl("status --json");
-  if (!out.ok()) return out.status();
-  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("enforcement")) {
-    return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
-  }
-  return j["enforcement"];
-}
-
 absl::StatusOr<std::string> AgentProcess::Ctl(const std::string& args) const {
   return RunCapture(absl::StrCat(BinaryDir(), "/gputierctl ", args, " --run-dir=", work_dir_, "/run"));
 }
 
-absl::StatusOr<nlohmann::json> AgentProcess::Status() const {
+absl::StatusOr<nlohmann::json> AgentProcess::StatusPart(const char* key) const {
   absl::StatusOr<std::string> out = Ctl("status --json");
   if (!out.ok()) return out.status();
   nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("cgroups") || !j["cgroups"].is_array()) {
-    return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
+  if (j.is_discarded() || !j.is_object() || !j.contains(key)) {
+    return absl::InternalError(absl::StrCat("bad status JSON (no \"", key, "\"): ", *out));
   }
-  return j["cgroups"];
+  return j[key];
 }
 
-absl::StatusOr<nlohmann::json> AgentProcess::Tiering() const {
-  absl::StatusOr<std::string> out = Ctl("status --json");
-  if (!out.ok()) return out.status();
-  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("tiering")) {
-    return absl::InternalError(absl::StrCat("bad status JSON: ", *out));
-  }
-  return j["tiering"];
+absl::StatusOr<nlohmann::json> AgentProcess::Status() const {
+  absl::StatusOr<nlohmann::json> cgroups = StatusPart("cgroups");
+  if (cgroups.ok() && !cgroups->is_array()) return absl::InternalError("status: \"cgroups\" is not a list");
+  return cgroups;
+}
+
+absl::StatusOr<nlohmann::json> AgentProcess::Tiering() const { return StatusPart("tiering"); }
+
+absl::StatusOr<nlohmann::json> AgentProcess::Enforcement() const { return StatusPart("enforcement"); }
+
+nlohmann::json AgentProcess::WaitForVerdict(uint64_t cgroup_id, const std::string& want,
+                                            std::chrono::milliseconds limit) const {
+  nlohmann::json row = nullptr;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  do {
+    absl::StatusOr<nlohmann::json> r = StatusOf(cgroup_id);
+    if (r.ok()) row = *r;
+    if (!row.is_null() && row.at("verdict") == want) return row;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return row;
 }
 
 absl::StatusOr<nlohmann::json> AgentProcess::StatusOf(uint64_t cgroup_id) const {

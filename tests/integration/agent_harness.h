@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -96,6 +97,10 @@ class AgentProcess {
   absl::StatusOr<nlohmann::json> AuditEvents() const;
   // The "enforcement" part of `gputierctl status --json`.
   absl::StatusOr<nlohmann::json> Enforcement() const;
+  // Polls status until the cgroup's verdict is `want` or `limit` passes;
+  // returns the last status row seen (null if none).
+  nlohmann::json WaitForVerdict(uint64_t cgroup_id, const std::string& want,
+                                std::chrono::milliseconds limit) const;
   // The audit object of one cgroup, or null if it has no entry.
   absl::StatusOr<nlohmann::json> AuditCgroup(uint64_t cgroup_id) const;
 
@@ -108,6 +113,9 @@ class AgentProcess {
   std::string LogTail() const;
 
  private:
+  // One top-level part of `gputierctl status --json`.
+  absl::StatusOr<nlohmann::json> StatusPart(const char* key) const;
+
   std::string pin_dir_;
   std::string work_dir_;
   std::string log_path_;

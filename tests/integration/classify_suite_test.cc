@@ -72,18 +72,8 @@ class ClassifySuiteTest : public ::testing::Test {
                                Data(absl::StrCat(s.name, ".out")), s.write_kib, 1024});
   }
 
-  // Polls status until the cgroup's verdict is `want` (or time runs out);
-  // returns the last status row seen.
   nlohmann::json WaitForVerdict(uint64_t cgroup_id, const std::string& want, milliseconds limit) {
-    nlohmann::json row = nullptr;
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    do {
-      absl::StatusOr<nlohmann::json> r = agent_.StatusOf(cgroup_id);
-      if (r.ok()) row = *r;
-      if (!row.is_null() && row.at("verdict") == want) return row;
-      std::this_thread::sleep_for(milliseconds(100));
-    } while (std::chrono::steady_clock::now() < deadline);
-    return row;
+    return agent_.WaitForVerdict(cgroup_id, want, limit);
   }
 
   GpuTestDevice gpu_;

@@ -77,18 +77,6 @@ class GuardTest : public ::testing::Test {
     return *mode == "lsm";
   }
 
-  nlohmann::json WaitForVerdict(uint64_t cgroup_id, const std::string& want) {
-    nlohmann::json row = nullptr;
-    auto deadline = std::chrono::steady_clock::now() + milliseconds(20000);
-    do {
-      absl::StatusOr<nlohmann::json> r = agent_.StatusOf(cgroup_id);
-      if (r.ok()) row = *r;
-      if (!row.is_null() && row.at("verdict") == want) return row;
-      std::this_thread::sleep_for(milliseconds(100));
-    } while (std::chrono::steady_clock::now() < deadline);
-    return row;
-  }
-
   // Makes `cg` a GPU cgroup: GPU-type files and GPU ioctls, then the verdict.
   void MakeGpu(const TestCgroup& cg) {
     std::vector<std::string> files;
@@ -97,7 +85,7 @@ class GuardTest : public ::testing::Test {
       WriteFile(files.back(), 8);
     }
     ASSERT_EQ(RunRawWorkload(cg, {files, 10, gpu_.path(), 200, "", 0, 0}), 0);
-    ASSERT_EQ(WaitForVerdict(cg.id(), "gpu").value("verdict", ""), "gpu") << agent_.LogTail();
+    ASSERT_EQ(agent_.WaitForVerdict(cg.id(), "gpu", milliseconds(20000)).value("verdict", ""), "gpu") << agent_.LogTail();
   }
 
   // Every write-like operation into the fast tier, from `cg`; returns each
