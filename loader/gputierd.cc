@@ -197,6 +197,15 @@ std::vector<uint64_t> OnFastTier(const nlohmann::json& tiering, const std::vecto
 }
 
 int Run() {
+  // First: a supervisor may stop the agent as soon as it reports ready (or
+  // before), and SIGTERM must always mean a clean stop, never the default
+  // kill. The flag is checked once the loop runs.
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESTART;  // start-up syscalls carry on; the poll loop sees EINTR
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
   const std::string run_dir = absl::GetFlag(FLAGS_run_dir);
   const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
@@ -347,10 +356,6 @@ int Run() {
   }
   LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", pin_dir);
 
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
 
   absl::StatusOr<ClassNames> names = ReadClassNames((*observer)->map_fd(GT_MAP_CLASS_NAMES));
   absl::flat_hash_map<uint64_t, gt_cgroup_stats> shown;

@@ -175,7 +175,8 @@ TEST_F(ObserveCountingTest, RemovedCgroupLosesItsEntry) {
 
 TEST_F(ObserveCountingTest, OlderPinLayoutIsRefusedNotMisread) {
   ASSERT_TRUE(agent_.Start({RequestedMode(), config_}).ok()) << agent_.LogTail();
-  ASSERT_TRUE(agent_.Stop().ok());
+  absl::Status stopped = agent_.Stop();
+  ASSERT_TRUE(stopped.ok()) << stopped;
   // Rewrite the layout record as an older agent would have left it.
   std::string cmd = absl::StrCat("bpftool map update pinned ", agent_.pin_dir(),
                                  "/gt_meta key 0 0 0 0 value hex 74 75 70 67 00 00 00 00 "
