@@ -61,7 +61,8 @@ absl::StatusOr<std::unique_ptr<EnforcementService>> EnforcementService::Start(
                         absl::StrCat("enforcement: cannot find the fast tier's filesystems: ",
                                      devs.status().message()));
   }
-  self->devs_ = *devs;
+  self->devs_ = std::move(*devs);
+  std::sort(self->devs_.begin(), self->devs_.end());
   self->exempt_ = self->ExemptSet({});
   GuardOptions g;
   g.mode = c.mode;
@@ -131,13 +132,10 @@ absl::flat_hash_map<uint64_t, uint32_t> EnforcementService::ExemptSet(
 void EnforcementService::Refresh(const std::vector<uint64_t>& on_fast_tier) {
   if (guard_ == nullptr) return;
   if (absl::StatusOr<std::vector<uint32_t>> devs = FilesystemsUnder(options_.fast_root); devs.ok()) {
-    std::vector<uint32_t> sorted = *devs;
-    std::sort(sorted.begin(), sorted.end());
-    std::vector<uint32_t> old = devs_;
-    std::sort(old.begin(), old.end());
-    if (sorted != old) {
+    std::sort(devs->begin(), devs->end());  // devs_ is kept sorted
+    if (*devs != devs_) {
       if (absl::Status s = guard_->SetFilesystems(*devs); s.ok()) {
-        devs_ = *devs;
+        devs_ = std::move(*devs);
         LogDebug("enforcement: the fast tier now spans %d filesystems", devs_.size());
       } else {
         LogWarning("enforcement: %s", s.message());

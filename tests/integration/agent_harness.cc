@@ -30,13 +30,6 @@
 namespace gputier::testing {
 namespace {
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 absl::StatusOr<std::string> RunCapture(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return absl::ErrnoToStatus(errno, cmd);
@@ -65,6 +58,18 @@ std::string ExpectedMode() {
   const char* env = getenv("GPUTIER_EXPECT_MODE");
   if (env != nullptr && *env) return env;
   return RequestedMode() == "auto" ? "tracepoint" : RequestedMode();
+}
+
+std::string SlurpFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
 }
 
 void WriteFile(const std::string& path, size_t size) {
@@ -206,7 +211,7 @@ absl::StatusOr<std::string> AgentProcess::Start(const Options& options) {
   for (int i = 0; i < 1200; ++i) {
     struct stat st;
     if (stat(ready.c_str(), &st) == 0) {
-      return std::string(absl::StripAsciiWhitespace(Slurp(ready)));
+      return std::string(absl::StripAsciiWhitespace(SlurpFile(ready)));
     }
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -240,27 +245,22 @@ void AgentProcess::Kill() {
 }
 
 std::string AgentProcess::LogTail() const {
-  std::string log = Slurp(log_path_);
+  std::string log = SlurpFile(log_path_);
   return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
 }
 
-absl::StatusOr<nlohmann::json> AgentProcess::Audit() const {
+absl::StatusOr<nlohmann::json> AgentProcess::AuditJson(const char* flags) const {
   absl::StatusOr<std::string> out =
-      RunCapture(absl::StrCat(BinaryDir(), "/gputierctl audit --json --pin-dir ", pin_dir_));
+      RunCapture(absl::StrCat(BinaryDir(), "/gputierctl audit --json ", flags, " --pin-dir ", pin_dir_));
   if (!out.ok()) return out.status();
   nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
   if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad audit JSON: ", *out));
   return j;
 }
 
-absl::StatusOr<nlohmann::json> AgentProcess::AuditEvents() const {
-  absl::StatusOr<std::string> out =
-      RunCapture(absl::StrCat(BinaryDir(), "/gputierctl audit --events --json --pin-dir ", pin_dir_));
-  if (!out.ok()) return out.status();
-  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
-  if (j.is_discarded() || !j.is_array()) return absl::InternalError(absl::StrCat("bad audit JSON: ", *out));
-  return j;
-}
+absl::StatusOr<nlohmann::json> AgentProcess::Audit() const { return AuditJson(""); }
+
+absl::StatusOr<nlohmann::json> AgentProcess::AuditEvents() const { return AuditJson("--events"); }
 
 absl::StatusOr<std::string> AgentProcess::Ctl(const std::string& args) const {
   return RunCapture(absl::StrCat(BinaryDir(), "/gputierctl ", args, " --run-dir=", work_dir_, "/run"));

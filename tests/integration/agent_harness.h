@@ -113,6 +113,8 @@ class AgentProcess {
   std::string LogTail() const;
 
  private:
+  // `gputierctl audit --json <flags>` against this agent's pins: an array.
+  absl::StatusOr<nlohmann::json> AuditJson(const char* flags) const;
   // One top-level part of `gputierctl status --json`.
   absl::StatusOr<nlohmann::json> StatusPart(const char* key) const;
 
@@ -142,6 +144,12 @@ std::string BinaryDir();
 
 // Creates a file of `size` bytes.
 void WriteFile(const std::string& path, size_t size);
+
+// The whole file ("" if it cannot be read): tests compare contents.
+std::string SlurpFile(const std::string& path);
+
+// Whether something is at `path` (lstat: a dangling symlink counts).
+bool PathExists(const std::string& path);
 
 // The mode integration tests ask for and the mode they expect the agent to
 // pick: GPUTIER_TEST_MODE (default "tracepoint") and GPUTIER_EXPECT_MODE

@@ -21,9 +21,13 @@
 #include "loader/cgroup_freezer.h"
 #include "loader/mount_refs.h"
 #include "tests/integration/runc_container.h"
+#include "tests/integration/agent_harness.h"
 
 namespace gputier {
 namespace {
+
+using ::gputier::testing::PathExists;
+using ::gputier::testing::SlurpFile;
 
 using ::gputier::testing::RuncContainer;
 
@@ -32,13 +36,6 @@ constexpr long kCgroup2Magic = 0x63677270;
 off_t SizeOf(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? st.st_size : -1;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Waits up to 5 s for `path` to grow past `size`.
@@ -172,14 +169,14 @@ TEST_F(FreezerTest, ScopedFreezeLeavesAnEarlierFreezeInPlace) {
     ASSERT_TRUE(freeze.ok()) << freeze.status();
   }
   EXPECT_TRUE(IsFrozen());
-  EXPECT_EQ(ReadFile(dir_ + "/cgroup.freeze"), "1\n");
+  EXPECT_EQ(SlurpFile(dir_ + "/cgroup.freeze"), "1\n");
 }
 
 // The container's directory in a cgroup v1 freezer hierarchy, when the host
 // has one (hybrid); empty otherwise.
 std::string V1FreezerDir(pid_t pid) {
   absl::StatusOr<std::vector<MountinfoEntry>> mounts =
-      ParseMountinfo(ReadFile("/proc/self/mountinfo"));
+      ParseMountinfo(SlurpFile("/proc/self/mountinfo"));
   if (!mounts.ok()) return "";
   std::string mount_point;
   for (const MountinfoEntry& m : *mounts) {
@@ -190,7 +187,7 @@ std::string V1FreezerDir(pid_t pid) {
   }
   if (mount_point.empty()) return "";
   for (absl::string_view line :
-       absl::StrSplit(ReadFile(absl::StrCat("/proc/", pid, "/cgroup")), '\n')) {
+       absl::StrSplit(SlurpFile(absl::StrCat("/proc/", pid, "/cgroup")), '\n')) {
     size_t at = line.find(":freezer:");
     if (at != absl::string_view::npos) return absl::StrCat(mount_point, line.substr(at + 9));
   }
@@ -208,10 +205,10 @@ TEST_F(FreezerTest, FreezeThatTimesOutThawsAgainAndNamesTheCgroup) {
   absl::Duration timeout = absl::ZeroDuration();
   if (!v1.empty()) {
     std::ofstream(v1 + "/freezer.state") << "FROZEN";
-    for (int i = 0; i < 100 && ReadFile(v1 + "/freezer.state") != "FROZEN\n"; ++i) {
+    for (int i = 0; i < 100 && SlurpFile(v1 + "/freezer.state") != "FROZEN\n"; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    ASSERT_EQ(ReadFile(v1 + "/freezer.state"), "FROZEN\n");
+    ASSERT_EQ(SlurpFile(v1 + "/freezer.state"), "FROZEN\n");
     timeout = absl::Milliseconds(200);
   }
   absl::Status s = FreezeCgroup(dir_, timeout);
@@ -220,7 +217,7 @@ TEST_F(FreezerTest, FreezeThatTimesOutThawsAgainAndNamesTheCgroup) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), dir_)) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "thawed again")) << s;
-  EXPECT_EQ(ReadFile(dir_ + "/cgroup.freeze"), "0\n");
+  EXPECT_EQ(SlurpFile(dir_ + "/cgroup.freeze"), "0\n");
   EXPECT_FALSE(IsFrozen());
   EXPECT_TRUE(GrowsPast(log_, SizeOf(log_)));
 }

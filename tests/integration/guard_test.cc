@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -38,6 +39,24 @@ using std::chrono::milliseconds;
 
 // Outcome of one operation in a child: 0 on success, else its errno.
 int Errno(int rc) { return rc >= 0 ? 0 : errno; }
+
+// Runs `body` in a child moved into `cg`; `body` fills `n` ints, which come
+// back through a pipe. Empty if the child failed or wrote fewer.
+std::vector<int> RunReporting(const TestCgroup& cg, size_t n, const std::function<void(int*)>& body) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  const ssize_t bytes = static_cast<ssize_t>(n * sizeof(int));
+  int rc = cg.RunInside([&]() -> int {
+    std::vector<int> r(n, 0);
+    body(r.data());
+    return write(fds[1], r.data(), bytes) == bytes ? 0 : 1;
+  });
+  close(fds[1]);
+  std::vector<int> r(n, 0);
+  const bool ok = rc == 0 && read(fds[0], r.data(), bytes) == bytes;
+  close(fds[0]);
+  return ok ? r : std::vector<int>{};
+}
 
 class GuardTest : public ::testing::Test {
  protected:
@@ -93,14 +112,10 @@ class GuardTest : public ::testing::Test {
   // `movable` is a directory of the fast tier that the rename moves.
   std::map<std::string, int> TryFastTierWrites(const TestCgroup& cg, const std::string& tag,
                                                const std::string& movable = "dir") {
-    // Results travel back through a pipe: one int per operation, in order.
     static const char* const kOps[] = {"create", "open-write", "mkdir", "link", "rename", "symlink",
                                        "mknod", "tmpfile", "read"};
-    int fds[2];
-    EXPECT_EQ(pipe(fds), 0);
     const std::string f = fast_;
-    int rc = cg.RunInside([&]() -> int {
-      int r[9];
+    std::vector<int> r = RunReporting(cg, 9, [&](int* r) {
       int fd = open((f + "/new-" + tag).c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
       r[0] = Errno(fd);
       if (fd >= 0) close(fd);
@@ -119,15 +134,10 @@ class GuardTest : public ::testing::Test {
       fd = open((f + "/existing.txt").c_str(), O_RDONLY);
       r[8] = Errno(fd);
       if (fd >= 0) close(fd);
-      return write(fds[1], r, sizeof(r)) == sizeof(r) ? 0 : 1;
     });
-    close(fds[1]);
-    int r[9] = {};
-    EXPECT_EQ(rc, 0);
-    EXPECT_EQ(read(fds[0], r, sizeof(r)), static_cast<ssize_t>(sizeof(r)));
-    close(fds[0]);
+    EXPECT_EQ(r.size(), 9u) << "the child in " << cg.relative() << " did not report";
     std::map<std::string, int> out;
-    for (int i = 0; i < 9; ++i) out[kOps[i]] = r[i];
+    for (size_t i = 0; i < r.size(); ++i) out[kOps[i]] = r[i];
     return out;
   }
 
@@ -175,7 +185,7 @@ TEST_F(GuardTest, EnforceDeniesEveryWayIntoTheFastTierFromNonGpuCgroupsAndRecord
 
   // Every refusal is recorded: a record per operation, and the counter.
   std::multimap<std::string, bool> records = GuardRecords(cpu.id(), "guard");
-  for (const std::string& op : {"create", "mkdir", "link", "rename", "symlink", "mknod"}) {
+  for (const char* op : {"create", "mkdir", "link", "rename", "symlink", "mknod"}) {
     ASSERT_EQ(records.count(op), 1u) << op << "\n" << agent_.LogTail();
     EXPECT_TRUE(records.find(op)->second) << op;
   }
@@ -205,7 +215,7 @@ TEST_F(GuardTest, AuditRecordsFastTierWritesFromNonGpuCgroupsButDeniesNothing) {
   std::map<std::string, int> got = TryFastTierWrites(cpu, "audit");
   for (const std::string& op : kWriteOps) EXPECT_EQ(got[op], 0) << op << ": " << strerror(got[op]);
   std::multimap<std::string, bool> records = GuardRecords(cpu.id(), "guard");
-  for (const std::string& op : {"create", "mkdir", "link", "rename", "symlink", "mknod"}) {
+  for (const char* op : {"create", "mkdir", "link", "rename", "symlink", "mknod"}) {
     EXPECT_GE(records.count(op), 1u) << op;
   }
   for (const auto& [op, denied] : records) EXPECT_FALSE(denied) << op;
@@ -278,10 +288,7 @@ TEST_F(GuardTest, TamperWatchRefusesWriteFdsToTheMapsAndLinkFdsToOtherProcesses)
   // gputier's must refuse.
   std::vector<uint32_t> links;
   for (uint32_t id = 0; bpf_link_get_next_id(id, &id) == 0;) links.push_back(id);
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  int rc = intruder.RunInside([&]() -> int {
-    int r[3];
+  std::vector<int> r = RunReporting(intruder, 3, [&](int* r) {
     LIBBPF_OPTS(bpf_obj_get_opts, rw);
     int fd = bpf_obj_get_opts(pin.c_str(), &rw);
     r[0] = Errno(fd);
@@ -291,19 +298,13 @@ TEST_F(GuardTest, TamperWatchRefusesWriteFdsToTheMapsAndLinkFdsToOtherProcesses)
     r[1] = Errno(fd);
     if (fd >= 0) close(fd);
     // Any link fd refused counts; the others are not gputier's.
-    r[2] = 0;
     for (uint32_t id : links) {
       fd = bpf_link_get_fd_by_id(id);
       if (fd < 0 && errno == EPERM) r[2]++;
       if (fd >= 0) close(fd);
     }
-    return write(fds[1], r, sizeof(r)) == sizeof(r) ? 0 : 1;
   });
-  close(fds[1]);
-  int r[3] = {};
-  ASSERT_EQ(rc, 0);
-  ASSERT_EQ(read(fds[0], r, sizeof(r)), static_cast<ssize_t>(sizeof(r)));
-  close(fds[0]);
+  ASSERT_EQ(r.size(), 3u) << "the intruder did not report";
   EXPECT_EQ(r[0], EPERM) << "a write-capable fd to gt_verdicts: " << strerror(r[0]);
   EXPECT_EQ(r[1], 0) << "a read-only fd must work (audit tools): " << strerror(r[1]);
   EXPECT_GE(r[2], 10) << "gputier's links (observer and guard programs) must all refuse an fd";
@@ -469,8 +470,12 @@ TEST(BpfObjects, EveryObjectLoadsOnThisKernelOrDegradesAsDocumented) {
     // trampoline programs, as on the CI host), gputierd runs the tracepoint
     // object only. Either answer is fine here; a refusal must be an error
     // with a reason, never a crash.
-    if (!lsm.ok()) EXPECT_FALSE(lsm.message().empty());
-    if (!guard.ok()) EXPECT_FALSE(guard.message().empty());
+    if (!lsm.ok()) {
+      EXPECT_FALSE(lsm.message().empty());
+    }
+    if (!guard.ok()) {
+      EXPECT_FALSE(guard.message().empty());
+    }
     std::printf("observe_lsm: %s\nguard_lsm: %s\n", lsm.ok() ? "loads" : std::string(lsm.message()).c_str(),
                 guard.ok() ? "loads" : std::string(guard.message()).c_str());
   }

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {
 namespace {
@@ -30,13 +31,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kBusybox = "/bin/busybox";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Runs argv with stdout+stderr written to `log` (a file, never a pipe: a
 // detached container inherits runc's stdio and would hold a pipe open).
@@ -87,7 +81,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv) {
   std::string log = dir.path() + "/out";
   absl::StatusOr<int> rc = Spawn(argv, log);
   if (!rc.ok()) return rc.status();
-  return CommandResult{*rc, ReadFile(log)};
+  return CommandResult{*rc, SlurpFile(log)};
 }
 
 absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Options& options) {
@@ -130,7 +124,7 @@ absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Option
     return absl::FailedPreconditionError(absl::StrCat(
         "runc spec failed (is runc installed?): ", spec->output));
   }
-  nlohmann::json config = nlohmann::json::parse(ReadFile(bundle + "/config.json"));
+  nlohmann::json config = nlohmann::json::parse(SlurpFile(bundle + "/config.json"));
   config["process"]["terminal"] = false;
   config["process"]["args"] = {"sh", "-c", options.script};
   config["root"]["readonly"] = false;
@@ -145,15 +139,15 @@ absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Option
   c->started_ = true;  // from here on the destructor cleans up runc state
   if (*run != 0) {
     return absl::InternalError(absl::StrCat("runc run exited ", *run, ": ",
-                                            ReadFile(dir + "/console.log")));
+                                            SlurpFile(dir + "/console.log")));
   }
   int pid = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pid_file)), &pid) || pid <= 0) {
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(SlurpFile(pid_file)), &pid) || pid <= 0) {
     return absl::InternalError(absl::StrCat("no pid in ", pid_file));
   }
   c->pid_ = pid;
   for (absl::string_view line :
-       absl::StrSplit(ReadFile(absl::StrCat("/proc/", pid, "/cgroup")), '\n')) {
+       absl::StrSplit(SlurpFile(absl::StrCat("/proc/", pid, "/cgroup")), '\n')) {
     if (absl::ConsumePrefix(&line, "0::")) c->cgroup_ = std::string(line);
   }
   return c;

@@ -58,6 +58,9 @@
 namespace gputier {
 namespace {
 
+using ::gputier::testing::PathExists;
+using ::gputier::testing::SlurpFile;
+
 using ::gputier::testing::AgentProcess;
 using ::gputier::testing::CommandResult;
 using ::gputier::testing::RuncContainer;
@@ -69,18 +72,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr char kSpare[] = ".gputier-spare";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
 
 bool IsWhiteout(const std::string& path) {
   struct stat st;
@@ -121,7 +112,7 @@ std::string WriterScript(int pause_us) {
 }
 
 absl::StatusOr<std::vector<MountinfoEntry>> MountsOf(const std::string& mountinfo) {
-  return ParseMountinfo(ReadFile(mountinfo));
+  return ParseMountinfo(SlurpFile(mountinfo));
 }
 
 bool Below(const std::string& path, const std::string& dir) {
@@ -147,7 +138,7 @@ std::vector<std::string> LoopsBackedUnder(const std::string& dir) {
   while (struct dirent* e = readdir(d)) {
     if (!absl::StartsWith(e->d_name, "loop")) continue;
     std::string file(absl::StripTrailingAsciiWhitespace(
-        ReadFile(absl::StrCat("/sys/block/", e->d_name, "/loop/backing_file"))));
+        SlurpFile(absl::StrCat("/sys/block/", e->d_name, "/loop/backing_file"))));
     if (Below(file, dir)) out.push_back(absl::StrCat(e->d_name, ": ", file));
   }
   closedir(d);
@@ -226,7 +217,7 @@ class TierAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (runc, mounts, BPF)";
-    if (!Exists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static (/bin/busybox)";
+    if (!PathExists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static (/bin/busybox)";
     absl::StatusOr<CommandResult> runc = RunCommand({"runc", "--version"});
     if (!runc.ok() || runc->exit_code != 0) GTEST_SKIP() << "needs runc in PATH";
     absl::StatusOr<CommandResult> list = RunCommand({"/bin/busybox", "--list"});
@@ -288,7 +279,7 @@ class TierAgentTest : public ::testing::Test {
       EXPECT_TRUE(HostMountsUnder(work).empty()) << Lines(HostMountsUnder(work));
       EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(work).empty(); }, seconds(5)))
           << "loop devices left: " << Lines(LoopsBackedUnder(work));
-      EXPECT_FALSE(Exists(work));
+      EXPECT_FALSE(PathExists(work));
     }
   }
 
@@ -390,10 +381,10 @@ class TierAgentTest : public ::testing::Test {
     std::vector<std::string> bad;
     for (int i = 0; i < count; ++i) {
       const std::string path = absl::StrCat(SlowUpper(c.id()), "/w", i);
-      if (!Exists(path)) {
+      if (!PathExists(path)) {
         bad.push_back(absl::StrCat("w", i, " missing"));
-      } else if (ReadFile(path) != Expected(i)) {
-        bad.push_back(absl::StrCat("w", i, " differs (", ReadFile(path).size(), " bytes)"));
+      } else if (SlurpFile(path) != Expected(i)) {
+        bad.push_back(absl::StrCat("w", i, " differs (", SlurpFile(path).size(), " bytes)"));
       }
     }
     EXPECT_TRUE(bad.empty()) << bad.size() << " of " << count << " files wrong on the host ("
@@ -448,7 +439,7 @@ class TierAgentTest : public ::testing::Test {
   //    these partition mounts.
   std::string Inconsistencies(const RuncContainer& c, bool fast) const {
     std::vector<std::string> out;
-    std::string freeze(absl::StripAsciiWhitespace(ReadFile(cgroup_root_ + c.cgroup() + "/cgroup.freeze")));
+    std::string freeze(absl::StripAsciiWhitespace(SlurpFile(cgroup_root_ + c.cgroup() + "/cgroup.freeze")));
     if (freeze != "0") out.push_back(absl::StrCat("cgroup.freeze is '", freeze, "'"));
 
     absl::StatusOr<std::vector<MountinfoEntry>> mounts = MountsOf(absl::StrCat("/proc/", c.pid(), "/mountinfo"));
@@ -469,7 +460,7 @@ class TierAgentTest : public ::testing::Test {
                                    "', not the overlay with upper ", want_upper));
       }
     }
-    absl::StatusOr<TierRecord> record = TierRecordFromJson(ReadFile(RecordPath(c.id())), RecordPath(c.id()));
+    absl::StatusOr<TierRecord> record = TierRecordFromJson(SlurpFile(RecordPath(c.id())), RecordPath(c.id()));
     if (!record.ok()) {
       out.push_back(absl::StrCat("record: ", record.status().message()));
     } else {
@@ -561,7 +552,7 @@ TEST_F(TierAgentTest, ContinuousWriterLosesNothingAcrossFivePromotionsAndDemotio
     const Clock::time_point t1 = Clock::now();
     absl::StatusOr<std::string> down = Tier(c.id(), "slow", "30s");
     ASSERT_TRUE(down.ok()) << "demotion " << round << ": " << down.status() << "\n" << Diag();
-    EXPECT_FALSE(Exists(FastDir(c.id()))) << "the partition outlived the demotion";
+    EXPECT_FALSE(PathExists(FastDir(c.id()))) << "the partition outlived the demotion";
     EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
     printf("round %d: demoted in %.2f s; %d files so far\n", round, SecondsSince(t1), CountW(SlowUpper(c.id())));
   }
@@ -575,8 +566,8 @@ TEST_F(TierAgentTest, ContinuousWriterLosesNothingAcrossFivePromotionsAndDemotio
   printf("writer wrote %d files; final demotion %.2f s\n", count, SecondsSince(t_stop));
 
   VerifyWriterFiles(c, count);
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/count"), absl::StrCat(count, "\n"));
-  EXPECT_FALSE(Exists(FastDir(c.id()))) << "the fast partition directory is still there";
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/count"), absl::StrCat(count, "\n"));
+  EXPECT_FALSE(PathExists(FastDir(c.id()))) << "the fast partition directory is still there";
   EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
   nlohmann::json row = Row(c.id());
   ASSERT_TRUE(row.is_object()) << Diag();
@@ -600,18 +591,18 @@ TEST_F(TierAgentTest, NewFilesLandOnTheSlowRootBeforePromotionAndOnTheFastRootAf
 
   absl::StatusOr<CommandResult> w = c.Exec("echo before > /data/before.txt && echo v1 > /data/changed.txt");
   ASSERT_TRUE(w.ok() && w->exit_code == 0);
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/before.txt"), "before\n");
-  EXPECT_FALSE(Exists(c.rootfs() + "/data/before.txt")) << "a write went to the container's own directory";
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/before.txt"), "before\n");
+  EXPECT_FALSE(PathExists(c.rootfs() + "/data/before.txt")) << "a write went to the container's own directory";
 
   ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
   EXPECT_EQ(Inconsistencies(c, /*fast=*/true), "") << Diag();
   w = c.Exec("echo after > /data/after.txt && echo v2 > /data/changed.txt");
   ASSERT_TRUE(w.ok() && w->exit_code == 0);
-  EXPECT_EQ(ReadFile(FastUpper(c.id()) + "/after.txt"), "after\n");
-  EXPECT_EQ(ReadFile(FastUpper(c.id()) + "/changed.txt"), "v2\n") << "a changed slow file is copied up to fast";
-  EXPECT_FALSE(Exists(SlowUpper(c.id()) + "/after.txt")) << "a new file went to the slow tier while fast";
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/changed.txt"), "v1\n");
-  EXPECT_FALSE(Exists(c.rootfs() + "/data/after.txt"));
+  EXPECT_EQ(SlurpFile(FastUpper(c.id()) + "/after.txt"), "after\n");
+  EXPECT_EQ(SlurpFile(FastUpper(c.id()) + "/changed.txt"), "v2\n") << "a changed slow file is copied up to fast";
+  EXPECT_FALSE(PathExists(SlowUpper(c.id()) + "/after.txt")) << "a new file went to the slow tier while fast";
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/changed.txt"), "v1\n");
+  EXPECT_FALSE(PathExists(c.rootfs() + "/data/after.txt"));
   // Old files stay visible after promotion.
   absl::StatusOr<CommandResult> r = c.Exec("cat /data/original.txt /data/before.txt /data/after.txt /data/changed.txt");
   ASSERT_TRUE(r.ok());
@@ -619,13 +610,13 @@ TEST_F(TierAgentTest, NewFilesLandOnTheSlowRootBeforePromotionAndOnTheFastRootAf
 
   ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
   EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
-  EXPECT_FALSE(Exists(FastDir(c.id())));
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/after.txt"), "after\n");
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/changed.txt"), "v2\n");
+  EXPECT_FALSE(PathExists(FastDir(c.id())));
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/after.txt"), "after\n");
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/changed.txt"), "v2\n");
   r = c.Exec("cat /data/original.txt /data/before.txt /data/after.txt /data/changed.txt");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->output, "original\nbefore\nafter\nv2\n");
-  EXPECT_EQ(ReadFile(c.rootfs() + "/data/original.txt"), "original\n") << "the image's directory is untouched";
+  EXPECT_EQ(SlurpFile(c.rootfs() + "/data/original.txt"), "original\n") << "the image's directory is untouched";
 }
 
 TEST_F(TierAgentTest, ContainerExitWritesBackAndFreesThePartition) {
@@ -642,7 +633,7 @@ TEST_F(TierAgentTest, ContainerExitWritesBackAndFreesThePartition) {
   w = c.Exec("echo new > /data/new && echo new2 > /data/over && rm /data/doomed && echo more >> /data/dir/inner && "
              "dd if=/dev/zero of=/data/blob bs=64k count=16 2>/dev/null");
   ASSERT_TRUE(w.ok() && w->exit_code == 0) << (w.ok() ? w->output : "");
-  ASSERT_TRUE(Exists(FastUpper(c.id()) + "/new"));
+  ASSERT_TRUE(PathExists(FastUpper(c.id()) + "/new"));
 
   ASSERT_TRUE(c.Kill().ok());
   const Clock::time_point t0 = Clock::now();
@@ -651,14 +642,14 @@ TEST_F(TierAgentTest, ContainerExitWritesBackAndFreesThePartition) {
   printf("record dropped %.2f s after the container exited\n", SecondsSince(t0));
 
   const std::string up = SlowUpper(c.id());
-  EXPECT_EQ(ReadFile(up + "/keep"), "keep\n");
-  EXPECT_EQ(ReadFile(up + "/new"), "new\n");
-  EXPECT_EQ(ReadFile(up + "/over"), "new2\n");
-  EXPECT_EQ(ReadFile(up + "/dir/inner"), "inner\nmore\n");
-  EXPECT_EQ(ReadFile(up + "/blob"), std::string(1 << 20, '\0'));
-  EXPECT_TRUE(!Exists(up + "/doomed") || IsWhiteout(up + "/doomed")) << "the deleted file came back";
-  EXPECT_FALSE(Exists(FastDir(c.id()))) << "the partition directory is left";
-  EXPECT_FALSE(Exists(RecordPath(c.id()))) << "the record file is left";
+  EXPECT_EQ(SlurpFile(up + "/keep"), "keep\n");
+  EXPECT_EQ(SlurpFile(up + "/new"), "new\n");
+  EXPECT_EQ(SlurpFile(up + "/over"), "new2\n");
+  EXPECT_EQ(SlurpFile(up + "/dir/inner"), "inner\nmore\n");
+  EXPECT_EQ(SlurpFile(up + "/blob"), std::string(1 << 20, '\0'));
+  EXPECT_TRUE(!PathExists(up + "/doomed") || IsWhiteout(up + "/doomed")) << "the deleted file came back";
+  EXPECT_FALSE(PathExists(FastDir(c.id()))) << "the partition directory is left";
+  EXPECT_FALSE(PathExists(RecordPath(c.id()))) << "the record file is left";
   for (const std::string& m : HostMountsUnder(agent_->work_dir())) {
     EXPECT_FALSE(absl::StrContains(m, c.id())) << "still mounted: " << m;
   }
@@ -721,7 +712,7 @@ TEST_F(TierAgentTest, SigkillAtRandomPointsOfPromotionAndDemotionLosesNothing) {
           << "the writer stalled on the fast tier\n" << Diag();
     }
   }
-  const std::string log = ReadFile(agent_->log_path());
+  const std::string log = SlurpFile(agent_->log_path());
   int finished = 0;
   for (size_t pos = 0; (pos = log.find("interrupted by a restart", pos)) != std::string::npos; ++pos) ++finished;
   printf("%d of %d restarts found a step in flight\n", finished, kTrials);
@@ -731,7 +722,7 @@ TEST_F(TierAgentTest, SigkillAtRandomPointsOfPromotionAndDemotionLosesNothing) {
   ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
   printf("writer wrote %d files\n", count);
   VerifyWriterFiles(c, count);
-  EXPECT_FALSE(Exists(FastDir(c.id())));
+  EXPECT_FALSE(PathExists(FastDir(c.id())));
   EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
 }
 
@@ -803,7 +794,7 @@ TEST_F(TierAgentTest, FullFastTierRefusesPromotionDemotesTheLeastRecentlyActiveA
   EXPECT_EQ(rb["tier"], "slow");
   ASSERT_TRUE(rb["last_error"].is_string()) << rb.dump();
   EXPECT_TRUE(absl::StrContains(rb["last_error"].get<std::string>(), "high watermark")) << rb.dump();
-  EXPECT_FALSE(Exists(FastDir(b.id())));
+  EXPECT_FALSE(PathExists(FastDir(b.id())));
   EXPECT_TRUE(HostMountsUnder(spare_mnt).empty()) << "a spare was made past the high watermark";
 
   // A fills its partition: ENOSPC, like a full disk; earlier data intact.
@@ -815,7 +806,7 @@ TEST_F(TierAgentTest, FullFastTierRefusesPromotionDemotesTheLeastRecentlyActiveA
   ASSERT_TRUE(dd.ok());
   EXPECT_NE(dd->exit_code, 0) << dd->output;
   EXPECT_TRUE(absl::StrContains(dd->output, "No space left on device")) << dd->output;
-  EXPECT_EQ(ReadFile(FastUpper(a.id()) + "/sum"), sum);
+  EXPECT_EQ(SlurpFile(FastUpper(a.id()) + "/sum"), sum);
   struct stat big;
   ASSERT_EQ(lstat((FastUpper(a.id()) + "/big").c_str(), &big), 0);
   EXPECT_GT(big.st_size, static_cast<off_t>(16 * kMiB));
@@ -847,13 +838,13 @@ TEST_F(TierAgentTest, FullFastTierRefusesPromotionDemotesTheLeastRecentlyActiveA
       seconds(30)))
       << "A was not demoted under pressure\n" << Diag();
   printf("A demoted %.2f s after the fast tier passed its high watermark\n", SecondsSince(t0));
-  EXPECT_FALSE(Exists(FastDir(a.id())));
+  EXPECT_FALSE(PathExists(FastDir(a.id())));
   EXPECT_EQ(Inconsistencies(a, /*fast=*/false), "") << Diag();
-  EXPECT_EQ(ReadFile(SlowUpper(a.id()) + "/sum"), sum);
+  EXPECT_EQ(SlurpFile(SlowUpper(a.id()) + "/sum"), sum);
   struct stat big_slow;
   ASSERT_EQ(lstat((SlowUpper(a.id()) + "/big").c_str(), &big_slow), 0);
   EXPECT_EQ(big_slow.st_size, big.st_size);
-  EXPECT_TRUE(ReadFile(SlowUpper(a.id()) + "/big") == std::string(big.st_size, '\0'));
+  EXPECT_TRUE(SlurpFile(SlowUpper(a.id()) + "/big") == std::string(big.st_size, '\0'));
   inside = a.Exec("cat /data/sum");
   ASSERT_TRUE(inside.ok());
   EXPECT_TRUE(inside->output == sum);
@@ -897,54 +888,54 @@ TEST_F(TierAgentTest, OverlayUnmountedInsideTheContainerIsMountedAgainAndLosesNo
   w = c.Exec("echo fast > /data/fast && echo more >> /data/slow && rm /data/doomed && echo b > /data/dir/b && "
              "seq 1 20000 > /data/blob");
   ASSERT_TRUE(w.ok() && w->exit_code == 0) << (w.ok() ? w->output : "");
-  ASSERT_TRUE(Exists(FastUpper(c.id()) + "/fast"));
+  ASSERT_TRUE(PathExists(FastUpper(c.id()) + "/fast"));
   std::string want = "slow\nmore\nfast\na\nb\n";
   for (int i = 1; i <= 20000; ++i) absl::StrAppend(&want, i, "\n");
   const std::string show = "cat /data/slow /data/fast /data/dir/a /data/dir/b /data/blob && test ! -e /data/doomed";
 
-  // The fast overlay goes.
-  std::string log_before = ReadFile(agent_->log_path());
-  ASSERT_EQ(UnmountInside(c.pid(), "/data"), 0) << Diag();
-  const Clock::time_point t0 = Clock::now();
+  // Unmounts /data inside the container and waits until the agent has
+  // logged the loss of `tier`'s overlay and the container is consistent on
+  // that tier again; returns the seconds that took, or -1.
   std::string wrong;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        const std::string log = ReadFile(agent_->log_path());
-        return Occurrences(log, "lost its fast-tier overlay") > Occurrences(log_before, "lost its fast-tier overlay") &&
-               (wrong = Inconsistencies(c, /*fast=*/true)).empty();
-      },
-      seconds(20), milliseconds(100)))
-      << "the agent did not mount the lost fast overlay's data again: " << wrong << "\n" << Diag();
-  printf("lost fast overlay: folded back, mounted slow and promoted again %.2f s after the unmount\n",
-         SecondsSince(t0));
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/fast"), "fast\n") << "the fast layer was not folded into the slow one";
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/slow"), "slow\nmore\n");
+  auto lose_overlay = [&](const std::string& tier) -> double {
+    const std::string lost = "lost its " + tier + "-tier overlay";
+    const std::string log_before = SlurpFile(agent_->log_path());
+    if (UnmountInside(c.pid(), "/data") != 0) return -1;
+    const Clock::time_point t0 = Clock::now();
+    const bool back = WaitFor(
+        [&] {
+          return Occurrences(SlurpFile(agent_->log_path()), lost) > Occurrences(log_before, lost) &&
+                 (wrong = Inconsistencies(c, /*fast=*/tier == "fast")).empty();
+        },
+        seconds(20), milliseconds(100));
+    return back ? SecondsSince(t0) : -1;
+  };
+
+  // The fast overlay goes.
+  const double refolded = lose_overlay("fast");
+  ASSERT_GE(refolded, 0) << "the agent did not mount the lost fast overlay's data again: " << wrong << "\n"
+                         << Diag();
+  printf("lost fast overlay: folded back, mounted slow and promoted again %.2f s after the unmount\n", refolded);
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/fast"), "fast\n") << "the fast layer was not folded into the slow one";
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/slow"), "slow\nmore\n");
   absl::StatusOr<CommandResult> r = c.Exec(show);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 0) << r->output.substr(0, 2000);
   EXPECT_TRUE(r->output == want) << "the container's files changed:\n" << r->output.substr(0, 2000);
   w = c.Exec("echo again > /data/again");
   ASSERT_TRUE(w.ok() && w->exit_code == 0);
-  EXPECT_EQ(ReadFile(FastUpper(c.id()) + "/again"), "again\n") << "new writes do not go to the fast tier";
-  EXPECT_FALSE(Exists(FastUpper(c.id()) + "/fast")) << "the folded fast layer was mounted again";
+  EXPECT_EQ(SlurpFile(FastUpper(c.id()) + "/again"), "again\n") << "new writes do not go to the fast tier";
+  EXPECT_FALSE(PathExists(FastUpper(c.id()) + "/fast")) << "the folded fast layer was mounted again";
 
   // Demotion works (it once failed with FailedPrecondition forever).
   ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
   EXPECT_TRUE(WaitFor([&] { return (wrong = Inconsistencies(c, /*fast=*/false)).empty(); }, seconds(5)))
       << wrong << "\n" << Diag();
-  EXPECT_FALSE(Exists(FastDir(c.id())));
+  EXPECT_FALSE(PathExists(FastDir(c.id())));
 
   // The slow overlay goes: mounted again, nothing lost; promotion works.
-  log_before = ReadFile(agent_->log_path());
-  ASSERT_EQ(UnmountInside(c.pid(), "/data"), 0) << Diag();
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        const std::string log = ReadFile(agent_->log_path());
-        return Occurrences(log, "lost its slow-tier overlay") > Occurrences(log_before, "lost its slow-tier overlay") &&
-               (wrong = Inconsistencies(c, /*fast=*/false)).empty();
-      },
-      seconds(20), milliseconds(100)))
-      << "the agent did not mount the lost slow overlay again: " << wrong << "\n" << Diag();
+  EXPECT_GE(lose_overlay("slow"), 0) << "the agent did not mount the lost slow overlay again: " << wrong << "\n"
+                                     << Diag();
   r = c.Exec(show + " && cat /data/again");
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->output == want + "again\n") << r->output.substr(0, 2000);
@@ -954,7 +945,7 @@ TEST_F(TierAgentTest, OverlayUnmountedInsideTheContainerIsMountedAgainAndLosesNo
   r = c.Exec(show + " && cat /data/again");
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->output == want + "again\n") << r->output.substr(0, 2000);
-  EXPECT_EQ(ReadFile(SlowUpper(c.id()) + "/again"), "again\n");
+  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/again"), "again\n");
   nlohmann::json row = Row(c.id());
   EXPECT_TRUE(row.is_object() && row["last_error"].is_null()) << row.dump();
 }
@@ -1017,10 +1008,10 @@ TEST_F(TierAgentTest, FailedRecoveryIsRetriedAndThawsTheContainerWhenItSucceeds)
   // As a gputierd killed mid-promotion leaves it: frozen, a step in flight.
   const std::string freeze = cgroup_root_ + c.cgroup() + "/cgroup.freeze";
   std::ofstream(freeze) << "1";
-  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(ReadFile(cgroup_root_ + c.cgroup() + "/cgroup.events"),
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(SlurpFile(cgroup_root_ + c.cgroup() + "/cgroup.events"),
                                                       "frozen 1"); },
                       seconds(5)));
-  absl::StatusOr<TierRecord> record = TierRecordFromJson(ReadFile(RecordPath(c.id())), RecordPath(c.id()));
+  absl::StatusOr<TierRecord> record = TierRecordFromJson(SlurpFile(RecordPath(c.id())), RecordPath(c.id()));
   ASSERT_TRUE(record.ok()) << record.status();
   record->op = TierOp::kPromote;
   record->op_path = "/data";
@@ -1043,14 +1034,14 @@ TEST_F(TierAgentTest, FailedRecoveryIsRetriedAndThawsTheContainerWhenItSucceeds)
            absl::StrContains(row["last_error"].get<std::string>(), "recovery failed") && row["frozen"] == true;
   };
   ASSERT_TRUE(WaitFor(failing, seconds(10))) << Diag();
-  EXPECT_TRUE(absl::StrContains(ReadFile(agent_->log_path()), "interrupted by a restart")) << Diag();
+  EXPECT_TRUE(absl::StrContains(SlurpFile(agent_->log_path()), "interrupted by a restart")) << Diag();
   // Retried (a fresh backoff after each failure), still failing, still frozen.
   std::this_thread::sleep_for(milliseconds(6500));
   EXPECT_TRUE(failing()) << Diag();
   nlohmann::json row = Row(c.id());
   EXPECT_TRUE(row.is_object() && row.contains("retry_in_ms")) << "the failed recovery was not tried again\n"
                                                               << Diag();
-  EXPECT_EQ(absl::StripAsciiWhitespace(ReadFile(freeze)), "1") << "thawed before its mounts matched its record";
+  EXPECT_EQ(absl::StripAsciiWhitespace(SlurpFile(freeze)), "1") << "thawed before its mounts matched its record";
 
   ASSERT_TRUE(SetImmutable(state, false));
   const Clock::time_point t0 = Clock::now();
@@ -1081,7 +1072,7 @@ TEST_F(TierAgentTest, PartitionsAreFreedOffTheWorkerAndLeftoversAtTheNextStart) 
   ASSERT_TRUE(leftover.ok());
   ASSERT_TRUE(CreatePartition(*leftover, 32 * kMiB).ok());
   ASSERT_TRUE(StartAgent().ok()) << Diag();
-  EXPECT_TRUE(WaitFor([&] { return !Exists(leftover->dir); }, seconds(10)))
+  EXPECT_TRUE(WaitFor([&] { return !PathExists(leftover->dir); }, seconds(10)))
       << "the leftover partition was not freed\n" << Diag();
   EXPECT_TRUE(WaitFor([&] { return LoopsBackedUnder(leftover->dir).empty(); }, seconds(5)));
   EXPECT_TRUE(HostMountsUnder(leftover->dir).empty());
@@ -1090,7 +1081,7 @@ TEST_F(TierAgentTest, PartitionsAreFreedOffTheWorkerAndLeftoversAtTheNextStart) 
   for (int round = 0; round < 3; ++round) {
     ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
     ASSERT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
-    EXPECT_FALSE(Exists(FastDir(c.id()))) << "the container's partition directory is still in place";
+    EXPECT_FALSE(PathExists(FastDir(c.id()))) << "the container's partition directory is still in place";
     std::string wrong;
     EXPECT_TRUE(WaitFor(
         [&] {

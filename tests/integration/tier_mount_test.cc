@@ -22,25 +22,17 @@
 #include "loader/tier_mount.h"
 #include "loader/tier_path.h"
 #include "tests/integration/runc_container.h"
+#include "tests/integration/agent_harness.h"
 
 namespace gputier {
 namespace {
 
+using ::gputier::testing::PathExists;
+using ::gputier::testing::SlurpFile;
+
 using ::gputier::testing::CommandResult;
 using ::gputier::testing::RuncContainer;
 using ::gputier::testing::TempDir;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
 
 std::string NsLink(const std::string& path) {
   char buf[128] = {};
@@ -58,7 +50,7 @@ std::string HostFstype(const std::string& path) {
   struct statx stx = {};
   if (statx(AT_FDCWD, path.c_str(), 0, STATX_MNT_ID, &stx) != 0) return "";
   absl::StatusOr<std::vector<MountinfoEntry>> mounts =
-      ParseMountinfo(ReadFile("/proc/self/mountinfo"));
+      ParseMountinfo(SlurpFile("/proc/self/mountinfo"));
   if (!mounts.ok()) return "";
   for (const MountinfoEntry& m : *mounts) {
     if (m.mount_id == stx.stx_mnt_id) return m.fstype;
@@ -75,7 +67,7 @@ class TierMountTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (runc, setns, mounts)";
-    if (!Exists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static";
+    if (!PathExists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static";
     fast_ = std::make_unique<TempDir>("gputier-fast");
     ASSERT_FALSE(fast_->path().empty());
   }
@@ -110,7 +102,7 @@ class TierMountTest : public ::testing::Test {
   }
 
   std::string ContainerMountinfo() {
-    return ReadFile(absl::StrCat("/proc/", container_->pid(), "/mountinfo"));
+    return SlurpFile(absl::StrCat("/proc/", container_->pid(), "/mountinfo"));
   }
 
   // Tear the container down before the tier directory (declaration order
@@ -140,10 +132,10 @@ TEST_F(TierMountTest, PromotedPathKeepsExistingFilesAndPutsNewWritesOnTheTier) {
 
   // New writes land in the tier's upper dir on the host, not in the rootfs.
   MustExec("echo new > /data/new.txt && echo more >> /data/old.txt");
-  EXPECT_EQ(ReadFile(mount->layout.upper + "/new.txt"), "new\n");
-  EXPECT_EQ(ReadFile(mount->layout.upper + "/old.txt"), "old\nmore\n");  // copied up
-  EXPECT_FALSE(Exists(container_->rootfs() + "/data/new.txt"));
-  EXPECT_EQ(ReadFile(container_->rootfs() + "/data/old.txt"), "old\n");
+  EXPECT_EQ(SlurpFile(mount->layout.upper + "/new.txt"), "new\n");
+  EXPECT_EQ(SlurpFile(mount->layout.upper + "/old.txt"), "old\nmore\n");  // copied up
+  EXPECT_FALSE(PathExists(container_->rootfs() + "/data/new.txt"));
+  EXPECT_EQ(SlurpFile(container_->rootfs() + "/data/old.txt"), "old\n");
 
   // The upper dir took the owner and mode of the directory it covers.
   struct stat original, upper;
@@ -155,7 +147,7 @@ TEST_F(TierMountTest, PromotedPathKeepsExistingFilesAndPutsNewWritesOnTheTier) {
   // The agent's own mount namespace never changed.
   EXPECT_EQ(NsLink("/proc/self/ns/mnt"), agent_ns);
   // The host namespace has no overlay on the tier or the rootfs.
-  std::string host_mounts = ReadFile("/proc/self/mountinfo");
+  std::string host_mounts = SlurpFile("/proc/self/mountinfo");
   EXPECT_FALSE(absl::StrContains(host_mounts, fast_->path()));
   EXPECT_FALSE(absl::StrContains(host_mounts, container_->rootfs()));
 
@@ -170,10 +162,10 @@ TEST_F(TierMountTest, OpenFilesKeepWorkingAcrossPromotion) {
       "exec 3>>/data/held; echo before >&3; "
       "while :; do if [ -e /tmp/go ]; then echo after >&3; rm /tmp/go; fi; sleep 0.05; done"));
   std::string held = container_->rootfs() + "/data/held";
-  for (int i = 0; i < 100 && ReadFile(held).empty(); ++i) {
+  for (int i = 0; i < 100 && SlurpFile(held).empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ASSERT_EQ(ReadFile(held), "before\n");
+  ASSERT_EQ(SlurpFile(held), "before\n");
 
   absl::StatusOr<TierMount> mount = MountTier(Request());
   ASSERT_TRUE(mount.ok()) << mount.status();
@@ -188,8 +180,8 @@ TEST_F(TierMountTest, OpenFilesKeepWorkingAcrossPromotion) {
   // The fd opened before promotion still writes, into the original file
   // (now the lower layer), which the overlay shows while it is not copied up.
   EXPECT_EQ(seen, "before\nafter\n");
-  EXPECT_EQ(ReadFile(held), "before\nafter\n");
-  EXPECT_FALSE(Exists(mount->layout.upper + "/held"));
+  EXPECT_EQ(SlurpFile(held), "before\nafter\n");
+  EXPECT_FALSE(PathExists(mount->layout.upper + "/held"));
 }
 
 TEST_F(TierMountTest, UnmountRestoresTheOriginalView) {
@@ -211,7 +203,7 @@ TEST_F(TierMountTest, UnmountRestoresTheOriginalView) {
   EXPECT_EQ(MustExec("ls /data"), "old.txt\n");
   EXPECT_FALSE(absl::StrContains(MustExec("cat /proc/mounts"), " /data "));
   // What was written while tiered stays on the tier (no write-back yet).
-  EXPECT_EQ(ReadFile(mount->layout.upper + "/new.txt"), "new\n");
+  EXPECT_EQ(SlurpFile(mount->layout.upper + "/new.txt"), "new\n");
 
   // Nothing left to unmount: refused.
   absl::Status again = UnmountTier(container_->pid(), {"/data"}, 0);
@@ -242,7 +234,7 @@ TEST_F(TierMountTest, HostileTargetsAreRefusedAndHostPathsStayUntouched) {
   for (const HostileCase& c : cases) {
     SCOPED_TRACE(c.description);
     MustExec(absl::StrCat("rm -rf /data /deep; mkdir /data; ", c.setup));
-    std::string host_before = ReadFile("/proc/self/mountinfo");
+    std::string host_before = SlurpFile("/proc/self/mountinfo");
     std::string container_before = ContainerMountinfo();
 
     absl::StatusOr<TierMount> mount = MountTier(Request(c.tiered_path));
@@ -253,16 +245,16 @@ TEST_F(TierMountTest, HostileTargetsAreRefusedAndHostPathsStayUntouched) {
     EXPECT_TRUE(absl::StrContains(mount.status().message(), c.message_part))
         << mount.status();
 
-    EXPECT_EQ(ReadFile("/proc/self/mountinfo"), host_before);
+    EXPECT_EQ(SlurpFile("/proc/self/mountinfo"), host_before);
     EXPECT_EQ(ContainerMountinfo(), container_before);
-    EXPECT_FALSE(Exists(absl::StrCat(fast_->path(), "/", container_->id())))
+    EXPECT_FALSE(PathExists(absl::StrCat(fast_->path(), "/", container_->id())))
         << "a tier directory was created for a refused path";
     absl::Status unmount = UnmountTier(container_->pid(), *ParseContainerPath(c.tiered_path), 0);
     EXPECT_FALSE(unmount.ok());
   }
   // The host's /etc and / were never mounted over (checked above) and still
   // hold what they held.
-  EXPECT_TRUE(Exists("/etc/passwd"));
+  EXPECT_TRUE(PathExists("/etc/passwd"));
 }
 
 // The fast tier's stack: the slow upper (a plain host dir written by a real
@@ -294,13 +286,13 @@ TEST_F(TierMountTest, FastStackShowsTheSlowLayerOverTheOriginalAndWritesToTheFas
   // New writes, changes and deletions land in the fast upper only.
   MustExec("echo fast > /data/fresh.txt && echo again >> /data/new.txt && rm /data/kept.txt");
   EXPECT_EQ(MustExec("ls /data"), "fresh.txt\nnew.txt\nold.txt\n");
-  EXPECT_EQ(ReadFile(fast->layout.upper + "/fresh.txt"), "fast\n");
-  EXPECT_EQ(ReadFile(fast->layout.upper + "/new.txt"), "slow\nagain\n");
+  EXPECT_EQ(SlurpFile(fast->layout.upper + "/fresh.txt"), "fast\n");
+  EXPECT_EQ(SlurpFile(fast->layout.upper + "/new.txt"), "slow\nagain\n");
   EXPECT_TRUE(IsWhiteout(fast->layout.upper + "/kept.txt"));
-  EXPECT_EQ(ReadFile(slow->layout.upper + "/new.txt"), "slow\n");
-  EXPECT_FALSE(Exists(slow->layout.upper + "/fresh.txt"));
-  EXPECT_EQ(ReadFile(container_->rootfs() + "/data/kept.txt"), "keep\n");
-  EXPECT_EQ(ReadFile(container_->rootfs() + "/data/gone.txt"), "doomed\n");
+  EXPECT_EQ(SlurpFile(slow->layout.upper + "/new.txt"), "slow\n");
+  EXPECT_FALSE(PathExists(slow->layout.upper + "/fresh.txt"));
+  EXPECT_EQ(SlurpFile(container_->rootfs() + "/data/kept.txt"), "keep\n");
+  EXPECT_EQ(SlurpFile(container_->rootfs() + "/data/gone.txt"), "doomed\n");
 
   absl::StatusOr<PathMount> seen = InspectContainerPath(container_->pid(), {"/data"});
   ASSERT_TRUE(seen.ok()) << seen.status();
@@ -379,7 +371,7 @@ TEST_F(TierMountTest, ExtraLowersMustBeExistingHostDirectoriesWithPlainNames) {
     EXPECT_TRUE(absl::StrContains(mount.status().message(), c.lower)) << mount.status();
     EXPECT_TRUE(absl::StrContains(mount.status().message(), c.message_part)) << mount.status();
     EXPECT_EQ(ContainerMountinfo(), container_before);
-    EXPECT_FALSE(Exists(absl::StrCat(fast_->path(), "/", container_->id())));
+    EXPECT_FALSE(PathExists(absl::StrCat(fast_->path(), "/", container_->id())));
   }
   // The same request with a good lower works.
   TierMountRequest request = Request();
@@ -396,13 +388,13 @@ TEST_F(TierMountTest, LayoutDirectoriesAreCreatedOnlyBelowTheTierRoot) {
   absl::StatusOr<TierMount> no_root = MountTier(Request("/data", fast_->path() + "/absent"));
   EXPECT_EQ(no_root.status().code(), absl::StatusCode::kFailedPrecondition) << no_root.status();
   EXPECT_TRUE(absl::StrContains(no_root.status().message(), "create it")) << no_root.status();
-  EXPECT_FALSE(Exists(fast_->path() + "/absent"));
+  EXPECT_FALSE(PathExists(fast_->path() + "/absent"));
 
   TierMountRequest outside = Request();
   outside.layout.work = "/tmp/gputier-not-below-the-root/work";
   absl::StatusOr<TierMount> refused = MountTier(outside);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
-  EXPECT_FALSE(Exists("/tmp/gputier-not-below-the-root"));
+  EXPECT_FALSE(PathExists("/tmp/gputier-not-below-the-root"));
 
   TierMountRequest by_hand = Request();
   by_hand.layout = {fast_->path() + "/hand", fast_->path() + "/hand/upper",
@@ -411,14 +403,14 @@ TEST_F(TierMountTest, LayoutDirectoriesAreCreatedOnlyBelowTheTierRoot) {
   EXPECT_FALSE(no_parent.ok());
   EXPECT_TRUE(absl::StrContains(no_parent.status().message(), by_hand.layout.upper))
       << no_parent.status();
-  EXPECT_FALSE(Exists(by_hand.layout.dir));
+  EXPECT_FALSE(PathExists(by_hand.layout.dir));
   EXPECT_EQ(ContainerMountinfo(), before);
 
   ASSERT_EQ(mkdir(by_hand.layout.dir.c_str(), 0700), 0);
   absl::StatusOr<TierMount> mounted = MountTier(by_hand);
   ASSERT_TRUE(mounted.ok()) << mounted.status();
   MustExec("echo x > /data/by-hand");
-  EXPECT_EQ(ReadFile(by_hand.layout.upper + "/by-hand"), "x\n");
+  EXPECT_EQ(SlurpFile(by_hand.layout.upper + "/by-hand"), "x\n");
 }
 
 }  // namespace

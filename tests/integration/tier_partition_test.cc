@@ -31,9 +31,13 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/integration/runc_container.h"
+#include "tests/integration/agent_harness.h"
 
 namespace gputier {
 namespace {
+
+using ::gputier::testing::PathExists;
+using ::gputier::testing::SlurpFile;
 
 using ::gputier::testing::CommandResult;
 using ::gputier::testing::RunCommand;
@@ -46,18 +50,6 @@ struct TrimRange {
   uint64_t start, len, minlen;
 };
 #define GPUTIER_FITRIM _IOWR('X', 121, TrimRange)
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
 
 std::vector<std::string> List(const std::string& dir) {
   std::vector<std::string> names;
@@ -74,7 +66,7 @@ std::vector<std::string> List(const std::string& dir) {
 
 // The mountinfo line whose mount point is exactly `path` ("" when none).
 std::string MountinfoAt(const std::string& path) {
-  for (absl::string_view line : absl::StrSplit(ReadFile("/proc/self/mountinfo"), '\n')) {
+  for (absl::string_view line : absl::StrSplit(SlurpFile("/proc/self/mountinfo"), '\n')) {
     std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
     if (f.size() > 4 && f[4] == path) return std::string(line);
   }
@@ -86,7 +78,7 @@ std::vector<std::string> LoopsNaming(const std::string& image) {
   std::vector<std::string> loops;
   for (const std::string& name : List("/sys/block")) {
     if (!absl::StartsWith(name, "loop")) continue;
-    std::string backing = ReadFile(absl::StrCat("/sys/block/", name, "/loop/backing_file"));
+    std::string backing = SlurpFile(absl::StrCat("/sys/block/", name, "/loop/backing_file"));
     if (absl::StripSuffix(backing, "\n") == image) loops.push_back(name);
   }
   return loops;
@@ -114,7 +106,7 @@ int WritePattern(const std::string& path, uint64_t bytes, char seed,
 }
 
 bool HasPattern(const std::string& path, uint64_t bytes, char seed) {
-  std::string data = ReadFile(path);
+  std::string data = SlurpFile(path);
   if (data.size() != bytes) return false;
   for (size_t i = 0; i < data.size(); ++i) {
     if (data[i] != static_cast<char>(seed + (i % kMiB) % 251)) return false;
@@ -139,7 +131,7 @@ class PartitionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mounts)";
-    if (!Exists("/usr/sbin/mkfs.ext4") && !Exists("/sbin/mkfs.ext4")) {
+    if (!PathExists("/usr/sbin/mkfs.ext4") && !PathExists("/sbin/mkfs.ext4")) {
       GTEST_SKIP() << "needs mkfs.ext4 (e2fsprogs)";
     }
     char tmpl[] = "/var/tmp/gputier-part-XXXXXX";
@@ -247,9 +239,9 @@ TEST_F(PartitionTest, CreatedPartitionIsAnEmptyExt4MountOfTheRequestedSize) {
   std::vector<std::string> loops = LoopsNaming(p.image);
   ASSERT_EQ(loops.size(), 1u);
   std::string sys = absl::StrCat("/sys/block/", loops[0]);
-  EXPECT_EQ(ReadFile(sys + "/loop/autoclear"), "1\n");
-  EXPECT_EQ(ReadFile(sys + "/queue/discard_max_bytes"), "0\n");
-  std::printf("[ info ] %s direct I/O: %s", loops[0].c_str(), ReadFile(sys + "/loop/dio").c_str());
+  EXPECT_EQ(SlurpFile(sys + "/loop/autoclear"), "1\n");
+  EXPECT_EQ(SlurpFile(sys + "/queue/discard_max_bytes"), "0\n");
+  std::printf("[ info ] %s direct I/O: %s", loops[0].c_str(), SlurpFile(sys + "/loop/dio").c_str());
 }
 
 TEST_F(PartitionTest, ImageStaysPreallocatedThroughLazyInitDeletesAndTrim) {
@@ -309,19 +301,19 @@ TEST_F(PartitionTest, ReleaseUnmountsFreesTheLoopDeviceAndRemovesEverything) {
   // Renewed, not handed on with discard off: its next user gets discard
   // (unless another loop user took the device first; then nothing to check).
   std::string sys = "/sys/block/" + loops[0];
-  EXPECT_TRUE(Exists(sys)) << loops[0] << " was removed, not renewed";
+  EXPECT_TRUE(PathExists(sys)) << loops[0] << " was removed, not renewed";
   std::string probe = scratch_ + "/probe.img";
   ASSERT_EQ(WritePattern(probe, kMiB, 'p'), 0);
   absl::StatusOr<CommandResult> bound = RunCommand({"losetup", "/dev/" + loops[0], probe});
   if (bound.ok() && bound->exit_code == 0) {
-    EXPECT_NE(ReadFile(sys + "/queue/discard_max_bytes"), "0\n") << loops[0] << " kept discard off";
+    EXPECT_NE(SlurpFile(sys + "/queue/discard_max_bytes"), "0\n") << loops[0] << " kept discard off";
     RunCommand({"losetup", "-d", "/dev/" + loops[0]}).IgnoreError();
   }
   EXPECT_EQ(MountinfoAt(p.mount_point), "");
-  EXPECT_FALSE(Exists(p.image));
-  EXPECT_FALSE(Exists(p.mount_point));
-  EXPECT_FALSE(Exists(p.dir));
-  EXPECT_TRUE(Exists(fast_));
+  EXPECT_FALSE(PathExists(p.image));
+  EXPECT_FALSE(PathExists(p.mount_point));
+  EXPECT_FALSE(PathExists(p.dir));
+  EXPECT_TRUE(PathExists(fast_));
   absl::StatusOr<bool> mounted = PartitionMounted(p);
   ASSERT_TRUE(mounted.ok()) << mounted.status();
   EXPECT_FALSE(*mounted);
@@ -335,8 +327,8 @@ TEST_F(PartitionTest, ReleaseLeavesOtherFilesOfTheContainerDirectoryAlone) {
   ASSERT_TRUE(CreatePartition(p, 32 * kMiB).ok());
   ASSERT_EQ(WritePattern(p.dir + "/other", 1024, 'o'), 0);
   ASSERT_TRUE(ReleasePartition(p).ok());
-  EXPECT_FALSE(Exists(p.image));
-  EXPECT_FALSE(Exists(p.mount_point));
+  EXPECT_FALSE(PathExists(p.image));
+  EXPECT_FALSE(PathExists(p.mount_point));
   EXPECT_EQ(List(p.dir), std::vector<std::string>{"other"});
 }
 
@@ -380,7 +372,7 @@ TEST_F(PartitionTest, AttachAfterAnUnmountKeepsTheData) {
   EXPECT_TRUE(HasPattern(p.mount_point + "/data", 3 * kMiB, 'd'));
   EXPECT_TRUE(AttachPartition(p).ok()) << "attaching a mounted partition is a no-op";
   EXPECT_EQ(LoopsNaming(p.image).size(), 1u);
-  EXPECT_EQ(ReadFile(absl::StrCat("/sys/block/", LoopsNaming(p.image)[0],
+  EXPECT_EQ(SlurpFile(absl::StrCat("/sys/block/", LoopsNaming(p.image)[0],
                                   "/queue/discard_max_bytes")), "0\n");
 }
 
@@ -411,7 +403,7 @@ TEST_F(PartitionTest, ForeignMountOnTheMountPointIsNotThePartitionAndIsLeftAlone
   EXPECT_TRUE(absl::IsFailedPrecondition(ReleasePartition(p)));
   EXPECT_TRUE(absl::IsFailedPrecondition(PartitionUsage(p).status()));
   EXPECT_TRUE(absl::StrContains(MountinfoAt(p.mount_point), "tmpfs"));
-  EXPECT_TRUE(Exists(p.image));
+  EXPECT_TRUE(PathExists(p.image));
   ASSERT_EQ(umount2(p.mount_point.c_str(), 0), 0);
 }
 
@@ -459,7 +451,7 @@ TEST_F(PartitionTest, SizeBelowTheMinimumIsRefusedAndNothingIsCreated) {
   absl::Status s = CreatePartition(p, kMinPartitionBytes - 1);
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "at least 16777216 bytes")) << s;
-  EXPECT_FALSE(Exists(p.dir));
+  EXPECT_FALSE(PathExists(p.dir));
 }
 
 TEST_F(PartitionTest, FastRootWithoutRoomGivesAClearErrorAndLeavesNothingBehind) {
@@ -503,11 +495,11 @@ TEST_F(PartitionTest, BusyPartitionIsNotReleasedAndTheErrorNamesTheHolder) {
   EXPECT_TRUE(absl::StrContains(s.message(), absl::StrCat("process ", getpid(), " ("))) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "an open file")) << s;
   EXPECT_TRUE(*PartitionMounted(p));
-  EXPECT_TRUE(Exists(p.image));
+  EXPECT_TRUE(PathExists(p.image));
   close(fd);
   s = ReleasePartition(p);
   EXPECT_TRUE(s.ok()) << s;
-  EXPECT_FALSE(Exists(p.dir));
+  EXPECT_FALSE(PathExists(p.dir));
 }
 
 // Freeing off the caller's thread: SetPartitionAside moves the whole
@@ -529,7 +521,7 @@ TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater
   planned_.push_back(a.paths);  // released in TearDown if the test fails
   EXPECT_TRUE(absl::StartsWith(a.paths.dir, fast_ + "/" + kAsidePrefix)) << a.paths.dir;
   EXPECT_GE(a.image_bytes, kSize) << "the image's blocks are what freeing it gives back";
-  EXPECT_FALSE(Exists(p.dir)) << "the container directory did not move";
+  EXPECT_FALSE(PathExists(p.dir)) << "the container directory did not move";
   EXPECT_EQ(MountinfoAt(p.mount_point), "");
   EXPECT_NE(MountinfoAt(a.paths.mount_point), "") << "the mount did not move with the directory";
   EXPECT_TRUE(HasPattern(a.paths.mount_point + "/data", kMiB, 'd'));
@@ -554,7 +546,7 @@ TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater
   const std::string aside_image = a.paths.image;
   absl::Status released = ReleasePartition(a.paths);
   ASSERT_TRUE(released.ok()) << released;
-  EXPECT_FALSE(Exists(a.paths.dir));
+  EXPECT_FALSE(PathExists(a.paths.dir));
   EXPECT_TRUE(WaitLoopsGone(aside_image));
   absl::StatusOr<SpaceUsage> after = FilesystemUsage(fast_);
   ASSERT_TRUE(after.ok());
@@ -587,7 +579,7 @@ TEST_F(PartitionTest, SetAsideRefusesForeignMountsAndDirectoriesWithOtherFilesUn
   mounts_.push_back(foreign.mount_point);
   aside = SetPartitionAside(foreign);
   EXPECT_TRUE(absl::IsFailedPrecondition(aside.status())) << aside.status();
-  EXPECT_TRUE(Exists(foreign.image));
+  EXPECT_TRUE(PathExists(foreign.image));
   EXPECT_TRUE(absl::StrContains(MountinfoAt(foreign.mount_point), "tmpfs"));
   ASSERT_EQ(umount2(foreign.mount_point.c_str(), 0), 0);
 
