@@ -45,6 +45,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/bench_common.h"
 
 ABSL_FLAG(std::string, mode, "tracepoint", "gputierd --mode for the 'with' rounds");
 ABSL_FLAG(int, iterations, 200000, "open+close pairs per loop");
@@ -53,18 +54,16 @@ ABSL_FLAG(std::string, gputierd, GPUTIER_BIN_DIR "/gputierd", "agent binary");
 
 namespace {
 
+using gputier::bench::Median;
+using gputier::bench::ProgStats;
+using gputier::bench::ProgStatsOf;
+
 // Per-iteration time of one loop: wall clock, and the thread's CPU time (which
 // leaves out time the thread spent preempted by other work on the host).
 struct LoopTime {
   double wall_ns = 0;
   double cpu_ns = 0;
 };
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
 
 // The p-th percentile (0..100) of v, nearest rank.
 double Percentile(std::vector<double> v, double p) {
@@ -108,22 +107,6 @@ LoopTime TimeLoop(const std::string& path, int iterations, std::vector<LoopTime>
     done += n;
   }
   return {Median(wall), Median(cpu)};
-}
-
-struct ProgStats {
-  uint64_t run_time_ns = 0;
-  uint64_t run_cnt = 0;
-};
-
-ProgStats ProgStatsOf(int fd) {
-  ProgStats s;
-  bpf_prog_info info = {};
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-    s.run_time_ns = info.run_time_ns;
-    s.run_cnt = info.run_cnt;
-  }
-  return s;
 }
 
 // Sums the kernel's stats over loaded programs whose name starts with "gt_"

@@ -22,8 +22,9 @@
  * loads instead of a bpf_get_current_cgroup_id() call.
  *
  * Cost per regular-file open (GT_READ_BTF_CAST): a handful of plain loads,
- * the extension parse (straight-line, ext_class.bpf.h), two hash lookups
- * (extension, cgroup) and two atomic adds. No clock read: see gt_now(). No
+ * the extension parse (straight-line, ext_class.bpf.h), the extension's
+ * gt_ext_index bucket (an array lookup the verifier inlines), one hash lookup
+ * (the cgroup's counters) and two atomic adds. No clock read: see gt_now(). No
  * bpf_d_path, no string loops, no per-open ring-buffer traffic.
  */
 #ifndef GPUTIER_COUNT_BPF_H
@@ -237,6 +238,27 @@ static __always_inline int gt_read_name_tail(char *tail, const unsigned char *na
 }
 
 /*
+ * The class id of an extension: its gt_ext_index bucket (an inlined array
+ * lookup), and gt_ext_class only when the bucket overflowed.
+ */
+static __always_inline __u32 gt_ext_class_of(const struct gt_ext_key *key)
+{
+	__u32 b = gt_ext_bucket_of(key);
+	struct gt_ext_bucket *bucket = bpf_map_lookup_elem(&gt_ext_index, &b);
+	__u32 c = GT_CLASS_OTHER;
+	__u32 *cls;
+
+	if (!bucket)
+		return GT_CLASS_OTHER;
+	if (gt_ext_bucket_find(bucket, key, &c))
+		return c;
+	if (!bucket->overflow)
+		return GT_CLASS_OTHER;
+	cls = bpf_map_lookup_elem(&gt_ext_class, key);
+	return cls ? *cls : GT_CLASS_OTHER;
+}
+
+/*
  * A file was opened. Regular files count by extension class; selected char
  * devices count as GPU opens.
  */
@@ -277,8 +299,7 @@ static __always_inline void gt_count_open(struct file *file, enum gt_read how,
 		if (!has_ext) {
 			__sync_fetch_and_add(&s->opens_noext, 1);
 		} else {
-			__u32 *cls = bpf_map_lookup_elem(&gt_ext_class, &key);
-			__u32 c = cls ? *cls : GT_CLASS_OTHER;
+			__u32 c = gt_ext_class_of(&key);
 
 			if (c < GT_CLASS_MAX)
 				__sync_fetch_and_add(&s->opens_by_class[c], 1);

@@ -52,6 +52,12 @@ static __always_inline __u64 gt_load_word(const char *p)
 #endif
 }
 
+/* The same for p on an 8-byte boundary: one 64-bit load. */
+static __always_inline __u64 gt_load_aligned_word(const char *p)
+{
+	return gt_load_word((const char *)__builtin_assume_aligned(p, 8));
+}
+
 static __always_inline void gt_store_word(char *p, __u64 w)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -153,6 +159,46 @@ static __always_inline int gt_ext_from_tail(const char *tail, __u32 len, int who
 	gt_store_word(key->ext, ext_lo);
 	gt_store_word(key->ext + 8, ext_hi);
 	return 1;
+}
+
+/*
+ * The gt_ext_index bucket of an extension key (< GT_EXT_BUCKETS): a
+ * multiply-shift hash of its two words. Userspace builds the index with this
+ * same function (loader/ext_index.cc), so both sides agree by construction.
+ */
+static __always_inline __u32 gt_ext_bucket_of(const struct gt_ext_key *key)
+{
+	__u64 lo = gt_load_word(key->ext);
+	__u64 hi = gt_load_word(key->ext + 8);
+	__u64 h = (lo ^ (hi * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+
+	return (__u32)(h >> (64 - GT_EXT_BUCKET_BITS));
+}
+
+/*
+ * Looks `key` up in its bucket `b`: 1 and *cls = its class id when one of the
+ * ways holds it, else 0 (then, if b->overflow, the extension may still be in
+ * gt_ext_class). Straight-line: GT_EXT_WAYS compares of two words each.
+ */
+static __always_inline int gt_ext_bucket_find(const struct gt_ext_bucket *b,
+					      const struct gt_ext_key *key, __u32 *cls)
+{
+	__u64 lo = gt_load_word(key->ext);
+	__u64 hi = gt_load_word(key->ext + 8);
+	int i;
+
+#ifdef __BPF__
+#pragma unroll
+#endif
+	for (i = 0; i < GT_EXT_WAYS; i++) {
+		/* struct gt_ext_bucket is 8-byte aligned, each way 16 bytes. */
+		if (gt_load_aligned_word(b->ext[i].ext) == lo &&
+		    gt_load_aligned_word(b->ext[i].ext + 8) == hi) {
+			*cls = b->class_id[i];
+			return 1;
+		}
+	}
+	return 0;
 }
 
 #endif /* GPUTIER_EXT_CLASS_BPF_H */

@@ -25,7 +25,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_cg_stats SEC(".maps");
 
-/* lower-cased extension -> class id. Filled by the agent from config. */
+/* lower-cased extension -> class id. Filled by the agent from config; the
+ * table auditors read. The programs read gt_ext_index, and this map only for
+ * an extension of an overflowing bucket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, GT_MAX_EXTENSIONS);
@@ -34,6 +36,18 @@ struct {
 	__uint(map_flags, BPF_F_RDONLY_PROG);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } gt_ext_class SEC(".maps");
+
+/* bucket -> up to GT_EXT_WAYS (extension, class id): the programs' inlined
+ * copy of gt_ext_class (abi.h). Written by the agent at start, before any of
+ * its programs is attached; a deterministic function of the config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GT_EXT_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct gt_ext_bucket);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gt_ext_index SEC(".maps");
 
 /* class id -> class name, for readers of the pins (the programs never read it). */
 struct {

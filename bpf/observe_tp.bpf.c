@@ -25,7 +25,8 @@
  *                          fd table, the struct file and the name are read
  *                          with plain typed loads; the helper calls left on
  *                          the path of an open are bpf_get_current_task_btf
- *                          and the two map lookups (bpf_jiffies64 is inlined).
+ *                          and the counters' hash lookup (the extension
+ *                          table and bpf_jiffies64 are inlined).
  *   gt_tp_sys_exit_compat  every supported kernel (5.10+): the same logic
  *                          with a bpf_probe_read_kernel per field.
  */
@@ -36,6 +37,7 @@
 
 #define GT_HAVE_RDONLY_CAST
 #include "count.bpf.h"
+#include "fd_file.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -49,49 +51,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define GT_NR_pwritev 296
 #define GT_NR_pwritev2 328
 #define GT_NR_openat2 437
-
-/* The struct file behind `fd` in the current task, NULL if none (a plain address). */
-static __always_inline struct file *gt_fd_file_probe(long fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
-	unsigned int max_fds;
-
-	if (fd < 0)
-		return NULL;
-	max_fds = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned long)fd >= max_fds)
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&file, sizeof(file), fds + fd);
-	return file;
-}
-
-/*
- * The same as a typed pointer, with plain loads. A NULL files or fdt (an
- * exiting task) reads as zeros: max_fds 0, so NULL. The fd array holds plain
- * addresses, so the slot fds[fd] is read through bpf_rdonly_cast, viewed as
- * the first fd_array slot of a files_struct: the load yields a typed (read-only,
- * untrusted) struct file pointer.
- */
-static __always_inline struct file *gt_fd_file_btf(struct task_struct *task, long fd)
-{
-	struct files_struct *slot;
-	struct fdtable *fdt;
-	struct file **fds;
-
-	if (fd < 0)
-		return NULL;
-	fdt = task->files->fdt;
-	if ((unsigned long)fd >= fdt->max_fds)
-		return NULL;
-	fds = fdt->fd;
-	slot = bpf_rdonly_cast((void *)(fds + fd) - bpf_core_field_offset(struct files_struct, fd_array),
-			       bpf_core_type_id_kernel(struct files_struct));
-	return slot->fd_array[0];
-}
 
 /* Both builds: `how` is a compile-time constant, so each gets its own code. */
 static __always_inline int gt_sys_exit(struct pt_regs *regs, long ret, enum gt_read how)

@@ -156,8 +156,8 @@ absl::StatusOr<std::array<uint64_t, GT_DROP_MAX>> ReadDrops(int drops_fd) {
 }
 
 std::vector<std::string> AllMapNames() {
-  return {GT_MAP_CG_STATS, GT_MAP_EXT_CLASS, GT_MAP_CLASS_NAMES, GT_MAP_GPU_DEVS,
-          GT_MAP_EVENTS,   GT_MAP_META,      GT_MAP_DROPS,       GT_MAP_VERDICTS,
+  return {GT_MAP_CG_STATS, GT_MAP_EXT_CLASS, GT_MAP_EXT_INDEX, GT_MAP_CLASS_NAMES,
+          GT_MAP_GPU_DEVS, GT_MAP_EVENTS,    GT_MAP_META,      GT_MAP_DROPS,       GT_MAP_VERDICTS,
           GT_MAP_GUARD_CFG, GT_MAP_GUARD_FS, GT_MAP_GUARD_EXEMPT, GT_MAP_GUARD_CG,
           GT_MAP_OWN_OBJS,  GT_MAP_AUDIT_LOG, GT_MAP_AUDIT_HEAD};
 }

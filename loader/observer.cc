@@ -23,6 +23,7 @@
 #include "bpf/observe_lsm.skel.h"
 #include "bpf/observe_tp.skel.h"
 #include "loader/cgroup_resolver.h"
+#include "loader/ext_index.h"
 #include "loader/clock.h"
 #include "loader/log.h"
 #include "loader/maps.h"
@@ -79,9 +80,13 @@ int MapFd(bpf_object* obj, const char* name) {
   return map == nullptr ? -1 : bpf_map__fd(map);
 }
 
-// Writes the extension table and the class names, removing stale entries.
+// Writes the extension table, its index and the class names, removing stale
+// entries. Runs before Attach: no program of this agent reads the index while
+// it is rewritten, and its contents are a deterministic function of the config
+// (a reused pin or a second mode probe rewrites the same bytes).
 absl::Status FillClasses(bpf_object* obj, const std::vector<ExtensionClass>& classes) {
   int ext_fd = MapFd(obj, GT_MAP_EXT_CLASS);
+  int index_fd = MapFd(obj, GT_MAP_EXT_INDEX);
   int names_fd = MapFd(obj, GT_MAP_CLASS_NAMES);
   absl::flat_hash_set<std::string> wanted;
   for (const ExtensionClass& c : classes) {
@@ -105,8 +110,7 @@ absl::Status FillClasses(bpf_object* obj, const std::vector<ExtensionClass>& cla
     if (c.id >= GT_CLASS_MAX) return absl::InvalidArgumentError(absl::StrCat("class id ", c.id));
     snprintf(names[c.id].name, GT_CLASS_NAME_LEN, "%s", c.name.c_str());
     for (const std::string& e : c.extensions) {
-      gt_ext_key k = {};
-      memcpy(k.ext, e.data(), std::min(e.size(), sizeof(k.ext) - 1));
+      gt_ext_key k = ExtKey(e);
       uint32_t id = c.id;
       if (bpf_map_update_elem(ext_fd, &k, &id, BPF_ANY) != 0) {
         return absl::ErrnoToStatus(errno, absl::StrCat("writing extension '", e, "' to gt_ext_class"));
@@ -116,6 +120,12 @@ absl::Status FillClasses(bpf_object* obj, const std::vector<ExtensionClass>& cla
   for (uint32_t i = 0; i < GT_CLASS_MAX; ++i) {
     if (bpf_map_update_elem(names_fd, &i, &names[i], BPF_ANY) != 0) {
       return absl::ErrnoToStatus(errno, "writing gt_class_names");
+    }
+  }
+  const std::vector<gt_ext_bucket> index = BuildExtIndex(classes);
+  for (uint32_t b = 0; b < index.size(); ++b) {
+    if (bpf_map_update_elem(index_fd, &b, &index[b], BPF_ANY) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("writing bucket ", b, " of gt_ext_index"));
     }
   }
   return absl::OkStatus();

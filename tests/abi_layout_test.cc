@@ -11,7 +11,7 @@
 namespace gputier {
 namespace {
 
-static_assert(GT_ABI_VERSION == 2,
+static_assert(GT_ABI_VERSION == 3,
               "a new ABI version: update the layouts pinned below");
 
 // ---- Extension classes ------------------------------------------------------
@@ -29,6 +29,15 @@ static_assert((GT_NAME_TAIL & (GT_NAME_TAIL - 1)) == 0,
 static_assert(sizeof(gt_ext_key) == 16);
 static_assert(offsetof(gt_ext_key, ext) == 0);
 static_assert(sizeof(gt_ext_key::ext) == GT_EXT_MAX + 1);
+
+static_assert(GT_EXT_BUCKETS == (1u << GT_EXT_BUCKET_BITS) && GT_EXT_BUCKETS >= GT_MAX_EXTENSIONS,
+              "gt_ext_index has at least one bucket per extension the config may list");
+static_assert(sizeof(gt_ext_bucket) == 88);
+static_assert(alignof(gt_ext_bucket) == 8, "the programs read each way as two 64-bit words");
+static_assert(offsetof(gt_ext_bucket, ext) == 0);
+static_assert(offsetof(gt_ext_bucket, class_id) == 16 * GT_EXT_WAYS);
+static_assert(offsetof(gt_ext_bucket, overflow) == 20 * GT_EXT_WAYS);
+static_assert(offsetof(gt_ext_bucket, reserved) == 20 * GT_EXT_WAYS + 4);
 
 static_assert(sizeof(gt_class_name) == 16);
 static_assert(sizeof(gt_class_name::name) == GT_CLASS_NAME_LEN);
@@ -143,6 +152,7 @@ static_assert(offsetof(gt_obj_key, id) == 4);
 
 // No implicit padding anywhere: every struct is the sum of its fields.
 static_assert(std::has_unique_object_representations_v<gt_ext_key>);
+static_assert(std::has_unique_object_representations_v<gt_ext_bucket>);
 static_assert(std::has_unique_object_representations_v<gt_class_name>);
 static_assert(std::has_unique_object_representations_v<gt_dev_key>);
 static_assert(std::has_unique_object_representations_v<gt_dev_val>);

@@ -20,8 +20,9 @@
 #include <linux/types.h>
 #endif
 
-/* 2: maps the programs only read carry BPF_F_RDONLY_PROG; guard and audit maps. */
-#define GT_ABI_VERSION 2
+/* 2: maps the programs only read carry BPF_F_RDONLY_PROG; guard and audit maps.
+ * 3: gt_ext_index, the programs' bucketed copy of gt_ext_class. */
+#define GT_ABI_VERSION 3
 #define GT_ABI_MAGIC 0x67707574u /* "gput" */
 
 /* ---- Extension classes ------------------------------------------------ */
@@ -54,6 +55,28 @@ enum gt_ext_class {
 struct gt_ext_key {
 	char ext[GT_EXT_MAX + 1];
 };
+
+/*
+ * gt_ext_index: the programs' copy of gt_ext_class, so that the lookup on
+ * every counted open is one array element (a lookup the verifier inlines, no
+ * call) instead of a hash-map lookup (a call that costs several times more).
+ * An extension lives in bucket gt_ext_bucket_of() (bpf/ext_class.bpf.h), in
+ * one of GT_EXT_WAYS ways; unused ways are all zero, which no extension is.
+ * When more than GT_EXT_WAYS configured extensions share a bucket, the bucket
+ * keeps the first GT_EXT_WAYS in byte order and sets `overflow`, and the
+ * programs look an extension they did not find there up in gt_ext_class.
+ * gt_ext_class stays the table to read; gt_ext_index is derived from it.
+ */
+#define GT_EXT_BUCKET_BITS 10
+#define GT_EXT_BUCKETS (1u << GT_EXT_BUCKET_BITS)
+#define GT_EXT_WAYS 4
+
+struct gt_ext_bucket {
+	struct gt_ext_key ext[GT_EXT_WAYS];
+	__u32 class_id[GT_EXT_WAYS];
+	__u32 overflow; /* 1: more extensions hash here; see gt_ext_class */
+	__u32 reserved;
+} __attribute__((aligned(8))); /* ext[i] read as two 64-bit words */
 
 /* Value of gt_class_names[class id]: the class's name, NUL padded. */
 struct gt_class_name {
@@ -278,6 +301,7 @@ struct gt_obj_key {
 /* Pinned map names (also the names inside the BPF objects). */
 #define GT_MAP_CG_STATS "gt_cg_stats"
 #define GT_MAP_EXT_CLASS "gt_ext_class"
+#define GT_MAP_EXT_INDEX "gt_ext_index"
 #define GT_MAP_CLASS_NAMES "gt_class_names"
 #define GT_MAP_GPU_DEVS "gt_gpu_devs"
 #define GT_MAP_EVENTS "gt_events"

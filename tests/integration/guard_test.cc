@@ -29,6 +29,7 @@
 #include "gputier/abi.h"
 #include "gtest/gtest.h"
 #include "loader/guard.h"
+#include "loader/maps.h"
 #include "loader/observer.h"
 #include "tests/integration/agent_harness.h"
 
@@ -393,13 +394,11 @@ TEST_F(GuardTest, PinsAreRootOnlyAndConfigMapsAreReadOnlyToPrograms) {
   ASSERT_EQ(stat(agent_.pin_dir().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_EQ(st.st_uid, 0u);
-  const std::set<std::string> read_only = {GT_MAP_EXT_CLASS, GT_MAP_CLASS_NAMES, GT_MAP_GPU_DEVS,
-                                           GT_MAP_META,      GT_MAP_VERDICTS,    GT_MAP_GUARD_CFG,
-                                           GT_MAP_GUARD_FS,  GT_MAP_GUARD_EXEMPT, GT_MAP_OWN_OBJS};
-  for (const char* name : {GT_MAP_CG_STATS, GT_MAP_EXT_CLASS, GT_MAP_CLASS_NAMES, GT_MAP_GPU_DEVS,
-                           GT_MAP_EVENTS, GT_MAP_META, GT_MAP_DROPS, GT_MAP_VERDICTS, GT_MAP_GUARD_CFG,
-                           GT_MAP_GUARD_FS, GT_MAP_GUARD_EXEMPT, GT_MAP_GUARD_CG, GT_MAP_OWN_OBJS,
-                           GT_MAP_AUDIT_LOG, GT_MAP_AUDIT_HEAD}) {
+  const std::set<std::string> read_only = {GT_MAP_EXT_CLASS, GT_MAP_EXT_INDEX,    GT_MAP_CLASS_NAMES,
+                                           GT_MAP_GPU_DEVS,  GT_MAP_META,         GT_MAP_VERDICTS,
+                                           GT_MAP_GUARD_CFG, GT_MAP_GUARD_FS,     GT_MAP_GUARD_EXEMPT,
+                                           GT_MAP_OWN_OBJS};
+  for (const std::string& name : AllMapNames()) {
     const std::string pin = agent_.pin_dir() + "/" + name;
     ASSERT_EQ(stat(pin.c_str(), &st), 0) << pin;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << pin;

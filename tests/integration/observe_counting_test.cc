@@ -14,8 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/ext_index_testing.h"
 #include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {
@@ -148,6 +150,31 @@ TEST_F(ObserveCountingTest, CountersSurviveAnAgentRestart) {
   ExpectCounts(cg.id(), w, 1);
   Run(cg, w);
   ExpectCounts(cg.id(), w, 2);
+}
+
+// The programs read extensions from gt_ext_index, whose buckets hold
+// GT_EXT_WAYS each; the rest of a crowded bucket is read from gt_ext_class.
+TEST_F(ObserveCountingTest, ExtensionsOfACrowdedIndexBucketStillCountInTheirClass) {
+  const std::vector<std::string> crowded = CollidingExtensions(GT_EXT_WAYS + 2);
+  std::string yaml = absl::StrCat(config_, "extensions:\n  crowded: [");
+  std::vector<std::string> files;
+  for (size_t i = 0; i < crowded.size(); ++i) {
+    absl::StrAppend(&yaml, i ? ", " : "", crowded[i]);
+    files.push_back(Data(absl::StrCat("f", i, ".", absl::AsciiStrToUpper(crowded[i]))));
+    WriteFile(files.back(), 1);
+  }
+  absl::StrAppend(&yaml, "]\n");
+  ASSERT_TRUE(agent_.Start({RequestedMode(), yaml}).ok()) << agent_.LogTail();
+
+  TestCgroup cg("crowded");
+  constexpr int kOpens = 3;
+  ASSERT_EQ(RunRawWorkload(cg, {files, kOpens, "", 0, "", 0, 0}), 0);
+  absl::StatusOr<nlohmann::json> row = agent_.AuditCgroup(cg.id());
+  ASSERT_TRUE(row.ok()) << row.status();
+  ASSERT_FALSE(row->is_null());
+  EXPECT_EQ(row->at("opens_total"), crowded.size() * kOpens) << row->dump(2);
+  EXPECT_EQ(row->at("opens_by_class").at("crowded"), crowded.size() * kOpens) << row->dump(2);
+  EXPECT_EQ(row->at("opens_by_class").at("other"), 0) << row->dump(2);
 }
 
 TEST_F(ObserveCountingTest, RemovedCgroupLosesItsEntry) {
