@@ -3,9 +3,16 @@
 #define GPUTIER_BENCH_BENCH_COMMON_H_
 
 #include <bpf/bpf.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace gputier::bench {
@@ -14,6 +21,49 @@ inline double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Per-iteration time of one loop: wall clock, and the thread's CPU time (which
+// leaves out time the thread spent preempted by other work on the host).
+struct LoopTime {
+  double wall_ns = 0;
+  double cpu_ns = 0;
+};
+
+inline double ThreadCpuNs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+// Times `iterations` open+close pairs in chunks of kChunk. Each side of a
+// loop is the median of its chunks, so a burst of other work on a shared host
+// that covers less than half of the loop does not move it; every chunk is also
+// kept in *chunks for the percentiles.
+constexpr int kChunk = 10000;
+
+inline LoopTime TimeLoop(const std::string& path, int iterations, std::vector<LoopTime>* chunks = nullptr) {
+  std::vector<double> wall, cpu;
+  for (int done = 0; done < iterations;) {
+    const int n = std::min(kChunk, iterations - done);
+    const double cpu_start = ThreadCpuNs();
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      int fd = open(path.c_str(), O_RDONLY);
+      if (fd < 0) {
+        perror("open");
+        exit(1);
+      }
+      close(fd);
+    }
+    auto end = std::chrono::steady_clock::now();
+    const double cpu_end = ThreadCpuNs();
+    wall.push_back(std::chrono::duration<double, std::nano>(end - start).count() / n);
+    cpu.push_back((cpu_end - cpu_start) / n);
+    if (chunks != nullptr) chunks->push_back({wall.back(), cpu.back()});
+    done += n;
+  }
+  return {Median(wall), Median(cpu)};
 }
 
 // The kernel's accounting of one program (BPF_ENABLE_STATS must be on for it

@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -43,6 +42,7 @@ namespace {
 using gputier::bench::Median;
 using gputier::bench::ProgStats;
 using gputier::bench::ProgStatsOf;
+using gputier::bench::TimeLoop;
 
 struct Rung {
   const char* program;
@@ -60,19 +60,8 @@ constexpr Rung kRungs[] = {
     {"rung_gputier_count_open", "gputier's gt_count_open (count.bpf.h) on sys_exit_openat"},
 };
 
-// Runs n open+close pairs; returns the wall time per pair.
-double Loop(const std::string& path, int n) {
-  auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) {
-    int fd = open(path.c_str(), O_RDONLY);
-    if (fd < 0) {
-      perror(path.c_str());
-      exit(1);
-    }
-    close(fd);
-  }
-  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() / n;
-}
+// Wall time per open+close pair of n pairs (the median of 10,000-pair chunks).
+double Loop(const std::string& path, int n) { return TimeLoop(path, n).wall_ns; }
 
 // Fills the private extension table and its index with the built-in classes.
 bool FillExtensions(hook_floor_bpf* skel) {

@@ -54,16 +54,12 @@ ABSL_FLAG(std::string, gputierd, GPUTIER_BIN_DIR "/gputierd", "agent binary");
 
 namespace {
 
+using gputier::bench::kChunk;
+using gputier::bench::LoopTime;
 using gputier::bench::Median;
 using gputier::bench::ProgStats;
 using gputier::bench::ProgStatsOf;
-
-// Per-iteration time of one loop: wall clock, and the thread's CPU time (which
-// leaves out time the thread spent preempted by other work on the host).
-struct LoopTime {
-  double wall_ns = 0;
-  double cpu_ns = 0;
-};
+using gputier::bench::TimeLoop;
 
 // The p-th percentile (0..100) of v, nearest rank.
 double Percentile(std::vector<double> v, double p) {
@@ -71,42 +67,6 @@ double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   size_t i = static_cast<size_t>(p / 100 * (v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
-}
-
-double ThreadCpuNs() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-// Times `iterations` open+close pairs in chunks of kChunk. Each side of a
-// loop is the median of its chunks, so a burst of other work on a shared host
-// that covers less than half of the loop does not move it; every chunk is also
-// kept in *chunks for the percentiles.
-constexpr int kChunk = 10000;
-
-LoopTime TimeLoop(const std::string& path, int iterations, std::vector<LoopTime>* chunks = nullptr) {
-  std::vector<double> wall, cpu;
-  for (int done = 0; done < iterations;) {
-    const int n = std::min(kChunk, iterations - done);
-    const double cpu_start = ThreadCpuNs();
-    auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < n; ++i) {
-      int fd = open(path.c_str(), O_RDONLY);
-      if (fd < 0) {
-        perror("open");
-        exit(1);
-      }
-      close(fd);
-    }
-    auto end = std::chrono::steady_clock::now();
-    const double cpu_end = ThreadCpuNs();
-    wall.push_back(std::chrono::duration<double, std::nano>(end - start).count() / n);
-    cpu.push_back((cpu_end - cpu_start) / n);
-    if (chunks != nullptr) chunks->push_back({wall.back(), cpu.back()});
-    done += n;
-  }
-  return {Median(wall), Median(cpu)};
 }
 
 // Sums the kernel's stats over loaded programs whose name starts with "gt_"
