@@ -29,6 +29,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "bench/bench_common.h"
 #include "bpf/hook_floor.skel.h"
 #include "loader/config.h"
@@ -47,17 +48,19 @@ using gputier::bench::TimeLoop;
 struct Rung {
   const char* program;
   const char* what;
+  int step_from;  // index of the rung this one adds a step to, or -1
 };
 
 constexpr Rung kRungs[] = {
-    {"rung_empty_sys_exit", "empty program, tp_btf/sys_exit (open and close exits)"},
-    {"rung_empty_openat_exit", "empty program, syscalls/sys_exit_openat"},
-    {"rung_current_task", "+ current task (bpf_get_current_task_btf)"},
-    {"rung_opened_file", "+ the opened struct file and its mode (fd table)"},
-    {"rung_ext_and_cgroup", "+ name tail, extension parse, cgroup id"},
-    {"rung_ext_class", "+ extension class (gt_ext_index, inlined array)"},
-    {"rung_counters_lookup", "+ cgroup counters (hash lookup) and an atomic add"},
-    {"rung_gputier_count_open", "gputier's gt_count_open (count.bpf.h) on sys_exit_openat"},
+    {"rung_empty_sys_exit", "empty program, tp_btf/sys_exit (open and close exits)", -1},
+    {"rung_empty_openat_exit", "empty program, syscalls/sys_exit_openat", -1},
+    {"rung_current_task", "+ current task (bpf_get_current_task_btf)", 1},
+    {"rung_opened_file", "+ the opened struct file and its mode (fd table)", 2},
+    {"rung_ext_and_cgroup", "+ name tail, extension parse, cgroup id", 3},
+    {"rung_ext_class", "+ extension class (gt_ext_index, inlined array)", 4},
+    {"rung_ext_class_hash", "  (instead: extension class from gt_ext_class, hash)", 4},
+    {"rung_counters_lookup", "+ cgroup counters (hash lookup) and an atomic add", 5},
+    {"rung_gputier_count_open", "gputier's gt_count_open (count.bpf.h) on sys_exit_openat", -1},
 };
 
 // Wall time per open+close pair of n pairs (the median of 10,000-pair chunks).
@@ -118,9 +121,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   char tmpl[] = "/tmp/gputier-floor-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  if (mkdtemp(tmpl) == nullptr) {
+    fprintf(stderr, "gputier_bench_hook_floor: making a directory under /tmp failed: %s\n", strerror(errno));
+    hook_floor_bpf__destroy(skel);
+    return 1;
+  }
+  const std::string dir = tmpl;
   const std::string file = dir + "/weights.safetensors";
-  std::ofstream(file) << "x";
+  if (!(std::ofstream(file) << "x")) {
+    fprintf(stderr, "gputier_bench_hook_floor: writing %s failed\n", file.c_str());
+    rmdir(dir.c_str());
+    hook_floor_bpf__destroy(skel);
+    return 1;
+  }
 
   auto clean_up = [&]() {
     hook_floor_bpf__destroy(skel);
@@ -172,11 +185,9 @@ int main(int argc, char** argv) {
   std::string result = "RESULT";
   for (size_t i = 0; i < kN; ++i) {
     const double ns = Median(per_open[i]);
-    // Steps are measured along the sys_exit_openat rungs (from rung 2 on).
-    const bool stepped = i >= 2 && i + 1 < kN;
+    const int from = kRungs[i].step_from;
     printf("  %-60s %9.2f %9.1f %8s %7.3f\n", kRungs[i].what, Median(runs_per_open[i]), ns,
-           stepped ? absl::StrCat("+", static_cast<int>(ns - Median(per_open[i - 1]) + 0.5)).c_str() : "",
-           Median(ratio[i]));
+           from >= 0 ? absl::StrFormat("%+.0f", ns - Median(per_open[from])).c_str() : "", Median(ratio[i]));
     absl::StrAppend(&result, " ", kRungs[i].program + 5, "=", static_cast<int>(ns * 10 + 0.5) / 10.0);
   }
   printf("%s\n", result.c_str());

@@ -162,16 +162,23 @@ static __always_inline int gt_ext_from_tail(const char *tail, __u32 len, int who
 }
 
 /*
- * The gt_ext_index bucket of an extension key (< GT_EXT_BUCKETS): a
- * multiply-shift hash of its two words. Userspace builds the index with this
- * same function (loader/ext_index.cc), so both sides agree by construction.
+ * The gt_ext_index bucket of an extension key (< GT_EXT_BUCKETS): the two
+ * words folded, then a 64-bit finalizer (xor-shift, multiply; twice), so that
+ * extensions differing in one character spread over the buckets. Userspace
+ * builds the index with this same function (loader/ext_index.cc), so both
+ * sides agree by construction.
  */
 static __always_inline __u32 gt_ext_bucket_of(const struct gt_ext_key *key)
 {
 	__u64 lo = gt_load_word(key->ext);
 	__u64 hi = gt_load_word(key->ext + 8);
-	__u64 h = (lo ^ (hi * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+	__u64 h = lo ^ (hi * 0x9e3779b97f4a7c15ull);
 
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
 	return (__u32)(h >> (64 - GT_EXT_BUCKET_BITS));
 }
 

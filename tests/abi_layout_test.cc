@@ -30,7 +30,7 @@ static_assert(sizeof(gt_ext_key) == 16);
 static_assert(offsetof(gt_ext_key, ext) == 0);
 static_assert(sizeof(gt_ext_key::ext) == GT_EXT_MAX + 1);
 
-static_assert(GT_EXT_BUCKETS == (1u << GT_EXT_BUCKET_BITS) && GT_EXT_BUCKETS >= GT_MAX_EXTENSIONS,
+static_assert(GT_EXT_BUCKETS >= GT_MAX_EXTENSIONS,
               "gt_ext_index has at least one bucket per extension the config may list");
 static_assert(sizeof(gt_ext_bucket) == 88);
 static_assert(alignof(gt_ext_bucket) == 8, "the programs read each way as two 64-bit words");

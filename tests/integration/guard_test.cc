@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <cstdlib>
 #include <map>
@@ -398,7 +399,15 @@ TEST_F(GuardTest, PinsAreRootOnlyAndConfigMapsAreReadOnlyToPrograms) {
                                            GT_MAP_GPU_DEVS,  GT_MAP_META,         GT_MAP_VERDICTS,
                                            GT_MAP_GUARD_CFG, GT_MAP_GUARD_FS,     GT_MAP_GUARD_EXEMPT,
                                            GT_MAP_OWN_OBJS};
-  for (const std::string& name : AllMapNames()) {
+  // Exactly gputier's names are pinned (AllMapNames also drives unpin and the
+  // layout check, so a map missing from it would outlive `gputierctl unpin`).
+  std::set<std::string> pinned;
+  for (const auto& entry : std::filesystem::directory_iterator(agent_.pin_dir())) {
+    pinned.insert(entry.path().filename().string());
+  }
+  const std::vector<std::string> names = AllMapNames();
+  EXPECT_EQ(pinned, std::set<std::string>(names.begin(), names.end()));
+  for (const std::string& name : names) {
     const std::string pin = agent_.pin_dir() + "/" + name;
     ASSERT_EQ(stat(pin.c_str(), &st), 0) << pin;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << pin;
