@@ -3,6 +3,7 @@
 #ifndef GPUTIER_LOADER_EXT_INDEX_H_
 #define GPUTIER_LOADER_EXT_INDEX_H_
 
+#include <string>
 #include <vector>
 
 #include "gputier/abi.h"
@@ -15,13 +16,12 @@ namespace gputier {
 // extensions in byte order of their keys and sets `overflow` when there are
 // more. A deterministic function of the set of (extension, class) pairs: the
 // order of classes and extensions in the config does not matter.
-std::vector<gt_ext_bucket>
-BuildExtIndex(const std::vector<ExtensionClass> &classes);
+std::vector<gt_ext_bucket> BuildExtIndex(const std::vector<ExtensionClass>& classes);
 
 // The key of an extension (lower case, without the dot), NUL padded; an
 // extension longer than GT_EXT_MAX is cut (config validation refuses those).
-gt_ext_key ExtKey(const std::string &extension);
+gt_ext_key ExtKey(const std::string& extension);
 
-} // namespace gputier
+}  // namespace gputier
 
-#endif // GPUTIER_LOADER_EXT_INDEX_H_
+#endif  // GPUTIER_LOADER_EXT_INDEX_H_
