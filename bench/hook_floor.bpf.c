@@ -4,8 +4,9 @@
  * of what counting an open takes, so the kernel's accounting of each
  * (BPF_ENABLE_STATS: run_time_ns / run_cnt) shows what every step costs on
  * this machine. The benchmark attaches one at a time. Each rung repeats the
- * rung before it and adds one step; `gt_bench_sink` keeps the compiler from
- * dropping what a rung reads.
+ * rung it builds on (the one before it, but for rung_ext_class_hash, which
+ * replaces rung_ext_class's step) and adds one step; `gt_bench_sink` keeps the
+ * compiler from dropping what a rung reads.
  *
  * Rungs on tracepoint/syscalls/sys_exit_openat run once per openat; the
  * tp_btf/sys_exit rung runs at every syscall exit (open and close), as

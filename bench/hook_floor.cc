@@ -1,13 +1,13 @@
 // Benchmark: what each step of counting an open costs in program time here.
 //
 // Attaches the rungs of bench/hook_floor.bpf.c one at a time (each rung does
-// what the one before did and one step more), runs a tight open+close loop on
-// a `.safetensors` file with the kernel's BPF accounting on
-// (BPF_ENABLE_STATS), and reports each rung's accounted time per open and the
-// step from the rung before, and the loop's time with the rung attached (stats
-// off) over the loops without anything on either side: medians of --rounds. No gputierd runs; the rungs
-// use private, unpinned copies of gputier's maps (the extension table filled
-// with the built-in classes).
+// what the rung it builds on did and one step more), runs a tight open+close
+// loop on a `.safetensors` file with the kernel's BPF accounting on
+// (BPF_ENABLE_STATS), and reports each rung's accounted time per open, its
+// step over the rung it builds on, and the loop's time with the rung attached
+// (stats off) over the loops without anything on either side: medians of
+// --rounds. No gputierd runs; the rungs use private, unpinned copies of
+// gputier's maps (the extension table filled with the built-in classes).
 //
 // It shows where a per-open program-time figure can go on this machine: an
 // empty program's accounted time (the two clock reads of the accounting, the
