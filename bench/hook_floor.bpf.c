@@ -83,18 +83,11 @@ static __always_inline int gt_bench_ext_and_cgroup(struct gt_bench_sys_exit *ctx
 {
 	__u32 mode = 0;
 	struct file *file = gt_bench_opened_file(ctx, task, &mode);
-	struct dentry *dentry;
-	char tail[GT_NAME_TAIL] __attribute__((aligned(8)));
-	__u32 len, n;
 
 	if (!file || (mode & GT_S_IFMT) != GT_S_IFREG)
 		return 0;
-	dentry = file->f_path.dentry;
-	len = dentry->d_name.len;
-	n = len < GT_NAME_TAIL ? len : GT_NAME_TAIL;
-	gt_read_name_tail(tail, dentry->d_name.name, len, n, GT_READ_BTF_CAST);
 	*cgid = gt_current_cgroup_id(task);
-	return gt_ext_from_tail(tail, n, len <= GT_NAME_TAIL, key);
+	return gt_file_ext(file, GT_READ_BTF_CAST, key);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")

@@ -37,7 +37,7 @@
 #include "bench/bench_common.h"
 #include "bpf/hook_floor.skel.h"
 #include "loader/config.h"
-#include "loader/ext_index.h"
+#include "loader/observer.h"
 
 ABSL_FLAG(int, iterations, 200000, "open+close pairs per rung and round");
 ABSL_FLAG(int, rounds, 5, "rounds over the whole ladder (medians reported)");
@@ -82,26 +82,6 @@ bool KernelHasRdonlyCast() {
   return found;
 }
 
-// Fills the private extension table and its index with the built-in classes.
-bool FillExtensions(hook_floor_bpf* skel) {
-  const std::vector<gputier::ExtensionClass> classes = gputier::DefaultConfig().classes;
-  for (const gputier::ExtensionClass& c : classes) {
-    for (const std::string& e : c.extensions) {
-      gt_ext_key k = gputier::ExtKey(e);
-      if (bpf_map__update_elem(skel->maps.gt_ext_class, &k, sizeof(k), &c.id, sizeof(c.id), BPF_ANY) != 0) {
-        return false;
-      }
-    }
-  }
-  const std::vector<gt_ext_bucket> index = gputier::BuildExtIndex(classes);
-  for (uint32_t b = 0; b < index.size(); ++b) {
-    if (bpf_map__update_elem(skel->maps.gt_ext_index, &b, sizeof(b), &index[b], sizeof(index[b]), BPF_ANY) != 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,8 +117,10 @@ int main(int argc, char** argv) {
     hook_floor_bpf__destroy(skel);
     return 1;
   }
-  if (!FillExtensions(skel)) {
-    fprintf(stderr, "gputier_bench_hook_floor: filling the extension table failed: %s\n", strerror(errno));
+  // The private extension table, its index and class names, as gputierd fills them.
+  if (absl::Status s = gputier::FillClasses(skel->obj, gputier::DefaultConfig().classes); !s.ok()) {
+    fprintf(stderr, "gputier_bench_hook_floor: filling the extension table failed: %s\n",
+            std::string(s.message()).c_str());
     hook_floor_bpf__destroy(skel);
     return 1;
   }

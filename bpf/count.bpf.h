@@ -259,6 +259,26 @@ static __always_inline __u32 gt_ext_class_of(const struct gt_ext_key *key)
 }
 
 /*
+ * The extension key of an opened file's name (its dentry's last
+ * GT_NAME_TAIL bytes): 1 and *key set, or 0 when the name has none or could
+ * not be read (counted in gt_drops).
+ */
+static __always_inline int gt_file_ext(struct file *file, enum gt_read how, struct gt_ext_key *key)
+{
+	struct dentry *dentry = GT_READ(how, file, f_path.dentry);
+	const unsigned char *name = GT_READ(how, dentry, d_name.name);
+	__u32 len = GT_READ(how, dentry, d_name.len);
+	char tail[GT_NAME_TAIL] __attribute__((aligned(8)));
+	__u32 n = len < GT_NAME_TAIL ? len : GT_NAME_TAIL;
+
+	if (gt_read_name_tail(tail, name, len, n, how) != 0) {
+		gt_drop(GT_DROP_NAME_READ);
+		return 0;
+	}
+	return gt_ext_from_tail(tail, n, len <= GT_NAME_TAIL, key);
+}
+
+/*
  * A file was opened. Regular files count by extension class; selected char
  * devices count as GPU opens.
  */
@@ -279,17 +299,7 @@ static __always_inline void gt_count_open(struct file *file, enum gt_read how,
 		return;
 
 	{
-		struct dentry *dentry = GT_READ(how, file, f_path.dentry);
-		const unsigned char *name = GT_READ(how, dentry, d_name.name);
-		__u32 len = GT_READ(how, dentry, d_name.len);
-		char tail[GT_NAME_TAIL] __attribute__((aligned(8)));
-		__u32 n = len < GT_NAME_TAIL ? len : GT_NAME_TAIL;
-		int has_ext = 0;
-
-		if (gt_read_name_tail(tail, name, len, n, how) == 0)
-			has_ext = gt_ext_from_tail(tail, n, len <= GT_NAME_TAIL, &key);
-		else
-			gt_drop(GT_DROP_NAME_READ);
+		int has_ext = gt_file_ext(file, how, &key);
 
 		now = gt_now();
 		s = gt_current_stats(now, task);

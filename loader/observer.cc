@@ -80,57 +80,6 @@ int MapFd(bpf_object* obj, const char* name) {
   return map == nullptr ? -1 : bpf_map__fd(map);
 }
 
-// Writes the extension table, its index and the class names, removing stale
-// entries. Runs before Attach: no program of this agent reads the index while
-// it is rewritten, and its contents are a deterministic function of the config
-// (a reused pin or a second mode probe rewrites the same bytes).
-absl::Status FillClasses(bpf_object* obj, const std::vector<ExtensionClass>& classes) {
-  int ext_fd = MapFd(obj, GT_MAP_EXT_CLASS);
-  int index_fd = MapFd(obj, GT_MAP_EXT_INDEX);
-  int names_fd = MapFd(obj, GT_MAP_CLASS_NAMES);
-  absl::flat_hash_set<std::string> wanted;
-  for (const ExtensionClass& c : classes) {
-    for (const std::string& e : c.extensions) wanted.insert(e);
-  }
-  // Drop entries of a previous config (a reused pin).
-  std::vector<gt_ext_key> stale;
-  gt_ext_key key, next;
-  gt_ext_key* prev = nullptr;
-  while (bpf_map_get_next_key(ext_fd, prev, &next) == 0) {
-    std::string ext(next.ext, strnlen(next.ext, sizeof(next.ext)));
-    if (!wanted.contains(ext)) stale.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  for (const gt_ext_key& k : stale) bpf_map_delete_elem(ext_fd, &k);
-
-  std::array<gt_class_name, GT_CLASS_MAX> names = {};
-  snprintf(names[GT_CLASS_OTHER].name, GT_CLASS_NAME_LEN, "%s", "other");
-  for (const ExtensionClass& c : classes) {
-    if (c.id >= GT_CLASS_MAX) return absl::InvalidArgumentError(absl::StrCat("class id ", c.id));
-    snprintf(names[c.id].name, GT_CLASS_NAME_LEN, "%s", c.name.c_str());
-    for (const std::string& e : c.extensions) {
-      gt_ext_key k = ExtKey(e);
-      uint32_t id = c.id;
-      if (bpf_map_update_elem(ext_fd, &k, &id, BPF_ANY) != 0) {
-        return absl::ErrnoToStatus(errno, absl::StrCat("writing extension '", e, "' to gt_ext_class"));
-      }
-    }
-  }
-  for (uint32_t i = 0; i < GT_CLASS_MAX; ++i) {
-    if (bpf_map_update_elem(names_fd, &i, &names[i], BPF_ANY) != 0) {
-      return absl::ErrnoToStatus(errno, "writing gt_class_names");
-    }
-  }
-  const std::vector<gt_ext_bucket> index = BuildExtIndex(classes);
-  for (uint32_t b = 0; b < index.size(); ++b) {
-    if (bpf_map_update_elem(index_fd, &b, &index[b], BPF_ANY) != 0) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("writing bucket ", b, " of gt_ext_index"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status FillGpuDevices(int fd, const std::vector<GpuDevice>& devices) {
   std::vector<gt_dev_key> old;
   gt_dev_key key, next;
@@ -219,6 +168,56 @@ class ObserverImpl : public Observer {
 };
 
 }  // namespace
+
+// Runs before Attach: no program of this agent reads the index while it is
+// rewritten, and its contents are a deterministic function of the config (a
+// reused pin or a second mode probe rewrites the same bytes).
+absl::Status FillClasses(bpf_object* obj, const std::vector<ExtensionClass>& classes) {
+  int ext_fd = MapFd(obj, GT_MAP_EXT_CLASS);
+  int index_fd = MapFd(obj, GT_MAP_EXT_INDEX);
+  int names_fd = MapFd(obj, GT_MAP_CLASS_NAMES);
+  absl::flat_hash_set<std::string> wanted;
+  for (const ExtensionClass& c : classes) {
+    for (const std::string& e : c.extensions) wanted.insert(e);
+  }
+  // Drop entries of a previous config (a reused pin).
+  std::vector<gt_ext_key> stale;
+  gt_ext_key key, next;
+  gt_ext_key* prev = nullptr;
+  while (bpf_map_get_next_key(ext_fd, prev, &next) == 0) {
+    std::string ext(next.ext, strnlen(next.ext, sizeof(next.ext)));
+    if (!wanted.contains(ext)) stale.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const gt_ext_key& k : stale) bpf_map_delete_elem(ext_fd, &k);
+
+  std::array<gt_class_name, GT_CLASS_MAX> names = {};
+  snprintf(names[GT_CLASS_OTHER].name, GT_CLASS_NAME_LEN, "%s", "other");
+  for (const ExtensionClass& c : classes) {
+    if (c.id >= GT_CLASS_MAX) return absl::InvalidArgumentError(absl::StrCat("class id ", c.id));
+    snprintf(names[c.id].name, GT_CLASS_NAME_LEN, "%s", c.name.c_str());
+    for (const std::string& e : c.extensions) {
+      gt_ext_key k = ExtKey(e);
+      uint32_t id = c.id;
+      if (bpf_map_update_elem(ext_fd, &k, &id, BPF_ANY) != 0) {
+        return absl::ErrnoToStatus(errno, absl::StrCat("writing extension '", e, "' to gt_ext_class"));
+      }
+    }
+  }
+  for (uint32_t i = 0; i < GT_CLASS_MAX; ++i) {
+    if (bpf_map_update_elem(names_fd, &i, &names[i], BPF_ANY) != 0) {
+      return absl::ErrnoToStatus(errno, "writing gt_class_names");
+    }
+  }
+  const std::vector<gt_ext_bucket> index = BuildExtIndex(classes);
+  for (uint32_t b = 0; b < index.size(); ++b) {
+    if (bpf_map_update_elem(index_fd, &b, &index[b], BPF_ANY) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("writing bucket ", b, " of gt_ext_index"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<ObserveMode> ParseObserveMode(absl::string_view text) {
   if (text == "auto") return ObserveMode::kAuto;

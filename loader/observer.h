@@ -80,8 +80,6 @@ class Observer {
 
 }  // namespace gputier
 
-#endif  // GPUTIER_LOADER_OBSERVER_H_
-
 namespace gputier {
 
 // Loads (without attaching, without pins) just one program of one object,
@@ -100,4 +98,11 @@ absl::Status ProbeObjectLoad(absl::string_view object);
 // holds (a pinned map is reused as it is). Shared by every object.
 absl::Status PreparePinnedMaps(bpf_object* obj, const std::string& pin_dir, uint32_t max_cgroups);
 
+// Writes the extension table (gt_ext_class), its index (gt_ext_index) and the
+// class names of `obj` from `classes`, removing entries of an earlier config.
+// Call it before attaching: the programs must never see the index half written.
+absl::Status FillClasses(bpf_object* obj, const std::vector<ExtensionClass>& classes);
+
 }  // namespace gputier
+
+#endif  // GPUTIER_LOADER_OBSERVER_H_
