@@ -59,7 +59,7 @@ struct gt_ext_key {
 /*
  * gt_ext_index: the programs' copy of gt_ext_class, so that the lookup on
  * every counted open is one array element (a lookup the verifier inlines, no
- * call) instead of a hash-map lookup (calls; 6-9 ns against 59-73 ns per open
+ * call) instead of a hash-map lookup (calls; 6-9 ns against 59-85 ns per open
  * in bench/hook_floor on the CI machine).
  * An extension lives in bucket gt_ext_bucket_of() (bpf/ext_class.bpf.h), in
  * one of GT_EXT_WAYS ways; unused ways are all zero, which no extension is.
