@@ -37,6 +37,7 @@
 #include "bench/bench_common.h"
 #include "bpf/hook_floor.skel.h"
 #include "loader/config.h"
+#include "loader/node_mounts.h"
 #include "loader/observer.h"
 
 ABSL_FLAG(int, iterations, 200000, "open+close pairs per rung and round");
@@ -102,6 +103,14 @@ int main(int argc, char** argv) {
             "the rungs use as gputier's tracepoint program does there; nothing to measure\n");
     return kCannotRunHere;
   }
+  // The rungs on syscalls/sys_exit_openat are classic tracepoints: libbpf
+  // reads their event ids from tracefs, which a freshly booted node lacks.
+  absl::StatusOr<std::string> tracefs = gputier::EnsureTracefs();
+  if (!tracefs.ok()) {
+    fprintf(stderr, "gputier_bench_hook_floor: %s\n", std::string(tracefs.status().message()).c_str());
+    return 1;
+  }
+  fprintf(stderr, "gputier_bench_hook_floor: %s\n", tracefs->c_str());
   hook_floor_bpf* skel = hook_floor_bpf__open();
   if (skel == nullptr) {
     fprintf(stderr, "gputier_bench_hook_floor: opening the BPF object failed: %s\n", strerror(errno));

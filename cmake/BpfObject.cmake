@@ -51,6 +51,9 @@ function(bpf_object name src)
     COMMENT "BPF skeleton ${name}.skel.h"
     VERBATIM)
   add_custom_target(${name}_skel_gen DEPENDS ${skel})
+  # vmlinux.h is made by a rule of the top directory: generators other than
+  # Ninja (Unix Makefiles) only see it through this target-level dependency.
+  add_dependencies(${name}_skel_gen gt_vmlinux_h)
   add_library(${name}_skel INTERFACE)
   add_dependencies(${name}_skel ${name}_skel_gen)
   target_include_directories(${name}_skel INTERFACE ${GT_BPF_OUT})

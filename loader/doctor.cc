@@ -18,6 +18,7 @@
 #include "loader/config.h"
 #include "loader/gpu_devices.h"
 #include "loader/guard.h"
+#include "loader/node_mounts.h"
 #include "loader/observer.h"
 
 namespace gputier {
@@ -59,6 +60,12 @@ DoctorReport RunDoctor(const std::string& probe_dir) {
   absl::StatusOr<CgroupResolver> cg = CgroupResolver::Create();
   r.checks.push_back({"cgroup2", cg.ok(), cg.ok() ? cg->mount_point() : std::string(cg.status().message())});
   r.checks.push_back(MountApiCheck("overlay", "overlayfs+mount-api"));
+  for (const NodeFilesystemState& fs : InspectNodeFilesystems()) {
+    const bool required = std::string(fs.fs.fs_type) == "cgroup2";
+    r.checks.push_back({absl::StrCat("mount:", fs.fs.fs_type), fs.mounted || !required,
+                        fs.mounted ? absl::StrCat("mounted on ", fs.where, "; for ", fs.fs.needed_by)
+                                   : absl::StrCat("not mounted (fix: ", fs.fix, "); for ", fs.fs.needed_by)});
+  }
 
   std::vector<std::string> notes;
   absl::StatusOr<std::vector<GpuDevice>> devices = ResolveGpuDevices({}, &notes);

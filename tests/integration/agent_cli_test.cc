@@ -105,5 +105,42 @@ TEST_F(AgentCliTest, UnknownModeIsOneClearError) {
       << o.output;
 }
 
+Outcome RunCtl(const std::string& args) {
+  std::string cmd = absl::StrCat(BinaryDir(), "/gputierctl ", args, " 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+bool TracefsMounted() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(" - tracefs ") != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(AgentCliTest, DoctorSaysWhereEachNodeFilesystemIsMountedAndHowToMountAMissingOne) {
+  Outcome o = RunCtl("doctor");
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  for (const char* fs : {"mount:bpf", "mount:securityfs", "mount:cgroup2", "mount:tracefs"}) {
+    EXPECT_NE(o.output.find(fs), std::string::npos) << fs << " not listed: " << o.output;
+  }
+  const std::string tracefs_line = o.output.substr(o.output.find("mount:tracefs"));
+  if (TracefsMounted()) {
+    EXPECT_NE(tracefs_line.find("mounted on "), std::string::npos) << o.output;
+  } else {
+    EXPECT_NE(tracefs_line.find("not mounted (fix: mount -t tracefs tracefs /sys/kernel/tracing)"),
+              std::string::npos)
+        << o.output;
+  }
+  EXPECT_NE(o.output.find("gputierd --mode=auto would run in: "), std::string::npos) << o.output;
+}
+
 }  // namespace
 }  // namespace gputier::testing
