@@ -7,7 +7,11 @@
 // CLOCK_MONOTONIC nanoseconds (the clock gputier's counters use), so that the
 // check can time the verdict from the job's first CUDA call.
 //
+// Every --checkpoint-every steps it writes a checkpoint of --checkpoint-mib
+// (the device buffer, copied back) into --data as ckpt-<n>.pt and fsyncs it.
+//
 //   cuda_workload --data DIR [--files 4] [--seconds 30] [--mib 64]
+//                 [--checkpoint-every 200] [--checkpoint-mib 16]
 #include <cuda_runtime.h>
 #include <fcntl.h>
 #include <time.h>
@@ -16,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -59,12 +64,14 @@ size_t ReadFiles(const std::vector<std::string>& files) {
 
 int main(int argc, char** argv) {
   std::string data = "/tmp";
-  int files = 4, seconds = 30, mib = 64;
+  int files = 4, seconds = 30, mib = 64, checkpoint_every = 200, checkpoint_mib = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--data")) data = argv[i + 1];
     else if (!strcmp(argv[i], "--files")) files = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--seconds")) seconds = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--mib")) mib = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--checkpoint-every")) checkpoint_every = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--checkpoint-mib")) checkpoint_mib = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "cuda_workload: unknown flag %s\n", argv[i]);
       return 2;
@@ -122,6 +129,27 @@ int main(int argc, char** argv) {
     }
     for (size_t i = 0; i < n; i += 4099) max_err = std::fmax(max_err, std::fabs(out[i] - (a * x[i] + y[i])));
     ++steps;
+    if (checkpoint_every > 0 && steps % checkpoint_every == 0) {
+      const uint64_t t0 = MonoNs();
+      const std::string path = data + "/ckpt-" + std::to_string(steps / checkpoint_every) + ".pt";
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      size_t left = std::min(size_t(checkpoint_mib) << 20, n * sizeof(float));
+      const char* p = reinterpret_cast<const char*>(out.data());
+      bool ok = fd >= 0;
+      while (ok && left > 0) {
+        ssize_t w = write(fd, p, left);
+        ok = w > 0;
+        if (ok) {
+          p += w;
+          left -= size_t(w);
+        }
+      }
+      ok = ok && fsync(fd) == 0;
+      if (fd >= 0) close(fd);
+      printf("{\"event\":\"checkpoint\",\"mono_ns\":%llu,\"path\":\"%s\",\"ok\":%s,\"ms\":%.2f}\n",
+             (unsigned long long)MonoNs(), path.c_str(), ok ? "true" : "false", (MonoNs() - t0) / 1e6);
+      fflush(stdout);
+    }
     if (steps % 50 == 0) {
       printf("{\"event\":\"step\",\"mono_ns\":%llu,\"steps\":%ld}\n", (unsigned long long)MonoNs(), steps);
       fflush(stdout);
