@@ -164,6 +164,42 @@ absl::Status ParseTiers(absl::string_view source, const YAML::Node& node, TierCo
   return absl::OkStatus();
 }
 
+absl::Status RefuseRuntimeManagedPath(absl::string_view path) {
+  // Pseudo-filesystems and what the runtime mounts for the container: an
+  // overlay over them would hide the kernel's files or the runtime's.
+  struct Managed {
+    const char* root;
+    const char* why;
+  };
+  static constexpr Managed kTrees[] = {
+      {"/proc", "is the kernel's procfs"},
+      {"/sys", "is the kernel's sysfs"},
+      {"/dev", "holds the container's device nodes, set up by the runtime"},
+      {"/run", "is the runtime's tmpfs (secrets, sockets, state)"},
+  };
+  for (const Managed& m : kTrees) {
+    if (Within(std::string(path), m.root)) {
+      return absl::InvalidArgumentError(
+          path == m.root ? absl::StrCat(Quote(path), " ", m.why, "; it cannot be tiered")
+                         : absl::StrCat(Quote(path), " is under ", m.root, ", which ", m.why,
+                                        "; it cannot be tiered"));
+    }
+  }
+  static constexpr const char* kRuntimeFiles[] = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+                                                  "/etc/mtab"};
+  for (const char* f : kRuntimeFiles) {
+    if (path == f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Quote(path), " is a file the runtime bind-mounts into the container; it cannot be tiered"));
+    }
+  }
+  if (path == "/") {
+    return absl::InvalidArgumentError(
+        "\"/\" is the container's whole root; tier the directories that hold its data instead");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& node,
                                     absl::string_view key, std::vector<std::string>* out) {
   out->clear();
@@ -181,6 +217,10 @@ absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& 
     }
     absl::StatusOr<ContainerPath> path = ParseContainerPath(item.Scalar());
     if (!path.ok()) return Invalid(source, item, where, path.status().message(), "fix the path");
+    if (absl::Status s = RefuseRuntimeManagedPath(path->path); !s.ok()) {
+      return Invalid(source, item, where, s.message(),
+                     "name a directory that holds the workload's own data, such as /data");
+    }
     for (const std::string& seen : *out) {
       if (seen == path->path) {
         return Invalid(source, item, where, absl::StrCat(Quote(path->path), " is listed twice"),

@@ -22,6 +22,12 @@ absl::Status ParseTiers(absl::string_view source, const YAML::Node& node, TierCo
 absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& node,
                                     absl::string_view key, std::vector<std::string>* out);
 
+// Refuses a container path that is a pseudo-filesystem or runtime-managed:
+// /proc, /sys, /dev, /run and anything under them, the files runtimes
+// bind-mount (/etc/hosts, /etc/hostname, /etc/resolv.conf), and "/". The
+// error names the path and why.
+absl::Status RefuseRuntimeManagedPath(absl::string_view path);
+
 // `runc_roots: [DIR, ...]`.
 absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
                             std::vector<std::string>* out);

@@ -88,6 +88,33 @@ TEST(TierConfig, BadContainerPathsAreRefusedWithTheirIndex) {
   EXPECT_TRUE(absl::StrContains(s.message(), "not a list")) << s;
 }
 
+TEST(TierConfig, PseudoFilesystemsAndRuntimeManagedPathsAreRefusedSayingWhy) {
+  struct Case {
+    const char* yaml;
+    const char* names;  // the key and index the error must name
+    const char* why;    // and the reason
+  };
+  const Case cases[] = {
+      {"tiered_paths: [/proc]\n", "tiered_paths[0]", "is the kernel's procfs"},
+      {"tiered_paths: [/data, /proc/self]\n", "tiered_paths[1]", "is under /proc"},
+      {"tiered_paths: [/sys/fs]\n", "tiered_paths[0]", "is under /sys"},
+      {"gpu_data_paths: [/dev]\n", "gpu_data_paths[0]", "device nodes"},
+      {"gpu_data_paths: [/run/secrets]\n", "gpu_data_paths[0]", "is under /run"},
+      {"tiered_paths: [/etc/hosts]\n", "tiered_paths[0]", "bind-mounts"},
+      {"tiered_paths: [/etc/resolv.conf]\n", "tiered_paths[0]", "bind-mounts"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    absl::Status s = ErrorOf(c.yaml);
+    ASSERT_FALSE(s.ok());
+    EXPECT_TRUE(absl::StrContains(s.message(), c.names)) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), c.why)) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "cannot be tiered")) << s;
+  }
+  // Look-alikes that are ordinary directories stay allowed.
+  EXPECT_TRUE(ParseConfig("tiered_paths: [/process, /system, /devices, /runs, /etc/hosts.d]\n", "t").ok());
+}
+
 TEST(TierConfig, NestedOrRepeatedTieredPathsAreRefused) {
   absl::Status s = ErrorOf("tiered_paths: [/data]\ngpu_data_paths: [/data/ckpt]\n");
   EXPECT_TRUE(absl::StrContains(s.message(), "overlap")) << s;
