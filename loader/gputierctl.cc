@@ -235,6 +235,15 @@ void PrintTiering(const nlohmann::json& t) {
            HumanBytes(tiers["fast_total"].get<uint64_t>()).c_str());
   }
   printf("\n");
+  if (tiers.contains("devices")) {
+    for (const char* which : {"fast", "slow"}) {
+      if (!tiers["devices"].contains(which)) continue;
+      const nlohmann::json& d = tiers["devices"][which];
+      printf("  %s: %s", which, d.value("description", std::string("?")).c_str());
+      if (d.contains("probe_mib_per_s")) printf("; start probe %.0f MiB/s", d["probe_mib_per_s"].get<double>());
+      printf("\n");
+    }
+  }
   if (t["containers"].empty()) {
     printf("no tiered containers%s\n",
            tiers["tiered_paths"].empty() && tiers["gpu_data_paths"].empty()

@@ -73,6 +73,7 @@ bool ParseMountLine(absl::string_view line, MountEntry& entry) {
   if (separator + 2 >= fields.size()) {
     return false;  // no separator, or no fs type and source after it
   }
+  entry.device = std::string(fields[2]);
   entry.mount_point = DecodeOctalEscapes(fields[4]);
   entry.options = std::string(fields[5]);
   entry.fs_type = std::string(fields[separator + 1]);

@@ -14,6 +14,7 @@
 namespace gputier {
 
 struct MountEntry {
+  std::string device;       // "major:minor" of the mounted filesystem (field 3)
   std::string mount_point;  // octal escapes (\040 etc.) decoded
   std::string fs_type;      // e.g. "cgroup2", "bpf", "overlay"
   std::string source;

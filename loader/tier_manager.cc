@@ -14,11 +14,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "loader/cgroup_freezer.h"
@@ -27,6 +29,7 @@
 #include "loader/fd.h"
 #include "loader/log.h"
 #include "loader/tier_manager_internal.h"
+#include "loader/tier_device.h"
 #include "loader/tier_partition.h"
 #include "loader/tier_path.h"
 
@@ -41,7 +44,22 @@ constexpr absl::Duration kBytesEvery = absl::Seconds(30);
 // How often each container's directories are checked for their overlays.
 constexpr absl::Duration kOverlaysEvery = absl::Seconds(1);
 
-absl::Status MakeTierRoot(const std::string& root) {
+// Creates a tier root. A configured root gets only its last directory made:
+// a missing parent is most often a mount point whose device failed to mount
+// (or a typo), and making it would silently put the tier on the root
+// filesystem. The built-in default roots are gputierd's own and made whole.
+absl::Status MakeTierRoot(const std::string& root, absl::string_view key, bool make_parents) {
+  const size_t last = root.rfind('/');
+  const std::string parent = last == 0 ? "/" : root.substr(0, last);
+  struct stat st;
+  if (!make_parents && stat(root.c_str(), &st) != 0 && stat(parent.c_str(), &st) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tiers.", key, " ", root, ": its parent ", parent,
+        " does not exist; gputierd makes only the last directory of a configured tier root, never a "
+        "missing mount point (a tier whose device failed to mount would land on the root filesystem): "
+        "mount the tier's device, create ",
+        parent, ", or fix the path"));
+  }
   for (size_t pos = 1; pos <= root.size(); ++pos) {
     if (pos != root.size() && root[pos] != '/') continue;
     if (mkdir(root.substr(0, pos).c_str(), 0700) != 0 && errno != EEXIST) {
@@ -56,6 +74,50 @@ absl::Status MakeTierRoot(const std::string& root) {
         "); point tiers.fast/tiers.slow at a directory on the tier's filesystem"));
   }
   return absl::OkStatus();
+}
+
+// Says what each tier sits on, probes their write speed when containers will
+// be tiered, and warns about a pair that defeats the point (tier_device.h).
+nlohmann::json DescribeTiers(const TierConfig& t) {
+  constexpr uint64_t kProbeBytes = 4 << 20;
+  const bool probe = !ManagedPaths(t).empty();
+  nlohmann::json out = nlohmann::json::object();
+  std::optional<TierDevice> devices[2];
+  std::optional<WriteProbe> probes[2];
+  const std::string* roots[2] = {&t.fast_root, &t.slow_root};
+  const char* names[2] = {"fast", "slow"};
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<TierDevice> d = DescribeTierDevice(*roots[i]);
+    if (!d.ok()) {
+      LogWarning("tier %s: cannot tell what %s is on: %s", names[i], *roots[i], d.status().message());
+      continue;
+    }
+    devices[i] = *d;
+    nlohmann::json j = {{"description", FormatTierDevice(*d)}, {"fs_type", d->fs_type},
+                        {"block_device", d->block.empty() ? nlohmann::json(nullptr) : nlohmann::json(d->block)},
+                        {"transport", d->transport.empty() ? nlohmann::json(nullptr) : nlohmann::json(d->transport)},
+                        {"rotational", d->rotational ? nlohmann::json(*d->rotational) : nlohmann::json(nullptr)}};
+    std::string speed;
+    if (probe) {
+      absl::StatusOr<WriteProbe> p = ProbeWriteSpeed(*roots[i], kProbeBytes);
+      if (p.ok()) {
+        probes[i] = *p;
+        j["probe_mib_per_s"] = p->mib_per_s;
+        speed = absl::StrFormat("; start probe: %d MiB written at %.0f MiB/s (%s, fsync)", kProbeBytes >> 20,
+                                p->mib_per_s, p->direct ? "O_DIRECT" : "buffered");
+      } else {
+        LogWarning("tier %s: write probe failed: %s", names[i], p.status().message());
+      }
+    }
+    LogInfo("tier %s: %s is %s%s", names[i], *roots[i], FormatTierDevice(*d), speed);
+    out[names[i]] = std::move(j);
+  }
+  if (devices[0] && devices[1] && !t.embedded_roots) {
+    for (const std::string& w : TierPairWarnings(*devices[0], *devices[1], probes[0], probes[1])) {
+      LogWarning("tiers: %s", w);
+    }
+  }
+  return out;
 }
 
 uint64_t g_walk_bytes = 0;
@@ -118,7 +180,9 @@ absl::StatusOr<std::unique_ptr<TierManager>> TierManager::Create(Options options
     if (absl::Status s = ValidateTierRoot(*root); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("tier root: ", s.message()));
     }
-    if (absl::Status s = MakeTierRoot(*root); !s.ok()) return s;
+    if (absl::Status s = MakeTierRoot(*root, root == &c.fast_root ? "fast" : "slow", c.embedded_roots); !s.ok()) {
+      return s;
+    }
   }
   auto manager = std::unique_ptr<TierManager>(new TierManager(std::move(options)));
   if (absl::Status s = manager->store_.Init(); !s.ok()) return s;
@@ -136,6 +200,7 @@ absl::StatusOr<std::unique_ptr<TierManager>> TierManager::Create(Options options
                              "tiers)"
                            : "",
           t.partition_size >> 20, t.high_watermark * 100, t.low_watermark * 100);
+  manager->tier_devices_ = DescribeTiers(t);
   if (ManagedPaths(t).empty()) {
     LogInfo("tiering: no tiered_paths or gpu_data_paths configured, so no container directory is moved");
   } else {
@@ -458,6 +523,7 @@ void TierManager::Publish() {
     tiers["fast_used"] = fs->used_bytes;
     tiers["fast_total"] = fs->total_bytes;
   }
+  tiers["devices"] = tier_devices_;
   tiers["fast_freeing"] = FreeingBytes();  // part of fast_used: partitions being freed
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& [id, r] : records_) {

@@ -199,6 +199,8 @@ class TierManager {
 
   const Options options_;
   TierRecordStore store_;
+  // What each tier root sits on, said at start (tier_device.h); JSON for status.
+  nlohmann::json tier_devices_ = nlohmann::json::object();
 
   // Owned by the worker thread.
   std::map<std::string, TierRecord> records_;

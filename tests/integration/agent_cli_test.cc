@@ -1,6 +1,7 @@
 // The agent's failure paths on the real kernel: bad input is one clear error,
 // a non-zero exit, and nothing loaded or pinned.
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,7 +49,11 @@ class AgentCliTest : public ::testing::Test {
   void TearDown() override {
     (void)system(absl::StrCat(BinaryDir(), "/gputierctl unpin --pin-dir ", pin_dir_, " >/dev/null 2>&1").c_str());
     rmdir(pin_dir_.c_str());
-    (void)system(absl::StrCat("rm -rf ", dir_).c_str());
+    // Whatever a started agent left mounted below the test's directory (its
+    // tier roots), innermost first; the loop devices go with their mounts.
+    (void)system(absl::StrCat("grep -o ' ", dir_, "/[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l")
+                     .c_str());
+    (void)system(absl::StrCat("rm -rf --one-file-system ", dir_).c_str());
   }
   std::string Args(const std::string& extra) {
     return absl::StrCat("--pin-dir=", pin_dir_, " --run-dir=", dir_, "/run --ready-file=", dir_,
@@ -103,6 +108,45 @@ TEST_F(AgentCliTest, UnknownModeIsOneClearError) {
   EXPECT_EQ(o.exit_code, 2) << o.output;
   EXPECT_NE(o.output.find("--mode=fast is not a mode; use auto, lsm or tracepoint"), std::string::npos)
       << o.output;
+}
+
+TEST_F(AgentCliTest, ConfiguredTierRootUnderAMissingDirectoryIsRefusedNotCreated) {
+  const std::string missing = absl::StrCat("/gputier-clitest-missing-", getpid());
+  const std::string path = dir_ + "/config.yaml";
+  std::ofstream(path) << "tiers: {fast: " << missing << "/x, slow: " << dir_ << "/slow}\n";
+  Outcome o = RunAgent(Args(absl::StrCat("--mode=tracepoint --config=", path)));
+  EXPECT_EQ(o.exit_code, 1) << o.output;
+  EXPECT_NE(o.output.find(absl::StrCat("tiers.fast ", missing, "/x: its parent ", missing, " does not exist")),
+            std::string::npos)
+      << o.output;
+  EXPECT_NE(o.output.find("mount the tier's device"), std::string::npos) << "no fix named: " << o.output;
+  EXPECT_FALSE(Exists(missing)) << "gputierd created the missing mount point";
+  rmdir((missing + "/x").c_str());
+  rmdir(missing.c_str());
+}
+
+TEST_F(AgentCliTest, StartSaysWhatEachTierIsOnAndWarnsWhenBothShareAFilesystem) {
+  // Both tiers in one directory of /tmp's filesystem: the warning an operator
+  // must see, and a description of the device with its transport.
+  const std::string path = dir_ + "/config.yaml";
+  std::ofstream(path) << "tiers: {fast: " << dir_ << "/fast, slow: " << dir_ << "/slow}\ntiered_paths: [/data]\n";
+  const std::string log = dir_ + "/agent.log";
+  std::string cmd = absl::StrCat(BinaryDir(), "/gputierd ", Args(absl::StrCat("--mode=tracepoint --config=", path)),
+                                 " >", log, " 2>&1 & pid=$!; for i in $(seq 100); do [ -e ", dir_,
+                                 "/ready ] && break; sleep 0.1; done; kill -TERM $pid; wait $pid");
+  ASSERT_EQ(system(cmd.c_str()), 0);
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string out = text.str();
+  EXPECT_NE(out.find(absl::StrCat("tier fast: ", dir_, "/fast is ")), std::string::npos) << out;
+  EXPECT_NE(out.find("start probe: 4 MiB written at"), std::string::npos) << out;
+  EXPECT_NE(out.find("are on the same filesystem"), std::string::npos) << out;
+  struct stat st;
+  ASSERT_EQ(stat(dir_.c_str(), &st), 0);
+  if (major(st.st_dev) != 0) {  // a block device backs /tmp: its transport is named
+    EXPECT_NE(out.find(" on /dev/"), std::string::npos) << out;
+  }
 }
 
 Outcome RunCtl(const std::string& args) {

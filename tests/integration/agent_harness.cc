@@ -189,6 +189,9 @@ absl::StatusOr<std::string> AgentProcess::Start(const Options& options) {
     absl::StrAppend(&yaml, "\ntiers:\n  fast: ", tier_root("fast"), "\n  slow: ", tier_root("slow"), "\n");
   }
   std::ofstream(config) << yaml;
+  // The parent of the default tier roots: gputierd makes only a configured
+  // root's last directory.
+  mkdir((work_dir_ + "/tiers").c_str(), 0700);
   std::string ready = work_dir_ + "/ready";
   unlink(ready.c_str());
   pid_ = fork();
