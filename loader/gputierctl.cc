@@ -1,7 +1,9 @@
 // gputierctl: inspect a gputier node. Reads the pinned maps directly, so it
 // needs no running daemon.
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -16,7 +18,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "loader/cgroup_resolver.h"
+#include "loader/classification_table.h"
 #include "loader/cli.h"
+#include "loader/config.h"
 #include "loader/control.h"
 #include "loader/doctor.h"
 #include "loader/enforcement.h"
@@ -26,9 +30,14 @@
 #include "loader/maps.h"
 #include "loader/pin_dir.h"
 #include "loader/report.h"
+#include "loader/tier_uninstall.h"
 
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory of gputierd's pins");
 ABSL_FLAG(std::string, run_dir, "/run/gputier", "gputierd's runtime directory (its control socket)");
+ABSL_FLAG(std::string, state_dir, gputier::kDefaultStateDir,
+          "uninstall: gputierd's state directory (the tier records of containers still tiered)");
+ABSL_FLAG(std::string, config, "",
+          "uninstall: gputierd's config file (where its tiers are; default: the built-in tiers)");
 ABSL_FLAG(bool, json, false, "machine-readable output (audit, status, explain)");
 ABSL_FLAG(bool, events, false,
           "audit: list the guard and tamper records (newest last) instead of the per-cgroup counters");
@@ -60,7 +69,13 @@ constexpr char kUsage[] =
     "  tier TARGET fast|slow|auto [--wait=DURATION]\n"
     "                  put the container's tiered directories on that tier whatever its\n"
     "                  verdict (auto: follow the verdict again); waits until it is done\n"
-    "  unpin           remove gputier's pinned maps from --pin-dir (counters are lost)\n\n"
+    "  unpin           remove gputier's pinned maps from --pin-dir (counters are lost),\n"
+    "                  and the directory when nothing else is in it\n"
+    "  uninstall [--pin-dir=DIR] [--state-dir=DIR] [--config=FILE]\n"
+    "                  with gputierd stopped: remove its pins and pin directory, the spare\n"
+    "                  and every leftover fast partition (unmounted, loop device freed,\n"
+    "                  image removed; a gone container's fast data written back to the\n"
+    "                  slow tier first); one line per thing removed\n\n"
     "TARGET: a container id (or a unique prefix of 4+ characters), a cgroup path, or a\n"
     "cgroup id.\n";
 
@@ -396,6 +411,90 @@ int UnpinCommand() {
     return 1;
   }
   printf("removed gputier pins from %s\n", pin_dir.c_str());
+  // Nothing else in it: the directory goes too (the lock fd does not keep it).
+  if (rmdir(pin_dir.c_str()) == 0) printf("removed the pin directory %s\n", pin_dir.c_str());
+  return 0;
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int UninstallCommand() {
+  if (geteuid() != 0) {
+    fprintf(stderr, "gputierctl uninstall: needs root to unmount partitions and remove pins; run it as root\n");
+    return 1;
+  }
+  const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
+  // Held until the end: no gputierd can start on these pins meanwhile.
+  Fd lock;
+  if (IsDirectory(pin_dir)) {
+    absl::StatusOr<Fd> locked = LockPinDir(pin_dir);
+    if (!locked.ok()) {
+      if (absl::IsFailedPrecondition(locked.status())) {
+        fprintf(stderr,
+                "gputierctl uninstall: a gputierd is running on %s; stop it first (SIGTERM), then run "
+                "uninstall again\n",
+                pin_dir.c_str());
+      } else {
+        fprintf(stderr, "gputierctl uninstall: %s\n", std::string(locked.status().message()).c_str());
+      }
+      return 1;
+    }
+    lock = *std::move(locked);
+  }
+  Config config = DefaultConfig();
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    absl::StatusOr<Config> loaded = LoadConfigFile(path);
+    if (!loaded.ok()) {
+      fprintf(stderr, "gputierctl uninstall: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    config = *std::move(loaded);
+  }
+  absl::StatusOr<CgroupResolver> resolver = CgroupResolver::Create();
+  if (!resolver.ok()) {
+    fprintf(stderr, "gputierctl uninstall: %s\n", std::string(resolver.status().message()).c_str());
+    return 1;
+  }
+  int removed = 0;
+  auto say = [&](const std::string& line) {
+    printf("%s\n", line.c_str());
+    fflush(stdout);
+    ++removed;
+  };
+  if (absl::Status s =
+          RemoveTierLeftovers(config.tiers, absl::GetFlag(FLAGS_state_dir), resolver->mount_point(), say);
+      !s.ok()) {
+    fprintf(stderr, "gputierctl uninstall: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  if (lock.valid()) {
+    std::vector<std::string> pins;
+    absl::Status s = Unpin(pin_dir, &pins);
+    for (const std::string& pin : pins) say(absl::StrCat("removed the pin ", pin));
+    if (!s.ok()) {
+      fprintf(stderr, "gputierctl uninstall: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    if (rmdir(pin_dir.c_str()) != 0) {
+      if (errno == ENOTEMPTY) {
+        fprintf(stderr,
+                "gputierctl uninstall: %s still holds files that are not gputier's pins; remove them by hand "
+                "(or leave them), nothing else is left\n",
+                pin_dir.c_str());
+      } else {
+        fprintf(stderr, "gputierctl uninstall: removing %s: %s\n", pin_dir.c_str(), strerror(errno));
+      }
+      return 1;
+    }
+    say(absl::StrCat("removed the pin directory ", pin_dir));
+  }
+  if (removed == 0) {
+    printf("nothing of gputier's to remove (no pins in %s, no partition in %s)\n", pin_dir.c_str(),
+           config.tiers.fast_root.c_str());
+  }
   return 0;
 }
 
@@ -423,6 +522,7 @@ int main(int argc, char** argv) {
       {"label", 3, "a TARGET and a label (gpu, cpu or mixed)"},
       {"unpin", 1, ""},
       {"tier", 3, "a TARGET and a tier (fast, slow or auto)"},
+      {"uninstall", 1, ""},
   };
   const Command* command = nullptr;
   for (const Command& c : kCommands) {
@@ -431,7 +531,7 @@ int main(int argc, char** argv) {
   if (command == nullptr) {
     fprintf(stderr,
             "gputierctl: unknown command '%s'; commands are doctor, audit, status, explain, train, "
-            "label, tier, unpin (see --help)\n",
+            "label, tier, unpin, uninstall (see --help)\n",
             cmd.c_str());
     return 2;
   }
@@ -451,6 +551,7 @@ int main(int argc, char** argv) {
   if (cmd == "train") return gputier::TrainCommand();
   if (cmd == "label") return gputier::LabelCommand(args[1], args[2]);
   if (cmd == "tier") return gputier::TierCommand(args[1], args[2]);
+  if (cmd == "uninstall") return gputier::UninstallCommand();
   return gputier::UnpinCommand();
 }
 

@@ -259,12 +259,14 @@ absl::StatusOr<PinnedMaps> OpenPinnedMaps(const std::string& pin_dir) {
   return maps;
 }
 
-absl::Status Unpin(const std::string& pin_dir) {
+absl::Status Unpin(const std::string& pin_dir, std::vector<std::string>* removed) {
   for (const std::string& name : AllMapNames()) {
     const std::string path = PinPath(pin_dir, name);
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    if (unlink(path.c_str()) != 0) {
+      if (errno == ENOENT) continue;
       return MapError(errno, absl::StrCat("removing pin ", path));
     }
+    if (removed != nullptr) removed->push_back(path);
   }
   return absl::OkStatus();
 }

@@ -65,8 +65,9 @@ absl::StatusOr<PinnedMaps> OpenPinnedMaps(const std::string& pin_dir);
 // Names of every gputier map, for unpinning.
 std::vector<std::string> AllMapNames();
 
-// Removes gputier's pins from `pin_dir` (only the gt_* names it owns).
-absl::Status Unpin(const std::string& pin_dir);
+// Removes gputier's pins from `pin_dir` (only the gt_* names it owns); the
+// paths of the pins that were there go to `removed` when given.
+absl::Status Unpin(const std::string& pin_dir, std::vector<std::string>* removed = nullptr);
 
 }  // namespace gputier
 

@@ -165,6 +165,10 @@ TierManager::~TierManager() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // A restart needs no spare (the next gputierd makes one when it needs
+  // it), so a clean stop leaves none mounted. Containers still tiered keep
+  // their partitions: their records say where their data is.
+  ReleaseSpareAtStop();
   // The worker sets nothing aside any more: free what is queued, then stop.
   {
     std::lock_guard<std::mutex> lock(free_mu_);

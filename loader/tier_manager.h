@@ -83,7 +83,10 @@ class TierManager {
   // Creates the tier roots (0700), loads the records and logs where the
   // tiers are (saying so when they are the built-in default).
   static absl::StatusOr<std::unique_ptr<TierManager>> Create(Options options);
-  ~TierManager();  // stops the worker, then frees what is set aside and stops that thread
+  // Stops the worker, releases the spare partition (unmount, loop device,
+  // image), then frees what is set aside and stops that thread. Partitions
+  // of containers still tiered stay, with their records (docs/TIERING.md).
+  ~TierManager();
 
   // Starts the worker thread (it first finishes or rolls back steps that a
   // previous gputierd left in flight) and the thread that frees partitions
@@ -176,6 +179,8 @@ class TierManager {
   bool SpareReady();
   absl::Status TakePartition(const PartitionPaths& part);
   void KeepSpare(bool wanted);
+  // At stop, with the worker joined: releases the spare in place (logged).
+  void ReleaseSpareAtStop();
   // Thaws what `freeze` froze and records that; a failed thaw leaves
   // record.froze set, so the next cycle recovers (and thaws) the container.
   absl::Status Thaw(TierRecord& record, ScopedFreeze& freeze);

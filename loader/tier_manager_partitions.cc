@@ -77,6 +77,20 @@ void TierManager::KeepSpare(bool wanted) {
   }
 }
 
+void TierManager::ReleaseSpareAtStop() {
+  absl::StatusOr<PartitionPaths> spare = SparePaths();
+  if (!spare.ok() || access(spare->dir.c_str(), F_OK) != 0) return;
+  PartitionRelease what;
+  if (absl::Status s = ReleasePartition(*spare, &what); !s.ok()) {
+    LogWarning("tier: releasing the spare fast partition at stop: %s; the next gputierd reuses or frees it "
+               "(gputierctl uninstall removes it too)",
+               s.message());
+    return;
+  }
+  LogInfo("tier: released the spare fast partition %s%s", spare->dir,
+          what.loop_index >= 0 ? absl::StrCat(" (/dev/loop", what.loop_index, " freed)") : "");
+}
+
 absl::Status TierManager::FreePartitionIfUnused(TierRecord& record) {
   if (record.AnyFast() || record.op != TierOp::kNone || !record.partition) return absl::OkStatus();
   absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);

@@ -535,7 +535,10 @@ absl::StatusOr<bool> PartitionMounted(const PartitionPaths& paths) {
   return l->has_image && l->mnt.valid() && StateAt(*l) == MountState::kOurs;
 }
 
-absl::Status ReleasePartition(const PartitionPaths& paths) {
+absl::Status ReleasePartition(const PartitionPaths& paths, PartitionRelease* what) {
+  PartitionRelease done;
+  if (what == nullptr) what = &done;
+  *what = PartitionRelease{};
   absl::StatusOr<Layout> l = OpenLayout(paths);
   if (!l.ok()) return l.status();
   if (!l->dir.valid()) return absl::OkStatus();
@@ -559,6 +562,8 @@ absl::Status ReleasePartition(const PartitionPaths& paths) {
       }
       return absl::ErrnoToStatus(err, absl::StrCat("unmounting '", paths.mount_point, "'"));
     }
+    what->unmounted = true;
+    what->loop_index = index;
   }
   if (l->has_image) {
     // AUTOCLEAR frees the loop device on its last close; give that a moment.
@@ -577,11 +582,12 @@ absl::Status ReleasePartition(const PartitionPaths& paths) {
     if (unlinkat(l->dir.get(), kImageName, 0) != 0 && errno != ENOENT) {
       return absl::ErrnoToStatus(errno, absl::StrCat("removing '", paths.image, "'"));
     }
+    what->image_removed = true;
   }
   // Only empty directories go; anything else there is left alone.
   unlinkat(l->dir.get(), kMountName, AT_REMOVEDIR);
   l->dir.Reset();
-  unlinkat(l->root.get(), l->name.c_str(), AT_REMOVEDIR);
+  what->dir_removed = unlinkat(l->root.get(), l->name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT;
   return absl::OkStatus();
 }
 

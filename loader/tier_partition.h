@@ -96,12 +96,20 @@ absl::Status AttachPartition(const PartitionPaths& paths);
 // when any of the paths is missing.
 absl::StatusOr<bool> PartitionMounted(const PartitionPaths& paths);
 
+// What ReleasePartition did (for callers that report it).
+struct PartitionRelease {
+  bool unmounted = false;      // the partition was mounted and is not any more
+  int loop_index = -1;         // the loop device it was mounted from (freed), or -1
+  bool image_removed = false;  // the image was unlinked
+  bool dir_removed = false;    // the container directory is gone
+};
+
 // Unmounts (umount2 without MNT_DETACH: a busy partition is an error naming
 // the processes or mounts that hold it), waits for the loop device to be
 // freed, unlinks the image and removes mnt/ and the container directory when
 // they are empty. Idempotent: nothing there is success. A foreign mount on
-// mount_point is refused untouched.
-absl::Status ReleasePartition(const PartitionPaths& paths);
+// mount_point is refused untouched. `what`, when given, says what was done.
+absl::Status ReleasePartition(const PartitionPaths& paths, PartitionRelease* what = nullptr);
 
 // The name a partition set aside to be freed takes in the fast root
 // (followed by a number). Container ids never start with '.'.

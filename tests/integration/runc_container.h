@@ -47,6 +47,10 @@ class RuncContainer {
     std::string script = "exec sleep 100000";
     // Directories created in the rootfs before start (e.g. "/data").
     std::vector<std::string> directories = {"/data"};
+    // runc's --root (its state directory), e.g. one shared by many
+    // containers so that one agent config names them all. Empty: a private
+    // one in the container's temp directory.
+    std::string state_root;
   };
 
   // Builds the rootfs and config, runs the container detached, waits until
