@@ -507,11 +507,22 @@ TEST_F(PartitionTest, BusyPartitionIsNotReleasedAndTheErrorNamesTheHolder) {
 // container's paths take a new partition at once; ReleasePartition on the
 // aside paths frees the old one later, and until then its blocks stay in use.
 TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater) {
-  PartitionPaths p = Plan("c1");
+  // Its own filesystem: the used-bytes figures below must not move with
+  // whatever else the node writes to /var/tmp meanwhile.
+  // (An ext4 image of its own on a loop device, like a real fast tier.)
+  const std::string root = scratch_ + "/own-fs";
+  const std::string image = scratch_ + "/own-fs.img";
+  ASSERT_EQ(mkdir(root.c_str(), 0700), 0);
+  ASSERT_EQ(system(absl::StrCat("truncate -s 256M ", image, " && mkfs.ext4 -q -F ", image, " && mount -o loop ",
+                                image, " ", root)
+                       .c_str()),
+            0);
+  mounts_.push_back(root);
+  PartitionPaths p = Plan("c1", root);
   constexpr uint64_t kSize = 64 * kMiB;
   ASSERT_TRUE(CreatePartition(p, kSize).ok());
   ASSERT_EQ(WritePattern(p.mount_point + "/data", kMiB, 'd'), 0);
-  absl::StatusOr<SpaceUsage> before = FilesystemUsage(fast_);
+  absl::StatusOr<SpaceUsage> before = FilesystemUsage(root);
   ASSERT_TRUE(before.ok()) << before.status();
 
   absl::StatusOr<std::optional<AsidePartition>> aside = SetPartitionAside(p);
@@ -519,7 +530,7 @@ TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater
   ASSERT_TRUE(aside->has_value());
   const AsidePartition a = **aside;
   planned_.push_back(a.paths);  // released in TearDown if the test fails
-  EXPECT_TRUE(absl::StartsWith(a.paths.dir, fast_ + "/" + kAsidePrefix)) << a.paths.dir;
+  EXPECT_TRUE(absl::StartsWith(a.paths.dir, root + "/" + kAsidePrefix)) << a.paths.dir;
   EXPECT_GE(a.image_bytes, kSize) << "the image's blocks are what freeing it gives back";
   EXPECT_FALSE(PathExists(p.dir)) << "the container directory did not move";
   EXPECT_EQ(MountinfoAt(p.mount_point), "");
@@ -528,7 +539,7 @@ TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater
   absl::StatusOr<bool> mounted = PartitionMounted(a.paths);
   ASSERT_TRUE(mounted.ok()) << mounted.status();
   EXPECT_TRUE(*mounted);
-  absl::StatusOr<SpaceUsage> aside_usage = FilesystemUsage(fast_);
+  absl::StatusOr<SpaceUsage> aside_usage = FilesystemUsage(root);
   ASSERT_TRUE(aside_usage.ok());
   EXPECT_GE(aside_usage->used_bytes + 4 * kMiB, before->used_bytes) << "set aside is not freed yet";
 
@@ -537,7 +548,7 @@ TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater
   EXPECT_EQ(List(p.mount_point), std::vector<std::string>{"lost+found"});
 
   // What a gputierd that stopped now would leave for the next one.
-  absl::StatusOr<std::vector<AsidePartition>> left = PartitionsSetAside(fast_);
+  absl::StatusOr<std::vector<AsidePartition>> left = PartitionsSetAside(root);
   ASSERT_TRUE(left.ok()) << left.status();
   ASSERT_EQ(left->size(), 1u);
   EXPECT_EQ((*left)[0].paths.dir, a.paths.dir);
@@ -548,10 +559,10 @@ TEST_F(PartitionTest, SetAsideMovesThePartitionInOneRenameAndReleaseFreesItLater
   ASSERT_TRUE(released.ok()) << released;
   EXPECT_FALSE(PathExists(a.paths.dir));
   EXPECT_TRUE(WaitLoopsGone(aside_image));
-  absl::StatusOr<SpaceUsage> after = FilesystemUsage(fast_);
+  absl::StatusOr<SpaceUsage> after = FilesystemUsage(root);
   ASSERT_TRUE(after.ok());
   EXPECT_LE(after->used_bytes + kSize / 2, aside_usage->used_bytes) << "the image's blocks were not freed";
-  left = PartitionsSetAside(fast_);
+  left = PartitionsSetAside(root);
   ASSERT_TRUE(left.ok());
   EXPECT_TRUE(left->empty());
   EXPECT_TRUE(*PartitionMounted(p)) << "releasing the old partition touched the new one";
