@@ -190,7 +190,7 @@ absl::Status ParseExtensions(absl::string_view source, const YAML::Node& node,
     }
     auto builtin = std::find_if(
         config.classes.begin(), config.classes.end(),
-        [&name](const ExtensionClass& c) { return c.name == name; });
+        [&class_name = name](const ExtensionClass& c) { return c.name == class_name; });
     uint32_t id = 0;
     if (builtin != config.classes.end()) {
       id = builtin->id;

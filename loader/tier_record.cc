@@ -58,8 +58,9 @@ absl::StatusOr<TierRecord> TierRecordFromJson(absl::string_view json, absl::stri
   nlohmann::json j = nlohmann::json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   if (!j.contains("version") || !j["version"].is_number_integer()) return bad("no layout version");
-  if (j["version"].get<int>() != kTierRecordVersion) {
-    return bad(absl::StrCat("layout version ", j["version"].get<int>(), " is not this gputierd's ",
+  // Compared as JSON numbers: a get<int>() would wrap 4294967297 to 1.
+  if (j["version"] != kTierRecordVersion) {
+    return bad(absl::StrCat("layout version ", j["version"].dump(), " is not this gputierd's ",
                             kTierRecordVersion));
   }
   try {
@@ -67,6 +68,9 @@ absl::StatusOr<TierRecord> TierRecordFromJson(absl::string_view json, absl::stri
     r.container_id = j.at("container_id").get<std::string>();
     if (absl::Status s = ValidateContainerId(r.container_id); !s.ok()) return bad(s.message());
     r.cgroup = j.at("cgroup").get<std::string>();
+    // Only a non-negative integer: get<uint64_t>() of a float such as 1e300
+    // is undefined behaviour, and of -1 a wrapped inode number.
+    if (!j.at("mnt_ns").is_number_unsigned()) return bad("mnt_ns is not an inode number (a whole number)");
     r.mnt_ns = j.at("mnt_ns").get<uint64_t>();
     absl::StatusOr<TierOverride> o = ParseTierOverride(j.at("override").get<std::string>());
     if (!o.ok()) return bad(o.status().message());

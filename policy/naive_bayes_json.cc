@@ -122,6 +122,12 @@ absl::StatusOr<NaiveBayesModel> NaiveBayesModel::FromJson(absl::string_view text
     return absl::InvalidArgumentError(absl::StrCat(
         "model JSON: not valid JSON at byte ", e.byte,
         " (truncated or corrupt); delete the model file and the agent retrains it"));
+  } catch (const Json::exception& e) {
+    // The parser throws out_of_range, not parse_error, for a number no
+    // double holds (1e999): still a corrupt file, never an escaping throw.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model JSON: cannot be read (", e.what(),
+        "); delete the model file and the agent retrains it"));
   }
   if (!doc.is_object()) return Bad("(top level)", "is not an object");
 

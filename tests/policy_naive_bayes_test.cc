@@ -377,5 +377,23 @@ TEST(NaiveBayesJson, TruncatedDocumentSaysHowToRecover) {
   EXPECT_NE(m.status().message().find("truncated or corrupt"), absl::string_view::npos);
 }
 
+// Found by fuzz/model_fuzzer.cc: nlohmann::json throws out_of_range (not
+// parse_error) for a number beyond a double, which escaped FromJson and
+// terminated gputierd at start.
+TEST(NaiveBayesJson, ModelRejectsNumberBeyondADoubleWithClearError) {
+  nlohmann::json doc = ValidDocument();
+  std::string text = doc.dump();
+  const std::string weight = "\"weight\":";
+  const size_t at = text.find(weight);
+  ASSERT_NE(at, std::string::npos);
+  text.insert(at + weight.size(), "1e999,\"unused\":");
+  absl::StatusOr<NaiveBayesModel> m = NaiveBayesModel::FromJson(text);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("number overflow"), absl::string_view::npos)
+      << m.status().message();
+  EXPECT_NE(m.status().message().find("delete the model file"), absl::string_view::npos);
+}
+
 }  // namespace
 }  // namespace gputier

@@ -53,6 +53,28 @@ TEST(TierRecord, DamagedFilesAreRefused) {
   EXPECT_FALSE(TierRecordFromJson(json, "f").ok());
 }
 
+// fuzz/tier_record_fuzzer.cc under UBSan: a float mnt_ns was converted to
+// uint64_t (undefined behaviour for 1e300), a negative one wrapped.
+TEST(TierRecord, RejectsMountNamespaceThatIsNotAWholeNumberWithClearError) {
+  for (const char* bad : {"1e300", "-1", "4026532000.5", "\"4026532000\""}) {
+    std::string json = TierRecordToJson(Sample());
+    json.replace(json.find("4026532000"), 10, bad);
+    absl::Status s = TierRecordFromJson(json, "f.json").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << bad;
+    EXPECT_TRUE(absl::StrContains(s.message(), "f.json: ")) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "mnt_ns")) << s;
+  }
+}
+
+// A layout version beyond an int was truncated before the comparison, so
+// 4294967297 read as version 1.
+TEST(TierRecord, RejectsLayoutVersionThatWrapsToThisOne) {
+  std::string json = TierRecordToJson(Sample());
+  json.replace(json.find("\"version\": 1"), 12, "\"version\": 4294967297");
+  absl::Status s = TierRecordFromJson(json, "f.json").status();
+  EXPECT_TRUE(absl::StrContains(s.message(), "layout version 4294967297")) << s;
+}
+
 TEST(TierRecordStore, SavesLoadsAndRemoves) {
   char tmpl[] = "/tmp/gputier-record-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
