@@ -89,7 +89,7 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 absl::Status Tier(const std::string& socket, const std::string& id, const std::string& tier) {
-  absl::StatusOr<nlohmann::json> a = ControlRequest(socket, {{"cmd", "tier"}, {"target", id}, {"tier", tier}});
+  absl::StatusOr<nlohmann::json> a = SendControlRequest(socket, {{"cmd", "tier"}, {"target", id}, {"tier", tier}});
   if (!a.ok()) return a.status();
   if (!(*a)["ok"].get<bool>()) return absl::InternalError((*a)["error"].get<std::string>());
   return absl::OkStatus();

@@ -41,7 +41,8 @@ using yaml_fields::Where;
 
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
-    "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups";
+    "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
+    "control_read_group";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
 constexpr uint32_t kMaxCgroups = 1048576;
@@ -406,6 +407,27 @@ absl::Status ParseGpuDevices(absl::string_view source, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+// `control_read_group: NAME`: a POSIX group name (resolved by gputierd).
+absl::Status ParseControlReadGroup(absl::string_view source, const YAML::Node& node, std::string* out) {
+  bool ok = node.IsScalar() && IsPlainScalar(node) && !node.Scalar().empty() && node.Scalar().size() <= 32 &&
+            node.Scalar()[0] != '-';
+  if (ok) {
+    for (char c : node.Scalar()) {
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.');
+    }
+  }
+  if (!ok) {
+    return Invalid(source, node, "control_read_group",
+                   node.IsScalar() ? absl::StrCat("is ", Quote(node.Scalar()), ", not a group name")
+                                   : absl::StrCat("is ", KindOf(node)),
+                   "write the name of a group whose members may run gputierctl status and explain "
+                   "(1-32 characters of [A-Za-z0-9_.-]), or remove the key (root only)");
+  }
+  *out = node.Scalar();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Config> ParseDocument(absl::string_view source,
                                      const YAML::Node& root) {
   Config config = DefaultConfig();
@@ -442,6 +464,8 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       status = ParseEnforcementIfUnavailable(source, value, &config.enforcement);
     } else if (key == "enforcement_exempt_cgroups") {
       status = ParseExemptCgroups(source, value, &config.enforcement);
+    } else if (key == "control_read_group") {
+      status = ParseControlReadGroup(source, value, &config.control_read_group);
     } else if (key == "gpu_devices") {
       status = ParseGpuDevices(source, value, config);
     } else if (key == "max_cgroups") {

@@ -101,6 +101,9 @@ struct Config {
   PolicyConfig policy;
   TierConfig tiers;
   EnforcementConfig enforcement;
+  // `control_read_group:`: members of this group may run the read-only
+  // control commands (status, explain); empty: root only.
+  std::string control_read_group;
 };
 
 // The configuration used when no --config is given.

@@ -9,6 +9,7 @@
 #include "loader/cgroup_resolver.h"
 #include "loader/guard_maps.h"
 #include "loader/log.h"
+#include "loader/utf8.h"
 
 namespace gputier {
 namespace {
@@ -169,9 +170,11 @@ nlohmann::json EnforcementService::StatusJson() const {
 }
 
 std::string DescribeAuditRecord(const gt_audit_record& r, const std::string& cgroup_path) {
-  const std::string comm(r.comm, strnlen(r.comm, sizeof(r.comm)));
+  // The process and cgroup names are a tenant's: printed escaped.
+  const std::string comm = EscapeControlAndInvalid(absl::string_view(r.comm, strnlen(r.comm, sizeof(r.comm))));
   const std::string who = absl::StrFormat("pid %u (%s) uid %u in cgroup %u (%s, verdict %s)", r.pid, comm,
-                                          r.uid, r.cgroup_id, cgroup_path, VerdictWord(r.verdict));
+                                          r.uid, r.cgroup_id, EscapeControlAndInvalid(cgroup_path),
+                                          VerdictWord(r.verdict));
   if (r.kind == GT_AUDIT_TAMPER) {
     return absl::StrFormat("tamper: %s %s asked for %s %u", r.denied ? "REFUSED:" : "recorded:", who,
                            r.op == GT_OP_LINK_FD ? "an fd to gputier's link" : "a write-capable fd to gputier's map",

@@ -26,11 +26,13 @@
 #include "loader/enforcement.h"
 #include "loader/gpu_devices.h"
 #include "loader/guard_maps.h"
+#include "loader/json_text.h"
 #include "loader/log.h"
 #include "loader/maps.h"
 #include "loader/pin_dir.h"
 #include "loader/report.h"
 #include "loader/tier_uninstall.h"
+#include "loader/utf8.h"
 
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory of gputierd's pins");
 ABSL_FLAG(std::string, run_dir, "/run/gputier", "gputierd's runtime directory (its control socket)");
@@ -144,7 +146,7 @@ int Audit() {
     nlohmann::json out = nlohmann::json::array();
     for (const gt_audit_record& r : *records) out.push_back(RecordJson(r, *resolver));
     if (json) {
-      printf("%s\n", out.dump(2).c_str());
+      printf("%s\n", JsonText(out, 2).c_str());
     } else {
       for (const gt_audit_record& r : *records) {
         absl::StatusOr<std::string> path = resolver->PathOf(r.cgroup_id);
@@ -172,7 +174,7 @@ int Audit() {
       row["guard_denied"] = g.guard_denied;
       row["tamper_events"] = g.tamper_events;
     }
-    printf("%s\n", out.dump(2).c_str());
+    printf("%s\n", JsonText(out, 2).c_str());
     return 0;
   }
   absl::StatusOr<gt_meta> meta = ReadMeta(maps->meta.get());
@@ -228,7 +230,7 @@ std::string SocketPath() {
 
 // Sends a request to gputierd; prints the error and returns nullopt on failure.
 std::optional<nlohmann::json> Ask(const char* command, const nlohmann::json& request) {
-  absl::StatusOr<nlohmann::json> answer = ControlRequest(SocketPath(), request);
+  absl::StatusOr<nlohmann::json> answer = SendControlRequest(SocketPath(), request);
   if (!answer.ok()) {
     fprintf(stderr, "gputierctl %s: %s\n", command, std::string(answer.status().message()).c_str());
     return std::nullopt;
@@ -278,7 +280,9 @@ void PrintTiering(const nlohmann::json& t) {
            r["override"].get<std::string>().c_str(), HumanBytes(r["bytes_fast"].get<uint64_t>()).c_str(),
            HumanBytes(r["bytes_slow"].get<uint64_t>()).c_str(), paths.c_str());
     if (r["op"] != "none") printf("  in progress: %s\n", r["op"].get<std::string>().c_str());
-    if (r["last_error"].is_string()) printf("  %s\n", r["last_error"].get<std::string>().c_str());
+    if (r["last_error"].is_string()) {
+      printf("  %s\n", EscapeControlAndInvalid(r["last_error"].get<std::string>()).c_str());
+    }
   }
 }
 
@@ -287,7 +291,7 @@ int StatusCommand() {
   if (!a) return 1;
   if (absl::GetFlag(FLAGS_json)) {
     a->erase("ok");
-    printf("%s\n", a->dump(2).c_str());
+    printf("%s\n", JsonText(*a, 2).c_str());
     return 0;
   }
   printf("classifier: %s\n", (*a)["classifier"].get<std::string>().c_str());
@@ -309,7 +313,8 @@ int StatusCommand() {
            r["source"].get<std::string>().c_str(), Num(f["gpu_ioctl_rate"], "%.1f").c_str(),
            Num(f["ext_ratio"], "%.2f").c_str(), Num(f["open_rate"], "%.1f").c_str(),
            HumanBytes(static_cast<uint64_t>(f["write_rate"].get<double>())).c_str(),
-           r["cgroup_path"].is_string() ? r["cgroup_path"].get<std::string>().c_str() : "(removed)");
+           r["cgroup_path"].is_string() ? EscapeControlAndInvalid(r["cgroup_path"].get<std::string>()).c_str()
+                                        : "(removed)");
   }
   if (a->contains("tiering")) PrintTiering((*a)["tiering"]);
   return 0;
@@ -359,7 +364,7 @@ int ExplainCommand(const std::string& target) {
   std::optional<nlohmann::json> a = Ask("explain", {{"cmd", "explain"}, {"target", target}});
   if (!a) return 1;
   if (absl::GetFlag(FLAGS_json)) {
-    printf("%s\n", a->dump(2).c_str());
+    printf("%s\n", JsonText(*a, 2).c_str());
     return 0;
   }
   printf("cgroup %llu %s%s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
@@ -387,7 +392,7 @@ int ExplainCommand(const std::string& target) {
 int TrainCommand() {
   std::optional<nlohmann::json> a = Ask("train", {{"cmd", "train"}});
   if (!a) return 1;
-  printf("model version %d trained on %s\n", (*a)["version"].get<int>(), (*a)["rows"].dump().c_str());
+  printf("model version %d trained on %s\n", (*a)["version"].get<int>(), JsonText((*a)["rows"]).c_str());
   return 0;
 }
 

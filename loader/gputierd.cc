@@ -2,16 +2,19 @@
 // its maps, and shows live per-container counters.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -125,15 +128,43 @@ int OnEvent(void* ctx, void* data, size_t size) {
   return 0;
 }
 
+using DropCounts = std::array<uint64_t, GT_DROP_MAX>;
+
+nlohmann::json DropsJson(const DropCounts& d) {
+  return {{"cgroup_map_full", d[GT_DROP_CGROUP_MAP_FULL]},
+          {"events_lost", d[GT_DROP_RINGBUF_FULL]},
+          {"name_unreadable", d[GT_DROP_NAME_READ]}};
+}
+
+// Reads gt_drops and warns once per increase: a full counter map or a full
+// event ring means counts or first-GPU events were lost.
+void CheckDrops(int drops_fd, DropCounts* last) {
+  absl::StatusOr<DropCounts> now = ReadDrops(drops_fd);
+  if (!now.ok()) return;
+  const DropCounts before = *last;
+  *last = *now;
+  if ((*now)[GT_DROP_CGROUP_MAP_FULL] > before[GT_DROP_CGROUP_MAP_FULL]) {
+    LogWarning("gt_cg_stats is full: %d new cgroup(s) not counted (%d in all); raise max_cgroups in the config",
+               (*now)[GT_DROP_CGROUP_MAP_FULL] - before[GT_DROP_CGROUP_MAP_FULL], (*now)[GT_DROP_CGROUP_MAP_FULL]);
+  }
+  if ((*now)[GT_DROP_RINGBUF_FULL] > before[GT_DROP_RINGBUF_FULL]) {
+    LogWarning("gt_events was full: %d event(s) lost (%d in all); first-GPU-access decisions wait for the next tick",
+               (*now)[GT_DROP_RINGBUF_FULL] - before[GT_DROP_RINGBUF_FULL], (*now)[GT_DROP_RINGBUF_FULL]);
+  }
+  if ((*now)[GT_DROP_NAME_READ] > before[GT_DROP_NAME_READ]) {
+    LogDebug("%d file name(s) could not be read (%d in all)", (*now)[GT_DROP_NAME_READ] - before[GT_DROP_NAME_READ],
+             (*now)[GT_DROP_NAME_READ]);
+  }
+}
+
 // Control requests: the classifier's, plus `tier` and the tiering part of
 // `status`.
-nlohmann::json HandleRequest(const nlohmann::json& request, VerdictService* verdicts, TierManager* tiers,
-                             const EnforcementService* enforcement) {
-  const std::string cmd = request.value("cmd", "");
-  if (cmd == "tier") {
-    absl::StatusOr<TierOverride> choice = ParseTierOverride(request.value("tier", ""));
+nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verdicts, TierManager* tiers,
+                             const EnforcementService* enforcement, const DropCounts& drops) {
+  if (request.command == ControlCommand::kTier) {
+    absl::StatusOr<TierOverride> choice = ParseTierOverride(request.tier);
     if (!choice.ok()) return {{"ok", false}, {"error", std::string(choice.status().message())}};
-    absl::StatusOr<ContainerVerdictView> who = verdicts->ResolveContainer(request.value("target", ""));
+    absl::StatusOr<ContainerVerdictView> who = verdicts->ResolveContainer(request.target);
     if (!who.ok()) return {{"ok", false}, {"error", std::string(who.status().message())}};
     if (absl::Status s = tiers->SetOverride(*who, *choice); !s.ok()) {
       return {{"ok", false}, {"error", std::string(s.message())}};
@@ -141,9 +172,10 @@ nlohmann::json HandleRequest(const nlohmann::json& request, VerdictService* verd
     return {{"ok", true}, {"container_id", who->container_id}, {"tier", TierOverrideName(*choice)}};
   }
   nlohmann::json answer = verdicts->Handle(request);
-  if (cmd == "status" && answer.value("ok", false)) {
+  if (request.command == ControlCommand::kStatus && answer.value("ok", false)) {
     answer["tiering"] = tiers->StatusJson();
     answer["enforcement"] = enforcement->StatusJson();
+    answer["drops"] = DropsJson(drops);
   }
   return answer;
 }
@@ -205,6 +237,9 @@ int Run() {
   sa.sa_flags = SA_RESTART;  // start-up syscalls carry on; the poll loop sees EINTR
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A control client that goes away before reading its reply must not kill
+  // the agent (sends use MSG_NOSIGNAL too).
+  signal(SIGPIPE, SIG_IGN);
 
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
   const std::string run_dir = absl::GetFlag(FLAGS_run_dir);
@@ -231,8 +266,24 @@ int Run() {
     LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
     return 1;
   }
+  std::optional<uint32_t> read_group;
+  if (!config.control_read_group.empty()) {
+    const group* g = getgrnam(config.control_read_group.c_str());
+    if (g == nullptr) {
+      LogError("control_read_group: no group named \"%s\" on this node; create it or remove the key",
+               config.control_read_group);
+      return 2;
+    }
+    read_group = g->gr_gid;
+    LogInfo("control socket: root, and members of group %s (gid %u) for status and explain",
+            config.control_read_group, g->gr_gid);
+  }
   if (absl::Status s = MakeDir(run_dir); !s.ok()) {
     LogError("%s; pass a writable --run-dir", s.message());
+    return 1;
+  }
+  if (absl::Status s = CheckRunDir(run_dir, read_group); !s.ok()) {
+    LogError("%s", s.message());
     return 1;
   }
   if (absl::Status s = MakeDir(state_dir); !s.ok()) {
@@ -339,7 +390,9 @@ int Run() {
     return 1;
   }
   const std::string socket_path = absl::StrCat(run_dir, "/", kControlSocketName);
-  absl::StatusOr<ControlServer> control = ControlServer::Listen(socket_path);
+  ControlServer::Options control_options;
+  control_options.read_group = read_group;
+  absl::StatusOr<ControlServer> control = ControlServer::Listen(socket_path, control_options);
   if (!control.ok()) {
     LogError("%s", control.status().message());
     ring_buffer__free(rb);
@@ -364,11 +417,22 @@ int Run() {
   absl::Time next_rescan = absl::Now() + absl::Seconds(10);
   absl::Time next_sweep = absl::Now() + absl::Minutes(5);
   absl::Time next_tick = absl::Now();
-  pollfd fds[2] = {{ring_buffer__epoll_fd(rb), POLLIN, 0}, {control->fd(), POLLIN, 0}};
+  const int drops_fd = (*observer)->map_fd(GT_MAP_DROPS);
+  DropCounts drops = {};
+  if (absl::StatusOr<DropCounts> d = ReadDrops(drops_fd); d.ok()) {
+    drops = *d;  // counted before this start (pins reused): reported, not warned about again
+    if (drops[GT_DROP_CGROUP_MAP_FULL] + drops[GT_DROP_RINGBUF_FULL] > 0) {
+      LogInfo("gt_drops from earlier runs: %d new cgroup(s) not counted, %d event(s) lost",
+              drops[GT_DROP_CGROUP_MAP_FULL], drops[GT_DROP_RINGBUF_FULL]);
+    }
+  }
+  std::vector<pollfd> fds;
   while (!g_stop) {
     const int wait_ms = static_cast<int>(
         std::clamp<int64_t>(absl::ToInt64Milliseconds(next_tick - absl::Now()), 0, 200));
-    if (poll(fds, 2, wait_ms) < 0 && errno != EINTR) {
+    fds.assign({{ring_buffer__epoll_fd(rb), POLLIN, 0}});
+    control->AddPollFds(&fds);
+    if (poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
       LogError("poll: %s", strerror(errno));
       break;
     }
@@ -376,15 +440,16 @@ int Run() {
       LogError("reading gt_events: %s", strerror(-n));
       break;
     }
-    if (fds[1].revents & POLLIN) {
-      control->ServePending([&](const nlohmann::json& request) {
-        return HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get());
-      });
-    }
+    // Every connection moves on as far as it can without blocking; one
+    // that stalls only runs into its own deadline.
+    control->Serve([&](const ControlRequest& request) {
+      return HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get(), drops);
+    });
     absl::Time now = absl::Now();
     if (now >= next_tick) {
       next_tick = now + config.policy.tick;
       if (absl::Status s = (*verdicts)->Tick(); !s.ok()) LogWarning("classification tick: %s", s.message());
+      CheckDrops(drops_fd, &drops);
       std::vector<ContainerVerdictView> containers = (*verdicts)->Containers();
       (*tiers)->UpdateContainers(containers);
       if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));

@@ -28,21 +28,25 @@ absl::StatusOr<std::vector<Key>> Keys(int fd, const char* name) {
   return out;
 }
 
+// Deletes the keys that go before it writes the new set: a map at its
+// max_entries (gt_guard_exempt: 256) that swaps some keys for others would
+// otherwise refuse the new ones with E2BIG and stick. Kept keys are updated
+// in place, never absent in between.
 template <typename Key, typename Value, typename Hashable>
 absl::Status Replace(int fd, const char* name, const std::vector<std::pair<Key, Value>>& entries,
                      Hashable hashable) {
   absl::flat_hash_set<uint64_t> keep;
-  for (const auto& [k, v] : entries) {
-    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("writing ", name));
-    }
-    keep.insert(hashable(k));
-  }
+  for (const auto& [k, v] : entries) keep.insert(hashable(k));
   absl::StatusOr<std::vector<Key>> old = Keys<Key>(fd, name);
   if (!old.ok()) return old.status();
   for (const Key& k : *old) {
     if (!keep.contains(hashable(k)) && bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) {
       return absl::ErrnoToStatus(errno, absl::StrCat("deleting from ", name));
+    }
+  }
+  for (const auto& [k, v] : entries) {
+    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("writing ", name));
     }
   }
   return absl::OkStatus();

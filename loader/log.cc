@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
+#include "loader/utf8.h"
 
 namespace gputier {
 namespace {
@@ -51,10 +52,13 @@ void LogLine(LogLevel level, absl::string_view message) {
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
+  // Names in messages come from tenants (cgroup, file and process names): a
+  // newline or escape sequence in one must not forge or hide a log line.
+  const std::string text = EscapeControlAndInvalid(message);
   std::lock_guard<std::mutex> lock(g_mu);
   fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %.*s\n", tm.tm_year + 1900,
           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-          LevelName(level), static_cast<int>(message.size()), message.data());
+          LevelName(level), static_cast<int>(text.size()), text.data());
 }
 
 ScopedQuietLibbpf::ScopedQuietLibbpf() { ++g_quiet_libbpf; }

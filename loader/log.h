@@ -1,4 +1,7 @@
 // The agent's logger: one line per message on stderr, with level and time.
+// Every message is escaped (EscapeControlAndInvalid, loader/utf8.h): control
+// characters and bytes that are not UTF-8 show as \n, \xNN..., so a name a
+// tenant chose can never start a line of its own.
 //
 // libbpf's own messages are routed here (RouteLibbpfLogs), at DEBUG level
 // unless they are warnings, so they only show with -v.

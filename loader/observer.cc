@@ -115,12 +115,24 @@ absl::Status VerifyFiring(bpf_object* obj, const std::string& probe_dir) {
   gt_cgroup_stats before = {};
   if (absl::StatusOr<gt_cgroup_stats> s = ReadCgroupCounter(stats_fd, *self); s.ok()) before = *s;
 
-  std::string path = absl::StrFormat("%s/gputierd-probe-%d.gtprobe", probe_dir, getpid());
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("creating probe file ", path));
+  // probe_dir may be shared (gputierctl doctor uses /tmp): the file goes in
+  // a fresh private directory (mkdtemp, 0700) and is created exclusively,
+  // never through a symlink someone else planted.
+  std::string dir = absl::StrCat(probe_dir, "/gputier-probe-XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("creating a probe directory in ", probe_dir));
+  }
+  const std::string path = absl::StrCat(dir, "/probe.gtprobe");
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    rmdir(dir.c_str());
+    return absl::ErrnoToStatus(err, absl::StrCat("creating probe file ", path));
+  }
   ssize_t w = write(fd, "x", 1);
   close(fd);
   unlink(path.c_str());
+  rmdir(dir.c_str());
   if (w != 1) return absl::ErrnoToStatus(errno, absl::StrCat("writing probe file ", path));
 
   absl::StatusOr<gt_cgroup_stats> after = ReadCgroupCounter(stats_fd, *self);

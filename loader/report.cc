@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "loader/cgroup_resolver.h"
+#include "loader/utf8.h"
 
 namespace gputier {
 
@@ -89,7 +90,7 @@ std::string RowsToTable(const std::vector<CgroupRow>& rows, const ClassNames& na
     absl::StrAppendFormat(&out, " %8d %8d %8d %9d %10s  %s\n", r.stats.opens_by_class[GT_CLASS_OTHER],
                           r.stats.opens_noext, r.stats.gpu_opens, r.stats.gpu_ioctls,
                           HumanBytes(r.stats.bytes_written),
-                          r.cgroup_path.value_or("(removed)"));
+                          EscapeControlAndInvalid(r.cgroup_path.value_or("(removed)")));
   }
   return out;
 }

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <optional>
+#include <exception>
 #include <set>
 #include <utility>
 
@@ -271,8 +272,14 @@ void TierManager::Loop() {
       if (stop_) return;
       poked_ = false;
     }
-    Cycle();
-    Publish();
+    try {
+      Cycle();
+      Publish();
+    } catch (const std::exception& e) {
+      // A library threw (nlohmann, std::) on something a container made:
+      // this cycle ends, the next one starts from the records again.
+      LogError("tier: a cycle failed: %s; retrying on the next cycle", e.what());
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "loader/utf8.h"
 
 namespace gputier {
 
@@ -25,6 +26,14 @@ absl::StatusOr<ContainerPath> ParseContainerPath(absl::string_view path) {
   }
   if (path.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError("container path contains a NUL byte");
+  }
+  // Recorded in JSON and shown in logs: printable UTF-8 only.
+  bool printable = IsValidUtf8(path);
+  for (char c : path) printable = printable && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  if (!printable) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "container path '", EscapeControlAndInvalid(path),
+        "' holds a control character or bytes that are not UTF-8; give a printable UTF-8 path"));
   }
   if (path.size() >= PATH_MAX) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -13,7 +13,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "loader/atomic_file.h"
+#include "loader/json_text.h"
 #include "loader/tier_path.h"
+#include "loader/utf8.h"
 
 namespace gputier {
 
@@ -46,7 +48,13 @@ std::string TierRecordToJson(const TierRecord& r) {
                       {"op_path", r.op_path},
                       {"froze", r.froze},
                       {"partition", r.partition}};
-  return j.dump(1) + "\n";
+  // The cgroup path is the runtime's (and through it a tenant's) choice of
+  // bytes, and gputierd needs them exactly to find the container again: a
+  // name that is not UTF-8 is kept as hex in "cgroup_hex" ("cgroup" stays
+  // for people, its bad bytes replaced). Paths are printable UTF-8
+  // (ParseContainerPath) and container ids ASCII (ValidateContainerId).
+  if (!IsValidUtf8(r.cgroup)) j["cgroup_hex"] = HexBytes(r.cgroup);
+  return JsonText(j, 1) + "\n";
 }
 
 absl::StatusOr<TierRecord> TierRecordFromJson(absl::string_view json, absl::string_view source) {
@@ -71,6 +79,9 @@ absl::StatusOr<TierRecord> TierRecordFromJson(absl::string_view json, absl::stri
     // Only a non-negative integer: get<uint64_t>() of a float such as 1e300
     // is undefined behaviour, and of -1 a wrapped inode number.
     if (!j.at("mnt_ns").is_number_unsigned()) return bad("mnt_ns is not an inode number (a whole number)");
+    if (j.contains("cgroup_hex") && !BytesFromHex(j.at("cgroup_hex").get<std::string>(), &r.cgroup)) {
+      return bad("cgroup_hex is not hex");
+    }
     r.mnt_ns = j.at("mnt_ns").get<uint64_t>();
     absl::StatusOr<TierOverride> o = ParseTierOverride(j.at("override").get<std::string>());
     if (!o.ok()) return bad(o.status().message());

@@ -424,13 +424,15 @@ nlohmann::json VerdictService::Label(const std::string& target, const std::strin
   return {{"ok", true}, {"cgroup_id", *id}, {"label", verdict}};
 }
 
-nlohmann::json VerdictService::Handle(const nlohmann::json& request) {
-  const std::string cmd = request.value("cmd", "");
-  if (cmd == "status") return Status();
-  if (cmd == "explain") return Explain(request.value("target", ""));
-  if (cmd == "train") return Train();
-  if (cmd == "label") return Label(request.value("target", ""), request.value("verdict", ""));
-  return Error(absl::StrCat("unknown request '", cmd, "'; this gputierd knows status, explain, train, label"));
+nlohmann::json VerdictService::Handle(const ControlRequest& request) {
+  switch (request.command) {
+    case ControlCommand::kStatus: return Status();
+    case ControlCommand::kExplain: return Explain(request.target);
+    case ControlCommand::kTrain: return Train();
+    case ControlCommand::kLabel: return Label(request.target, request.verdict);
+    case ControlCommand::kTier: break;
+  }
+  return Error(absl::StrCat("the classifier does not answer \"", ControlCommandName(request.command), "\""));
 }
 
 }  // namespace gputier

@@ -19,6 +19,7 @@
 #include "loader/cgroup_resolver.h"
 #include "loader/classification_table.h"
 #include "loader/config.h"
+#include "loader/control_request.h"
 #include "policy/verdict_engine.h"
 
 namespace gputier {
@@ -53,8 +54,10 @@ class VerdictService {
   // A cgroup's first GPU access: decide it now.
   absl::Status OnGpuAccess(uint64_t cgroup_id);
 
-  // Control requests; each returns {"ok": true, ...} or {"ok": false, "error": ...}.
-  nlohmann::json Handle(const nlohmann::json& request);
+  // Control requests (status, explain, train, label; validated and
+  // authorized by the control socket); each returns {"ok": true, ...} or
+  // {"ok": false, "error": ...}.
+  nlohmann::json Handle(const ControlRequest& request);
 
   // "rule" or "model vN" (for the log).
   std::string Describe() const;

@@ -34,6 +34,18 @@ TEST(TierRecord, RoundTripsThroughJson) {
   EXPECT_TRUE(back->AnyFast());
 }
 
+TEST(TierRecord, CgroupNamedWithInvalidUtf8RoundTripsExactly) {
+  TierRecord r = Sample();
+  r.cgroup = std::string("/runc/x\xff\xfe\n") + "y";
+  std::string json;
+  ASSERT_NO_THROW(json = TierRecordToJson(r));
+  absl::StatusOr<TierRecord> back = TierRecordFromJson(json, "x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->cgroup, r.cgroup);
+  EXPECT_TRUE(absl::StrContains(json, "\"cgroup_hex\""));
+  EXPECT_FALSE(absl::StrContains(TierRecordToJson(Sample()), "cgroup_hex"));  // UTF-8 names stay as they were
+}
+
 TEST(TierRecord, AnotherLayoutVersionIsRefusedNotGuessed) {
   std::string json = TierRecordToJson(Sample());
   json.replace(json.find("\"version\": 1"), 12, "\"version\": 2");
