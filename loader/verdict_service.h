@@ -19,6 +19,7 @@
 #include "loader/cgroup_resolver.h"
 #include "loader/classification_table.h"
 #include "loader/config.h"
+#include "loader/gpu_use_monitor.h"
 #include "policy/verdict_engine.h"
 
 namespace gputier {
@@ -39,6 +40,10 @@ class VerdictService {
     std::vector<ExtensionClass> classes;
     std::string state_dir;
     std::vector<std::string> runc_roots = {"/run/runc"};
+    // The GPU selectors of gt_gpu_devs, (major, minor or GT_MINOR_ANY): the
+    // proc scan of GPU contexts held matches the same device numbers.
+    std::vector<std::pair<uint32_t, uint32_t>> gpu_selectors;
+    GpuUseMonitor::Options gpu_use;
   };
 
   // Opens the table and the model in state_dir and restores the verdicts
@@ -55,6 +60,9 @@ class VerdictService {
 
   // Control requests; each returns {"ok": true, ...} or {"ok": false, "error": ...}.
   nlohmann::json Handle(const nlohmann::json& request);
+
+  // The GPU devices changed on the node.
+  void SetGpuSelectors(const std::vector<std::pair<uint32_t, uint32_t>>& selectors);
 
   // "rule" or "model vN" (for the log).
   std::string Describe() const;
@@ -86,6 +94,7 @@ class VerdictService {
 
   Options options_;
   VerdictEngine engine_;
+  std::unique_ptr<GpuUseMonitor> gpu_use_;
   ClassificationTable table_;
   int stats_fd_;
   int verdicts_fd_;
