@@ -8,8 +8,12 @@
 // /proc/<pid>/schedstat; its RSS from /proc/<pid>/status.
 //
 //   sudo build/bench/gputier_bench_tick_cost [--sizes=1000,10000] [--ticks=20] [--active=0.1]
+//        [--holders=32]
 #include <bpf/bpf.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -33,6 +37,7 @@
 ABSL_FLAG(std::string, sizes, "1000,10000", "numbers of live cgroups");
 ABSL_FLAG(int, ticks, 20, "ticks measured per size (after 3 warm-up ticks)");
 ABSL_FLAG(double, active, 0.1, "share of cgroups whose counters move each tick");
+ABSL_FLAG(int, holders, 32, "GPU-like cgroups with a process holding the GPU test device open");
 
 namespace gputier {
 namespace {
@@ -57,8 +62,30 @@ uint64_t RssKiB(pid_t pid) {
   return 0;
 }
 
-int RunSize(int n, int ticks, double active) {
+// A process in cgroup `dir` holding the GPU test device open (4 fds) and 16
+// other fds, as a GPU job holds its contexts; killed by the caller.
+pid_t StartHolder(const std::string& dir, const std::string& gpu_path) {
+  int go[2];
+  if (pipe(go) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(go[1]);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(1);
+    for (int k = 0; k < 4; ++k) open(gpu_path.c_str(), O_RDWR);
+    for (int k = 0; k < 16; ++k) open("/dev/null", O_RDONLY);
+    for (;;) pause();
+  }
+  close(go[0]);
+  std::ofstream(dir + "/cgroup.procs") << pid;
+  (void)!write(go[1], "g", 1);
+  close(go[1]);
+  return pid;
+}
+
+int RunSize(int n, int ticks, double active, int holders) {
   testing::AgentProcess agent;
+  testing::GpuTestDevice gpu;
   absl::StatusOr<CgroupResolver> resolver = CgroupResolver::Create();
   if (!resolver.ok()) return 1;
   const std::string parent = absl::StrCat(resolver->mount_point(), "/gputier-bench-", getpid());
@@ -73,7 +100,7 @@ int RunSize(int n, int ticks, double active) {
     ids.push_back(st.st_ino);
   }
   absl::StatusOr<std::string> mode =
-      agent.Start({"tracepoint", absl::StrCat("max_cgroups: ", std::max(16384, 2 * n), "\n")});
+      agent.Start({"tracepoint", absl::StrCat(gpu.ConfigYaml(), "max_cgroups: ", std::max(16384, 2 * n), "\n")});
   if (!mode.ok()) {
     fprintf(stderr, "%s\n", std::string(mode.status().message()).c_str());
     return 1;
@@ -91,6 +118,12 @@ int RunSize(int n, int ticks, double active) {
     s.opens_by_class[i % 10 == 0 ? GT_CLASS_TENSOR : GT_CLASS_OTHER] = 100;
     if (i % 10 == 0) s.gpu_opens = 1, s.gpu_ioctls = 500, s.flags = GT_CG_GPU_SEEN;
     bpf_map_update_elem(stats, &ids[i], &s, BPF_ANY);
+  }
+  // Processes holding the GPU device in some of the GPU-like cgroups, so the
+  // proc scan of held GPU contexts finds something to count.
+  std::vector<pid_t> holder_pids;
+  for (int i = 0; i < n && static_cast<int>(holder_pids.size()) < holders; i += 10) {
+    holder_pids.push_back(StartHolder(dirs[i], gpu.path()));
   }
   std::mt19937 rng(42);
   auto move_some = [&]() {
@@ -125,8 +158,20 @@ int RunSize(int n, int ticks, double active) {
          rss / 1024.0);
   printf("RESULT cgroups=%d tick_cpu_ms=%.2f warmup_tick_cpu_ms=%.2f rss_mib=%.1f\n", n,
          (cpu2 - cpu1) / 1e6 / ticks, (cpu1 - cpu0) / 1e6 / 3, rss / 1024.0);
+  if (absl::StatusOr<std::string> st = agent.Ctl("status --json"); st.ok()) {
+    const nlohmann::json j = nlohmann::json::parse(*st, nullptr, false);
+    if (j.is_object() && j.contains("gpu_use")) {
+      const nlohmann::json& g = j["gpu_use"];
+      printf("  last tick's GPU use scan: %d GPU cgroups, %d scanned, %d pids, %d fds, %.3f ms (%d holders)\n",
+             g.value("gpu_cgroups", 0), g.value("scanned", 0), g.value("pids", 0), g.value("fds", 0),
+             g.value("scan_ms", 0.0), holders);
+    }
+  }
   close(stats);
   (void)agent.Stop();
+  for (pid_t p : holder_pids) {
+    if (p > 0) kill(p, SIGKILL), waitpid(p, nullptr, 0);
+  }
   for (const std::string& d : dirs) rmdir(d.c_str());
   rmdir(parent.c_str());
   return 0;
@@ -148,7 +193,8 @@ int main(int argc, char** argv) {
       fprintf(stderr, "--sizes: '%s' is not a positive number\n", std::string(s).c_str());
       return 2;
     }
-    if (int rc = gputier::RunSize(n, absl::GetFlag(FLAGS_ticks), absl::GetFlag(FLAGS_active)); rc) return rc;
+    if (int rc = gputier::RunSize(n, absl::GetFlag(FLAGS_ticks), absl::GetFlag(FLAGS_active),
+                                            absl::GetFlag(FLAGS_holders)); rc) return rc;
   }
   return 0;
 }

@@ -71,7 +71,11 @@ CREATE TABLE IF NOT EXISTS classifications (
   model_version INTEGER NOT NULL DEFAULT 0
     CONSTRAINT model_version_valid CHECK (model_version >= 0),
   confidence_permille INTEGER NOT NULL
-    CONSTRAINT confidence_permille_valid CHECK (confidence_permille BETWEEN 0 AND 1000)
+    CONSTRAINT confidence_permille_valid CHECK (confidence_permille BETWEEN 0 AND 1000),
+  gpu_busy_share REAL NOT NULL DEFAULT 0
+    CONSTRAINT gpu_busy_share_valid CHECK (gpu_busy_share >= 0 AND gpu_busy_share < 9e999),
+  gpu_context_recent REAL NOT NULL DEFAULT 0
+    CONSTRAINT gpu_context_recent_valid CHECK (gpu_context_recent IN (0.0, 1.0))
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS classifications_by_cgroup
@@ -117,11 +121,21 @@ CREATE VIEW IF NOT EXISTS latest_verdicts AS
    WHERE c.id IN (SELECT MAX(id) FROM classifications GROUP BY cgroup_id);
 )sql";
 
+// Schema version 1 -> 2: the columns of the GPU use measured outside the
+// counters (the CHECK constraints as in kSchemaSql).
+constexpr char kUpgradeTo2Sql[] = R"sql(
+ALTER TABLE classifications ADD COLUMN gpu_busy_share REAL NOT NULL DEFAULT 0
+  CONSTRAINT gpu_busy_share_valid CHECK (gpu_busy_share >= 0 AND gpu_busy_share < 9e999);
+ALTER TABLE classifications ADD COLUMN gpu_context_recent REAL NOT NULL DEFAULT 0
+  CONSTRAINT gpu_context_recent_valid CHECK (gpu_context_recent IN (0.0, 1.0));
+)sql";
+
 // The column order of every SELECT and of the INSERT (id excluded there).
 constexpr char kColumns[] =
     "id, time_unix_ns, cgroup_id, cgroup_path, container_id, gpu_ioctl_rate, "
     "gpu_opened, ext_ratio, open_rate, write_rate, evidence, verdict, "
-    "rule_verdict, source, model_version, confidence_permille";
+    "rule_verdict, source, model_version, confidence_permille, gpu_busy_share, "
+    "gpu_context_recent";
 constexpr char kLabelled[] = "verdict IN ('gpu', 'cpu', 'mixed')";
 
 struct StmtFinalizer {
@@ -253,6 +267,8 @@ ClassificationRow ReadRow(sqlite3_stmt* stmt) {
   row.source = ColumnText(stmt, 13);
   row.model_version = sqlite3_column_int64(stmt, 14);
   row.confidence_permille = sqlite3_column_int(stmt, 15);
+  row.gpu_busy_share = sqlite3_column_double(stmt, 16);
+  row.gpu_context_recent = sqlite3_column_double(stmt, 17);
   return row;
 }
 
@@ -294,7 +310,8 @@ bool ClassificationRow::operator==(const ClassificationRow& o) const {
          ext_ratio == o.ext_ratio && open_rate == o.open_rate && write_rate == o.write_rate &&
          evidence == o.evidence && verdict == o.verdict && rule_verdict == o.rule_verdict &&
          source == o.source && model_version == o.model_version &&
-         confidence_permille == o.confidence_permille;
+         confidence_permille == o.confidence_permille && gpu_busy_share == o.gpu_busy_share &&
+         gpu_context_recent == o.gpu_context_recent;
 }
 
 absl::Status ValidateRow(const ClassificationRow& row) {
@@ -309,6 +326,10 @@ absl::Status ValidateRow(const ClassificationRow& row) {
   }
   if (row.gpu_opened != 0.0 && row.gpu_opened != 1.0) {
     return Invalid("gpu_opened", absl::StrFormat("%g", row.gpu_opened), row, "0 or 1");
+  }
+  if (row.gpu_context_recent != 0.0 && row.gpu_context_recent != 1.0) {
+    return Invalid("gpu_context_recent", absl::StrFormat("%g", row.gpu_context_recent), row,
+                   "0 or 1");
   }
   if (row.evidence > kMaxInt64) {
     return Invalid("evidence", absl::StrCat(row.evidence), row, "<= INT64_MAX");
@@ -325,6 +346,7 @@ absl::Status ValidateRow(const ClassificationRow& row) {
            CheckRange("ext_ratio", row.ext_ratio, row, 0, 1, "a number within [0, 1]"),
            CheckRange("open_rate", row.open_rate, row, 0, kInf, kRate),
            CheckRange("write_rate", row.write_rate, row, 0, kInf, kRate),
+           CheckRange("gpu_busy_share", row.gpu_busy_share, row, 0, kInf, kRate),
            CheckOneOf("verdict", row.verdict, row, {"gpu", "cpu", "mixed", "unknown"},
                       "one of gpu, cpu, mixed, unknown"),
            CheckOneOf("rule_verdict", row.rule_verdict, row, {"", "gpu", "cpu", "mixed", "unknown"},
@@ -455,6 +477,8 @@ struct ClassificationTable::Db {
                       SQLITE_STATIC);
     sqlite3_bind_int64(s, 14, row.model_version);
     sqlite3_bind_int(s, 15, row.confidence_permille);
+    sqlite3_bind_double(s, 16, row.gpu_busy_share);
+    sqlite3_bind_double(s, 17, row.gpu_context_recent);
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) return absl::OkStatus();
     return Error(rc, absl::StrCat("recording the row for cgroup ", row.cgroup_id));
@@ -520,6 +544,15 @@ struct ClassificationTable::Db {
               "move it away or choose another --state-dir"));
         }
       }
+      if (*version == 1) {
+        // CREATE TABLE IF NOT EXISTS below keeps the version 1 table: add
+        // its new columns first.
+        if (absl::Status s = Exec(kUpgradeTo2Sql, "upgrading the schema to version 2"); !s.ok()) {
+          return s;
+        }
+        const std::string stamp = absl::StrCat("PRAGMA user_version = ", kClassificationSchemaVersion);
+        if (absl::Status s = Exec(stamp.c_str(), "setting the schema version"); !s.ok()) return s;
+      }
       if (absl::Status s = Exec(kSchemaSql, "creating the schema"); !s.ok()) return s;
       if (*version == 0) {
         const std::string stamp =
@@ -548,7 +581,7 @@ struct ClassificationTable::Db {
         {&rollback, "ROLLBACK"},
         {&insert,
          absl::StrCat("INSERT INTO classifications (", std::string(kColumns).substr(4),
-                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)")},
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")},
         {&counts, "SELECT agent_rows, operator_rows FROM classification_counts WHERE id = 1"},
         {&prune_agent,
          "DELETE FROM classifications WHERE id IN (SELECT id FROM classifications"

@@ -45,7 +45,9 @@ namespace gputier {
 inline constexpr char kDefaultStateDir[] = "/var/lib/gputier";
 inline constexpr char kClassificationTableFile[] = "classifications.db";
 // PRAGMA user_version of the files this build writes and reads.
-inline constexpr int kClassificationSchemaVersion = 1;
+// Version 2 added gpu_busy_share and gpu_context_recent (a version 1 file is
+// upgraded in place, its rows getting 0 for both).
+inline constexpr int kClassificationSchemaVersion = 2;
 
 struct ClassificationRow {
   int64_t id = 0;            // assigned by the table; ignored by Record()
@@ -60,6 +62,8 @@ struct ClassificationRow {
   double open_rate = 0;       // file opens per second, >= 0
   double write_rate = 0;      // bytes written per second, >= 0
   uint64_t evidence = 0;      // events behind the features, <= INT64_MAX
+  double gpu_busy_share = 0;      // GPU engine busy share (DRM or NVML), >= 0
+  double gpu_context_recent = 0;  // 0 or 1: a held GPU context used recently
   std::string verdict;        // "gpu", "cpu", "mixed", "unknown"
   std::string rule_verdict;   // the rule's answer beside it; "" for operator rows
   std::string source;         // "rule", "model", "operator"

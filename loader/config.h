@@ -41,6 +41,8 @@ struct PolicyConfig {
   double gpu_ioctl_rate = 1.0;                     // thresholds.gpu_ioctl_rate, per second
   double ext_ratio = 0.3;                          // thresholds.ext_ratio, [0, 1]
   uint32_t min_evidence = 10;                      // thresholds.min_evidence
+  double gpu_busy_share = 0.05;                    // thresholds.gpu_busy_share, > 0
+  uint32_t gpu_context_used_windows = 10;          // held context counts this long after use
   std::vector<std::string> gpu_classes = {"image", "video", "tensor", "graphics"};
   uint32_t min_rows_per_class = 20;
   uint32_t demote_after_cpu_windows = 3;

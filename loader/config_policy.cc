@@ -62,7 +62,7 @@ absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view source, cons
 absl::Status ParseThresholds(absl::string_view source, const YAML::Node& node, PolicyConfig* p) {
   if (!node.IsMap()) {
     return Invalid(source, node, "policy.thresholds", absl::StrCat("is ", KindOf(node), ", not a mapping"),
-                   "write gpu_ioctl_rate, ext_ratio and/or min_evidence under it");
+                   "write gpu_ioctl_rate, ext_ratio, min_evidence and/or gpu_busy_share under it");
   }
   absl::StatusOr<std::vector<MapEntry>> entries = MappingEntries(source, node, "policy.thresholds");
   if (!entries.ok()) return entries.status();
@@ -86,9 +86,21 @@ absl::Status ParseThresholds(absl::string_view source, const YAML::Node& node, P
       absl::StatusOr<uint32_t> v = ParseBoundedInt(source, e.value, e.Location(), key, 0, 1000000000);
       if (!v.ok()) return v.status();
       p->min_evidence = *v;
+    } else if (e.key == "gpu_busy_share") {
+      absl::StatusOr<double> v = ParseNumber(
+          source, e, key, 0, 1024,
+          "the share of GPU engine busy time (0..GPUs) at or above which a cgroup uses the GPU, above 0");
+      if (!v.ok()) return v.status();
+      if (*v <= 0) {
+        return Invalid(source, e.Location(), key, "is 0",
+                       "a GPU busy share threshold must be above 0, or every measured cgroup, even an "
+                       "idle one, would use the GPU; e.g. 0.05");
+      }
+      p->gpu_busy_share = *v;
     } else {
       return Invalid(source, e.key_node, key, "is not a known key",
-                     "the keys of policy.thresholds are gpu_ioctl_rate, ext_ratio, min_evidence");
+                     "the keys of policy.thresholds are gpu_ioctl_rate, ext_ratio, min_evidence, "
+                     "gpu_busy_share");
     }
   }
   return absl::OkStatus();
@@ -130,6 +142,8 @@ absl::Status ParsePolicy(absl::string_view source, const YAML::Node& node,
       s = take_int(1, 10000000, &p->min_rows_per_class);
     } else if (e.key == "demote_after_cpu_windows") {
       s = take_int(1, 65535, &p->demote_after_cpu_windows);
+    } else if (e.key == "gpu_context_used_windows") {
+      s = take_int(1, 1000000, &p->gpu_context_used_windows);
     } else if (e.key == "retrain_every_rows") {
       s = take_int(1, 10000000, &p->retrain_every_rows);
     } else if (e.key == "table_max_rows") {
@@ -164,8 +178,8 @@ absl::Status ParsePolicy(absl::string_view source, const YAML::Node& node,
     } else {
       return Invalid(source, e.key_node, key, "is not a known key",
                      "the keys of policy are window, tick, record_every, thresholds, gpu_classes, "
-                     "min_rows_per_class, demote_after_cpu_windows, retrain_every_rows, "
-                     "operator_weight, table_max_rows");
+                     "min_rows_per_class, demote_after_cpu_windows, gpu_context_used_windows, "
+                     "retrain_every_rows, operator_weight, table_max_rows");
     }
     if (!s.ok()) return s;
   }

@@ -360,6 +360,70 @@ int TierCommand(const std::string& target, const std::string& choice) {
   return WaitForTier(id, choice, wait);
 }
 
+std::string Bytes(uint64_t b) {
+  if (b >= (uint64_t{1} << 30)) return absl::StrFormat("%.1f GiB", static_cast<double>(b) / (1 << 30));
+  if (b >= (uint64_t{1} << 20)) return absl::StrFormat("%.1f MiB", static_cast<double>(b) / (1 << 20));
+  return absl::StrCat(b, " B");
+}
+
+// The GPU use measured outside the counters, each with its source.
+void PrintGpuUse(const nlohmann::json& a) {
+  if (!a.contains("gpu_use")) return;
+  const nlohmann::json& f = a["features"];
+  const nlohmann::json& u = a["gpu_use"];
+  printf("\ngpu use (measured outside the counters):\n");
+  if (u.contains("proc_scan")) {
+    const nlohmann::json& p = u["proc_scan"];
+    const std::string summary = p["summary"].get<std::string>();
+    printf("  gpu_contexts_held %d (proc scan: %s; %d processes%s)\n", p["contexts_held"].get<int>(),
+           summary.empty() ? "no GPU device open" : summary.c_str(), p["processes"].get<int>(),
+           p["truncated"].get<bool>() ? "; cut short by a scan bound" : "");
+  } else {
+    printf("  gpu_contexts_held unknown (not scanned: the cgroup never opened a GPU device, or not its turn yet)\n");
+  }
+  if (f["gpu_busy_share"].is_number()) {
+    printf("  gpu_busy_share %.3g (%s)\n", f["gpu_busy_share"].get<double>(),
+           f["gpu_busy_source"].get<std::string>().c_str());
+  } else {
+    printf("  gpu_busy_share unknown (no DRM usage stats, no NVML process)\n");
+  }
+  if (f.value("gpu_resident_bytes", uint64_t{0}) > 0) {
+    printf("  gpu_resident %s\n", Bytes(f["gpu_resident_bytes"].get<uint64_t>()).c_str());
+  }
+  if (f["context_last_used_windows"].is_number()) {
+    printf("  context_last_used %.3g windows ago (a held context is GPU use within %d windows)\n",
+           f["context_last_used_windows"].get<double>(), a.value("gpu_context_used_windows", 0));
+  } else {
+    printf("  context_last_used never (no GPU ioctl and no busy share seen)\n");
+  }
+  if (u.contains("nvml")) {
+    const nlohmann::json& n = u["nvml"];
+    printf("  nvml: busy share %.3g, GPU memory %s\n", n["busy_share"].get<double>(),
+           Bytes(n["used_memory_bytes"].get<uint64_t>()).c_str());
+    for (const nlohmann::json& p : n["processes"]) {
+      printf("    pid %u: sm %.3g (%u samples), memory %s, %u GPUs\n", p["pid"].get<unsigned>(),
+             p["sm_share"].get<double>(), p["samples"].get<unsigned>(),
+             Bytes(p["used_memory_bytes"].get<uint64_t>()).c_str(), p["gpus"].get<unsigned>());
+    }
+  }
+  if (u.contains("drm")) {
+    const nlohmann::json& d = u["drm"];
+    printf("  drm: busy share %s, resident %s\n",
+           d["busy_share"].is_number() ? absl::StrFormat("%.3g", d["busy_share"].get<double>()).c_str()
+                                       : "unknown until the next scan",
+           Bytes(d["resident_bytes"].get<uint64_t>()).c_str());
+    for (const nlohmann::json& c : d["clients"]) {
+      std::string engines;
+      for (const auto& [name, ns] : c["engines_busy_ns"].items()) {
+        absl::StrAppend(&engines, engines.empty() ? "" : ", ", name, " ", ns.get<uint64_t>(), " ns");
+      }
+      printf("    client %llu (%s %s): %s\n", static_cast<unsigned long long>(c["client_id"].get<uint64_t>()),
+             c["driver"].get<std::string>().c_str(), c["pdev"].get<std::string>().c_str(),
+             engines.empty() ? "no engine times" : engines.c_str());
+    }
+  }
+}
+
 int ExplainCommand(const std::string& target) {
   std::optional<nlohmann::json> a = Ask("explain", {{"cmd", "explain"}, {"target", target}});
   if (!a) return 1;
@@ -378,6 +442,7 @@ int ExplainCommand(const std::string& target) {
            c["decisive"].get<bool>() ? "  <- decisive" : "");
   }
   printf("  %s\n", (*a)["rule"]["reason"].get<std::string>().c_str());
+  PrintGpuUse(*a);
   const nlohmann::json& m = (*a)["model"];
   printf("\nmodel: %s\n", m.contains("version") ? absl::StrCat("version ", m["version"].get<int>()).c_str() : "none trained");
   if (m.contains("log_likelihood")) {

@@ -187,6 +187,13 @@ void LogGpuDevices(const std::vector<GpuDevice>& devices) {
   }
 }
 
+// The (major, minor or GT_MINOR_ANY) pairs the proc scan matches.
+std::vector<std::pair<uint32_t, uint32_t>> SelectorPairs(const std::vector<GpuDevice>& devices) {
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  for (const GpuDevice& d : devices) out.emplace_back(d.major, d.minor);
+  return out;
+}
+
 // What the kernel map holds for a device list, comparable across rescans.
 std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> SelectorsOf(const std::vector<GpuDevice>& devices) {
   std::vector<std::tuple<uint32_t, uint32_t, uint32_t>> out;
@@ -351,6 +358,7 @@ int Run() {
   verdict_options.classes = config.classes;
   verdict_options.state_dir = state_dir;
   verdict_options.runc_roots = config.tiers.runc_roots;
+  verdict_options.gpu_selectors = SelectorPairs(*devices);
   absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
       verdict_options, stats_fd, (*observer)->map_fd(GT_MAP_VERDICTS), &*resolver);
   if (!verdicts.ok()) {
@@ -462,6 +470,7 @@ int Run() {
         LogInfo("GPU devices changed on the node");
         LogGpuDevices(*fresh);
         if (absl::Status s = (*observer)->SetGpuDevices(*fresh); !s.ok()) LogWarning("%s", s.message());
+        (*verdicts)->SetGpuSelectors(SelectorPairs(*fresh));
         devices = std::move(fresh);
       }
     }

@@ -32,7 +32,14 @@ nlohmann::json FeaturesJson(const Features& f) {
           {"open_rate", f.open_rate},
           {"write_rate", f.write_rate},
           {"evidence", f.evidence},
-          {"window_seconds", f.window_seconds}};
+          {"window_seconds", f.window_seconds},
+          {"gpu_contexts_held", f.gpu_contexts_known ? nlohmann::json(f.gpu_contexts_held) : nlohmann::json(nullptr)},
+          {"gpu_busy_share", f.gpu_busy_share_defined ? nlohmann::json(f.gpu_busy_share) : nlohmann::json(nullptr)},
+          {"gpu_busy_source", std::string(BusySourceName(f.gpu_busy_source))},
+          {"gpu_resident_bytes", f.gpu_resident_bytes},
+          {"context_last_used_windows",
+           f.context_last_used_defined ? nlohmann::json(f.context_last_used_windows) : nlohmann::json(nullptr)},
+          {"gpu_context_recent", f.gpu_context_recent}};
 }
 
 std::string SourceName(uint32_t source) {
@@ -53,6 +60,9 @@ Features FeaturesOfRow(const ClassificationRow& row) {
   f.open_rate = row.open_rate;
   f.write_rate = row.write_rate;
   f.evidence = row.evidence;
+  f.gpu_busy_share = row.gpu_busy_share;
+  f.gpu_busy_share_defined = true;
+  f.gpu_context_recent = row.gpu_context_recent;
   return f;
 }
 
@@ -62,6 +72,8 @@ absl::StatusOr<EngineOptions> EngineOptionsOf(const VerdictService::Options& o) 
   e.classifier.thresholds.gpu_ioctl_rate = o.policy.gpu_ioctl_rate;
   e.classifier.thresholds.ext_ratio = o.policy.ext_ratio;
   e.classifier.thresholds.min_evidence = o.policy.min_evidence;
+  e.classifier.thresholds.gpu_busy_share = o.policy.gpu_busy_share;
+  e.features.gpu_context_used_windows = o.policy.gpu_context_used_windows;
   e.classifier.min_rows_per_class = o.policy.min_rows_per_class;
   e.classifier.demote_after_cpu_windows = o.policy.demote_after_cpu_windows;
   e.record_every = o.policy.record_every;
@@ -88,7 +100,15 @@ VerdictService::VerdictService(Options options, EngineOptions engine_options, Cl
       table_(std::move(table)),
       stats_fd_(stats_fd),
       verdicts_fd_(verdicts_fd),
-      resolver_(resolver) {}
+      resolver_(resolver) {
+  gpu_use_ = std::make_unique<GpuUseMonitor>(options_.gpu_use, resolver_);
+  gpu_use_->SetSelectors(options_.gpu_selectors);
+}
+
+void VerdictService::SetGpuSelectors(const std::vector<std::pair<uint32_t, uint32_t>>& selectors) {
+  options_.gpu_selectors = selectors;
+  gpu_use_->SetSelectors(selectors);
+}
 
 absl::StatusOr<std::unique_ptr<VerdictService>> VerdictService::Create(const Options& options, int stats_fd,
                                                                        int verdicts_fd,
@@ -105,7 +125,18 @@ absl::StatusOr<std::unique_ptr<VerdictService>> VerdictService::Create(const Opt
 
   const std::string model_path = absl::StrCat(options.state_dir, "/", kModelFile);
   absl::StatusOr<NaiveBayesModel> model = LoadModel(model_path);
+  bool retrain = false;
   if (model.ok()) {
+    if (absl::Status inputs = CheckModelInputs(*model); !inputs.ok()) {
+      LogWarning("model: %s refused: %s; retraining from the classification table", model_path,
+                 inputs.message());
+      model = absl::FailedPreconditionError("refused");
+      retrain = true;
+    }
+  }
+  if (retrain) {
+    // Below: the table is opened, then TrainNow replaces the file.
+  } else if (model.ok()) {
     LogInfo("model: version %d loaded from %s", model->version(), model_path);
     service->engine_.SetModel(std::make_shared<const NaiveBayesModel>(std::move(*model)));
   } else if (absl::IsNotFound(model.status())) {
@@ -115,6 +146,15 @@ absl::StatusOr<std::unique_ptr<VerdictService>> VerdictService::Create(const Opt
   }
   absl::StatusOr<int64_t> max_id = service->table_.MaxId();
   if (max_id.ok()) service->trained_through_row_ = *max_id;
+  if (retrain) {
+    absl::StatusOr<int> version = service->TrainNow();
+    if (version.ok()) {
+      LogInfo("model: retrained over the current inputs, version %d", *version);
+    } else {
+      LogInfo("model: not retrained yet (%s); the rule decides until one is trained",
+              version.status().message());
+    }
+  }
 
   // Verdicts in force before a restart stay in force: no flapping.
   absl::StatusOr<std::vector<std::pair<uint64_t, gt_verdict>>> pinned = ReadVerdicts(verdicts_fd);
@@ -158,6 +198,7 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
             SourceName(v.source), v.confidence_permille);
   }
   for (uint64_t id : update.removed) {
+    gpu_use_->Forget(id);
     (void)DeleteVerdict(verdicts_fd_, id);
     identities_.erase(id);
     last_active_ns_.erase(id);
@@ -179,6 +220,8 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
     row.open_rate = r.features.open_rate;
     row.write_rate = r.features.write_rate;
     row.evidence = r.features.evidence;
+    row.gpu_busy_share = r.features.gpu_busy_share;
+    row.gpu_context_recent = r.features.gpu_context_recent;
     row.verdict = std::string(VerdictName(r.decision.verdict));
     row.rule_verdict = std::string(VerdictName(r.decision.rule_verdict));
     row.source = std::string(DecisionSourceName(r.decision.source));
@@ -214,7 +257,9 @@ absl::Status VerdictService::Tick() {
   absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd_);
   if (!counters.ok()) return counters.status();
   for (const auto& [id, stats] : *counters) last_active_ns_[id] = stats.last_seen_ns;
-  EngineUpdate update = engine_.Tick(*counters, MonotonicNs(), UnixNs());
+  const uint64_t now = MonotonicNs();
+  GpuUsageMap usage = gpu_use_->Measure(*counters, now, [&](uint64_t id) { return IdentityOf(id).path; });
+  EngineUpdate update = engine_.Tick(*counters, now, UnixNs(), usage);
   return Apply(update);
 }
 
@@ -323,7 +368,7 @@ nlohmann::json VerdictService::Status() {
                     {"cpu_streak", v->cpu_streak},
                     {"features", FeaturesJson(v->features)}});
   }
-  return {{"ok", true}, {"classifier", Describe()}, {"cgroups", rows}};
+  return {{"ok", true}, {"classifier", Describe()}, {"gpu_use", gpu_use_->StatsJson()}, {"cgroups", rows}};
 }
 
 nlohmann::json VerdictService::Explain(const std::string& target) {
@@ -377,6 +422,8 @@ nlohmann::json VerdictService::Explain(const std::string& target) {
           {"cgroup_path", who.path},
           {"container_id", who.container ? nlohmann::json(who.container->container_id) : nlohmann::json(nullptr)},
           {"features", FeaturesJson(v->features)},
+          {"gpu_use", gpu_use_->ExplainJson(*id)},
+          {"gpu_context_used_windows", options_.policy.gpu_context_used_windows},
           {"rule", {{"verdict", std::string(VerdictName(d->rule_verdict))}, {"checks", checks}, {"reason", d->rule.reason}}},
           {"model", model},
           {"decision", std::string(VerdictName(d->verdict))},
@@ -417,6 +464,8 @@ nlohmann::json VerdictService::Label(const std::string& target, const std::strin
   row.open_rate = v->features.open_rate;
   row.write_rate = v->features.write_rate;
   row.evidence = v->features.evidence;
+  row.gpu_busy_share = v->features.gpu_busy_share;
+  row.gpu_context_recent = v->features.gpu_context_recent;
   row.verdict = std::string(VerdictName(*label));
   row.source = "operator";
   row.confidence_permille = 1000;

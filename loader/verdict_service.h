@@ -20,6 +20,7 @@
 #include "loader/classification_table.h"
 #include "loader/config.h"
 #include "loader/control_request.h"
+#include "loader/gpu_use_monitor.h"
 #include "policy/verdict_engine.h"
 
 namespace gputier {
@@ -40,6 +41,10 @@ class VerdictService {
     std::vector<ExtensionClass> classes;
     std::string state_dir;
     std::vector<std::string> runc_roots = {"/run/runc"};
+    // The GPU selectors of gt_gpu_devs, (major, minor or GT_MINOR_ANY): the
+    // proc scan of GPU contexts held matches the same device numbers.
+    std::vector<std::pair<uint32_t, uint32_t>> gpu_selectors;
+    GpuUseMonitor::Options gpu_use;
   };
 
   // Opens the table and the model in state_dir and restores the verdicts
@@ -58,6 +63,9 @@ class VerdictService {
   // authorized by the control socket); each returns {"ok": true, ...} or
   // {"ok": false, "error": ...}.
   nlohmann::json Handle(const ControlRequest& request);
+
+  // The GPU devices changed on the node.
+  void SetGpuSelectors(const std::vector<std::pair<uint32_t, uint32_t>>& selectors);
 
   // "rule" or "model vN" (for the log).
   std::string Describe() const;
@@ -89,6 +97,7 @@ class VerdictService {
 
   Options options_;
   VerdictEngine engine_;
+  std::unique_ptr<GpuUseMonitor> gpu_use_;
   ClassificationTable table_;
   int stats_fd_;
   int verdicts_fd_;

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace gputier {
 namespace {
@@ -12,10 +13,7 @@ namespace {
 // Empty when the model may decide; else why not.
 std::string WhyModelCannotDecide(const NaiveBayesModel* model, const ClassifierOptions& options) {
   if (model == nullptr) return "no model is trained yet";
-  if (model->feature_count() != kModelInputCount) {
-    return absl::StrCat("model version ", model->version(), " has ", model->feature_count(),
-                        " features; this agent computes ", kModelInputCount);
-  }
+  if (absl::Status s = CheckModelInputs(*model); !s.ok()) return std::string(s.message());
   for (Verdict v : kDecidedVerdicts) {
     if (model->rows(v) < options.min_rows_per_class) {
       return absl::StrCat("model version ", model->version(), " has ", model->rows(v),
@@ -27,6 +25,19 @@ std::string WhyModelCannotDecide(const NaiveBayesModel* model, const ClassifierO
 }
 
 }  // namespace
+
+absl::Status CheckModelInputs(const NaiveBayesModel& model) {
+  const auto& names = ModelInputNames();
+  bool same = model.feature_count() == kModelInputCount;
+  for (size_t j = 0; same && j < kModelInputCount; ++j) {
+    same = model.feature_names()[j] == names[j];
+  }
+  if (same) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "model version ", model.version(), " is over the inputs [",
+      absl::StrJoin(model.feature_names(), ", "), "]; this agent computes [",
+      absl::StrJoin(names, ", "), "]"));
+}
 
 absl::Status ValidateClassifierOptions(const ClassifierOptions& options) {
   if (absl::Status s = ValidateThresholds(options.thresholds); !s.ok()) return s;

@@ -65,6 +65,10 @@ struct Decision {
   std::string model_not_used;
 };
 
+// FailedPrecondition naming both lists when the model was trained over
+// other inputs than ModelInputNames() (an older agent's model file).
+absl::Status CheckModelInputs(const NaiveBayesModel& model);
+
 // model may be nullptr (no model yet).
 Decision Classify(const Features& features, const NaiveBayesModel* model,
                   const ClassifierOptions& options);

@@ -52,7 +52,25 @@ absl::Status ValidateFeatureOptions(const FeatureOptions& options) {
         absl::StrCat("policy.window: ", absl::FormatDuration(options.window),
                      " is below 1s; rates are per second, so the window must be at least 1s"));
   }
+  if (options.gpu_context_used_windows < 1 || options.gpu_context_used_windows > 1000000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "policy.gpu_context_used_windows: ", options.gpu_context_used_windows,
+        " is outside 1..1000000; give how many windows a held GPU context counts as GPU use "
+        "after the cgroup last used the GPU, e.g. 10"));
+  }
   return absl::OkStatus();
+}
+
+absl::string_view BusySourceName(BusySource source) {
+  switch (source) {
+    case BusySource::kNone:
+      return "none";
+    case BusySource::kDrm:
+      return "drm";
+    case BusySource::kNvml:
+      return "nvml";
+  }
+  return "none";
 }
 
 absl::string_view RatioSourceName(RatioSource source) {
@@ -73,7 +91,8 @@ FeatureWindow::FeatureWindow(const FeatureOptions& options)
           std::max<int64_t>(absl::ToInt64Nanoseconds(options.window), kMinEffectiveWindowNs))),
       // Rounded up, so that kSlots - 2 gaps of at least this span the window.
       checkpoint_ns_((window_ns_ + kSlots - 3) / (kSlots - 2)),
-      min_ext_opens_(options.min_ext_opens_in_window) {}
+      min_ext_opens_(options.min_ext_opens_in_window),
+      context_used_windows_(options.gpu_context_used_windows) {}
 
 void FeatureWindow::DropOldest() {
   head_ = static_cast<uint8_t>((head_ + 1) % kSlots);
@@ -108,7 +127,20 @@ void FeatureWindow::Add(const CounterSample& sample) {
     for (int c = 0; c < GT_CLASS_MAX; ++c) {
       recreated = recreated || p.opens_by_class[c] < newest.opens_by_class[c];
     }
-    if (recreated) Reset();
+    if (recreated) {
+      Reset();
+    } else if (p.gpu_ioctls > newest.gpu_ioctls) {
+      last_gpu_use_ns_ = p.mono_ns;  // GPU ioctls since the previous sample
+    }
+  }
+  if (size_ == 0) {
+    // First sample (or the entry was recreated): the GPU was last used no
+    // earlier than the first GPU access, the only time the counters give.
+    last_gpu_use_ns_ = 0;
+    if (p.gpu_ioctls > 0) {
+      last_gpu_use_ns_ = s.gpu_first_ns != 0 && s.gpu_first_ns <= p.mono_ns ? s.gpu_first_ns
+                                                                             : p.mono_ns;
+    }
   }
   first_seen_ns_ = s.first_seen_ns;
   gpu_opens_ = s.gpu_opens;
@@ -126,9 +158,34 @@ void FeatureWindow::Add(const CounterSample& sample) {
   ++size_;
 }
 
+void FeatureWindow::AddUsage(uint64_t mono_ns, const GpuUsageSample& usage) {
+  contexts_held_ = usage.contexts_held;
+  contexts_known_ = usage.contexts_known;
+  busy_share_ = std::isfinite(usage.busy_share) ? std::max(usage.busy_share, 0.0) : 0.0;
+  busy_source_ = usage.busy_source;
+  resident_bytes_ = usage.resident_bytes;
+  if (busy_share_ > 0) last_gpu_use_ns_ = std::max(last_gpu_use_ns_, mono_ns);
+}
+
 Features FeatureWindow::Compute(uint64_t now_ns, const GpuClassSet& gpu_classes) const {
   Features f;
   f.samples = size_;
+  f.gpu_contexts_held = contexts_held_;
+  f.gpu_contexts_known = contexts_known_;
+  f.gpu_busy_source = busy_source_;
+  f.gpu_busy_share_defined = busy_source_ != BusySource::kNone;
+  f.gpu_busy_share = f.gpu_busy_share_defined ? busy_share_ : 0.0;
+  f.gpu_resident_bytes = resident_bytes_;
+  if (last_gpu_use_ns_ != 0) {
+    const uint64_t now = size_ > 0 ? std::max(now_ns, At(size_ - 1).mono_ns) : now_ns;
+    const uint64_t idle_ns = now > last_gpu_use_ns_ ? now - last_gpu_use_ns_ : 0;
+    f.context_last_used_defined = true;
+    f.context_last_used_windows = static_cast<double>(idle_ns) / static_cast<double>(window_ns_);
+  }
+  f.gpu_context_recent = contexts_held_ > 0 && f.context_last_used_defined &&
+                                 f.context_last_used_windows <= context_used_windows_
+                             ? 1.0
+                             : 0.0;
   if (size_ == 0) return f;
 
   const Point& latest = At(size_ - 1);
@@ -194,14 +251,15 @@ Features FeatureWindow::Compute(uint64_t now_ns, const GpuClassSet& gpu_classes)
 }
 
 std::vector<double> ModelInputs(const Features& f) {
-  return {std::log1p(f.gpu_ioctl_rate), f.gpu_opened, f.ext_ratio, std::log1p(f.open_rate),
-          std::log1p(f.write_rate / 1024.0)};
+  return {std::log1p(f.gpu_ioctl_rate), f.gpu_opened,         f.ext_ratio,
+          std::log1p(f.open_rate),       std::log1p(f.write_rate / 1024.0),
+          f.gpu_busy_share,              f.gpu_context_recent};
 }
 
 const std::array<absl::string_view, kModelInputCount>& ModelInputNames() {
   static constexpr std::array<absl::string_view, kModelInputCount> kNames = {
       "log1p_gpu_ioctl_rate", "gpu_opened", "ext_ratio", "log1p_open_rate",
-      "log1p_write_kib_rate"};
+      "log1p_write_kib_rate", "gpu_busy_share", "gpu_context_recent"};
   return kNames;
 }
 

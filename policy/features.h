@@ -59,11 +59,37 @@ struct FeatureOptions {
   // ext_ratio falls back to the lifetime totals (a quiet window says little
   // about what kind of files a workload uses).
   uint64_t min_ext_opens_in_window = 5;
+  // A held GPU context counts as GPU use while the cgroup used the GPU (GPU
+  // ioctls, or a busy share above 0) within this many windows
+  // (policy.gpu_context_used_windows). 1..1000000.
+  uint32_t gpu_context_used_windows = 10;
 };
 
 // policy.window below 1 s or infinite is an InvalidArgument error
 // naming the key.
 absl::Status ValidateFeatureOptions(const FeatureOptions& options);
+
+// Where the GPU engine busy share came from.
+enum class BusySource : uint8_t {
+  kNone,  // nothing measured it (no DRM usage keys, no NVML)
+  kDrm,   // DRM fdinfo drm-engine-* of the cgroup's DRM clients
+  kNvml,  // NVML per-process utilisation of the cgroup's processes
+};
+absl::string_view BusySourceName(BusySource source);  // "none", "drm", "nvml"
+
+// GPU use measured outside the counters, once per tick, for one cgroup
+// (loader/gpu_context_scan.h, loader/nvml.h): what its processes hold open
+// and how busy the GPU was for them.
+struct GpuUsageSample {
+  // File descriptors of the cgroup's processes on selected GPU device nodes.
+  uint32_t contexts_held = 0;
+  bool contexts_known = false;  // the proc scan ran for this cgroup
+  // Engine busy time / wall time over the last interval (0..GPUs).
+  double busy_share = 0;
+  BusySource busy_source = BusySource::kNone;
+  // GPU memory resident for the cgroup, bytes (DRM drm-resident-*, NVML).
+  uint64_t resident_bytes = 0;
+};
 
 // Where ext_ratio came from.
 enum class RatioSource {
@@ -90,6 +116,21 @@ struct Features {
   double write_rate = 0;
   // Lifetime opens_total + gpu_opens + gpu_ioctls.
   uint64_t evidence = 0;
+  // GPU device fds its processes hold (the latest proc scan); 0 if not scanned.
+  double gpu_contexts_held = 0;
+  bool gpu_contexts_known = false;
+  // GPU engine busy share (busy time / wall time, 0..GPUs) from DRM or NVML.
+  double gpu_busy_share = 0;
+  bool gpu_busy_share_defined = false;
+  BusySource gpu_busy_source = BusySource::kNone;
+  uint64_t gpu_resident_bytes = 0;
+  // Windows since the cgroup last used the GPU (GPU ioctls, or busy share
+  // above 0); undefined if it never did.
+  double context_last_used_windows = 0;
+  bool context_last_used_defined = false;
+  // 1 if it holds a GPU context and used the GPU within
+  // gpu_context_used_windows windows, else 0.
+  double gpu_context_recent = 0;
 
   // What the numbers rest on, for explanations.
   double window_seconds = 0;      // the effective window (denominator of the rates)
@@ -117,6 +158,10 @@ class FeatureWindow {
   // ignored. Counters that went backwards, or a changed first_seen_ns, mean
   // the map entry was recreated: the window restarts from this sample.
   void Add(const CounterSample& sample);
+
+  // GPU use measured at mono_ns outside the counters (proc scan, DRM, NVML);
+  // replaces the previous measurement. A busy share above 0 counts as use.
+  void AddUsage(uint64_t mono_ns, const GpuUsageSample& usage);
 
   // Features as of now_ns (CLOCK_MONOTONIC; a value before the newest sample
   // is taken as the newest sample's time). With no samples: all zero.
@@ -146,6 +191,14 @@ class FeatureWindow {
   uint64_t window_ns_;
   uint64_t checkpoint_ns_;  // minimum distance between stored samples
   uint64_t min_ext_opens_;
+  uint32_t context_used_windows_;
+  // The latest GpuUsageSample and when the GPU was last used.
+  double busy_share_ = 0;
+  uint64_t resident_bytes_ = 0;
+  uint64_t last_gpu_use_ns_ = 0;  // 0: never seen used
+  uint32_t contexts_held_ = 0;
+  bool contexts_known_ = false;
+  BusySource busy_source_ = BusySource::kNone;
   // Lifetime facts from the newest sample.
   uint64_t first_seen_ns_ = 0;
   uint64_t gpu_opens_ = 0;
@@ -156,8 +209,8 @@ class FeatureWindow {
 
 // The model's input vector (docs/FEATURES.md):
 //   [log1p(gpu_ioctl_rate), gpu_opened, ext_ratio, log1p(open_rate),
-//    log1p(write_rate / 1024)]
-inline constexpr size_t kModelInputCount = 5;
+//    log1p(write_rate / 1024), gpu_busy_share, gpu_context_recent]
+inline constexpr size_t kModelInputCount = 7;
 std::vector<double> ModelInputs(const Features& features);
 
 // Names of ModelInputs' elements, in order, for explanations and the model file.

@@ -2,10 +2,15 @@
 // its GPU resource usage (GPU ioctl rate) and the ratio of GPU-type file
 // extensions among the files it opens.
 //
+// "Uses the GPU" is any of: gpu_ioctl_rate at or above its threshold; the
+// GPU engine busy share (DRM or NVML, when measured) at or above its
+// threshold; a held GPU context used within gpu_context_used_windows windows
+// (gpu_context_recent, features.h).
+//
 //   evidence < min_evidence and no GPU use         -> UNKNOWN
-//   gpu_ioctl_rate <  gpu_ioctl_rate threshold     -> CPU (whatever the files)
-//   gpu_ioctl_rate >= threshold, ext_ratio >= its  -> GPU
-//   gpu_ioctl_rate >= threshold, ext_ratio <  its  -> MIXED (also: ratio undefined)
+//   does not use the GPU                           -> CPU (whatever the files)
+//   uses the GPU, ext_ratio >= its threshold       -> GPU
+//   uses the GPU, ext_ratio <  its threshold       -> MIXED (also: ratio undefined)
 //
 // A value exactly at a threshold counts as at or above it. Pure.
 #ifndef GPUTIER_POLICY_RULE_H_
@@ -33,19 +38,27 @@ struct RuleThresholds {
   // Lifetime evidence (file opens + GPU opens + GPU ioctls) below which a
   // cgroup that never touched a GPU is UNKNOWN.
   uint64_t min_evidence = 10;
+  // GPU engine busy share (engine busy time / wall time over the last
+  // interval, from DRM fdinfo or NVML) at or above which a cgroup uses the
+  // GPU. Above 0 (every measured cgroup is at or above 0).
+  double gpu_busy_share = 0.05;
 };
 
 // InvalidArgument with one sentence naming the key (policy.thresholds.*):
-// NaN or infinite values, a gpu_ioctl_rate <= 0, an ext_ratio outside [0, 1].
+// NaN or infinite values, a gpu_ioctl_rate <= 0, an ext_ratio outside [0, 1],
+// a gpu_busy_share <= 0.
 absl::Status ValidateThresholds(const RuleThresholds& thresholds);
 
 // One feature compared with its threshold.
 struct RuleCheck {
-  std::string feature;  // "evidence", "gpu_opened", "gpu_ioctl_rate", "ext_ratio"
+  // "evidence", "gpu_opened", "gpu_ioctl_rate", "ext_ratio", "gpu_busy_share",
+  // "gpu_context_recent"
+  std::string feature;
   double value = 0;
   double threshold = 0;
   bool at_or_above = false;  // value >= threshold
-  bool defined = true;       // false: ext_ratio with no file with an extension
+  bool defined = true;       // false: ext_ratio with no file with an extension,
+                             // gpu_busy_share that nothing measured
   bool decisive = false;     // this comparison chose the verdict
 };
 
@@ -56,8 +69,9 @@ struct RuleExplanation {
   // deciding features lie from their thresholds (docs/FEATURES.md): 500 exactly
   // at a threshold, 1000 at twice the rate threshold or beyond.
   int confidence_permille = 0;
-  // Always four checks, in the order evidence (vs min_evidence), gpu_opened
-  // (vs 1), gpu_ioctl_rate, ext_ratio.
+  // Always six checks, in the order evidence (vs min_evidence), gpu_opened
+  // (vs 1), gpu_ioctl_rate, ext_ratio, gpu_busy_share, gpu_context_recent
+  // (vs 1).
   std::vector<RuleCheck> checks;
   // One sentence, e.g. "gpu_ioctl_rate 12/s is at or above 1/s and ext_ratio
   // 0.45 is at or above 0.3: gpu".

@@ -62,9 +62,15 @@ void VerdictEngine::Restore(uint64_t cgroup_id, const gt_verdict& verdict) {
 }
 
 void VerdictEngine::Decide(uint64_t cgroup_id, State& s, const gt_cgroup_stats& stats,
-                           uint64_t now_mono_ns, int64_t now_unix_ns, EngineUpdate& out) {
-  const bool moved = !s.decided_once || !SameCounters(stats, s.last);
+                           const GpuUsageSample* usage, uint64_t now_mono_ns, int64_t now_unix_ns,
+                           EngineUpdate& out) {
+  bool moved = !s.decided_once || !SameCounters(stats, s.last);
   s.window.Add({now_mono_ns, stats});
+  if (usage != nullptr) {
+    moved = moved || usage->busy_share > 0 || usage->contexts_held != s.last_contexts;
+    s.last_contexts = usage->contexts_held;
+    s.window.AddUsage(now_mono_ns, *usage);
+  }
   const Verdict before = s.hysteresis.current();
   if (!moved && (before == Verdict::kCpu || before == Verdict::kUnknown) && s.decided_once) {
     return;  // nothing new can change a CPU or UNKNOWN verdict
@@ -90,13 +96,19 @@ void VerdictEngine::Decide(uint64_t cgroup_id, State& s, const gt_cgroup_stats& 
 }
 
 EngineUpdate VerdictEngine::Tick(absl::Span<const std::pair<uint64_t, gt_cgroup_stats>> counters,
-                                 uint64_t now_mono_ns, int64_t now_unix_ns) {
+                                 uint64_t now_mono_ns, int64_t now_unix_ns,
+                                 const GpuUsageMap& usage) {
   EngineUpdate out;
   ++tick_;
   for (const auto& [id, stats] : counters) {
     State& s = StateFor(id);
     s.last_tick = tick_;
-    Decide(id, s, stats, now_mono_ns, now_unix_ns, out);
+    const GpuUsageSample* measured = nullptr;
+    if (!usage.empty()) {
+      auto it = usage.find(id);
+      if (it != usage.end()) measured = &it->second;
+    }
+    Decide(id, s, stats, measured, now_mono_ns, now_unix_ns, out);
   }
   for (auto it = cgroups_.begin(); it != cgroups_.end();) {
     if (it->second->last_tick != tick_) {
@@ -114,7 +126,7 @@ EngineUpdate VerdictEngine::Update(uint64_t cgroup_id, const gt_cgroup_stats& st
   EngineUpdate out;
   State& s = StateFor(cgroup_id);
   s.last_tick = tick_;
-  Decide(cgroup_id, s, stats, now_mono_ns, now_unix_ns, out);
+  Decide(cgroup_id, s, stats, nullptr, now_mono_ns, now_unix_ns, out);
   return out;
 }
 

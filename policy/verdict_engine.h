@@ -4,8 +4,9 @@
 //
 // Decisions are only re-made where something can change: a cgroup whose
 // counters did not move and whose verdict is CPU or UNKNOWN keeps it (with no
-// new events its GPU rate can only fall and its evidence cannot grow), so a
-// tick over thousands of idle cgroups costs little.
+// new events its GPU rate can only fall and its evidence cannot grow) unless
+// its measured GPU use changed (a busy share above 0, another count of held
+// contexts), so a tick over thousands of idle cgroups costs little.
 #ifndef GPUTIER_POLICY_VERDICT_ENGINE_H_
 #define GPUTIER_POLICY_VERDICT_ENGINE_H_
 
@@ -64,6 +65,10 @@ struct CgroupVerdict {
   uint32_t cpu_streak = 0;
 };
 
+// GPU use measured outside the counters this tick, per cgroup id (only the
+// cgroups that were measured; the others keep their last measurement).
+using GpuUsageMap = absl::flat_hash_map<uint64_t, GpuUsageSample>;
+
 gt_verdict ToKernelVerdict(Verdict verdict, const Decision& decision, int64_t now_unix_ns);
 Verdict FromKernelVerdict(uint32_t kind);
 
@@ -82,8 +87,10 @@ class VerdictEngine {
 
   // One classification window over every cgroup with counters. Cgroups held
   // before but absent now are reported in `removed`.
+  // `usage`: the GPU use measured this tick (proc scan, DRM, NVML).
   EngineUpdate Tick(absl::Span<const std::pair<uint64_t, gt_cgroup_stats>> counters,
-                    uint64_t now_mono_ns, int64_t now_unix_ns);
+                    uint64_t now_mono_ns, int64_t now_unix_ns,
+                    const GpuUsageMap& usage = GpuUsageMap());
 
   // One cgroup, now (the first-GPU-access path): same decision as a tick.
   EngineUpdate Update(uint64_t cgroup_id, const gt_cgroup_stats& stats, uint64_t now_mono_ns,
@@ -109,11 +116,13 @@ class VerdictEngine {
     bool decided_once = false;
     int64_t last_record_unix_ns = 0;
     uint64_t last_tick = 0;
+    uint32_t last_contexts = 0;  // contexts_held of the last usage sample
   };
 
   State& StateFor(uint64_t cgroup_id);
-  void Decide(uint64_t cgroup_id, State& state, const gt_cgroup_stats& stats, uint64_t now_mono_ns,
-              int64_t now_unix_ns, EngineUpdate& out);
+  void Decide(uint64_t cgroup_id, State& state, const gt_cgroup_stats& stats,
+              const GpuUsageSample* usage, uint64_t now_mono_ns, int64_t now_unix_ns,
+              EngineUpdate& out);
 
   EngineOptions options_;
   std::shared_ptr<const NaiveBayesModel> model_;

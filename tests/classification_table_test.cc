@@ -405,13 +405,13 @@ TEST_F(ClassificationTableTest, RowsPersistAcrossReopenAndIdsAreNeverReused) {
 TEST_F(ClassificationTableTest, NewerSchemaVersionIsRefusedNamingTheFile) {
   { ClassificationTable table = OpenTable(); }
   sqlite3* raw = RawConnection();
-  ASSERT_EQ(sqlite3_exec(raw, "PRAGMA user_version = 2", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "PRAGMA user_version = 3", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
   absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(path_);
   ASSERT_FALSE(table.ok());
   EXPECT_EQ(table.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(table.status().message(), path_)) << table.status();
-  EXPECT_TRUE(absl::StrContains(table.status().message(), "schema version 2")) << table.status();
+  EXPECT_TRUE(absl::StrContains(table.status().message(), "schema version 3")) << table.status();
 }
 
 TEST_F(ClassificationTableTest, FilesOfOtherApplicationsAreRefused) {

@@ -128,7 +128,7 @@ TEST(Classify, TheModelsDecisionRecordsItsScoresAndTheRulesAnswer) {
   EXPECT_GT(d.model_log_likelihood[1], d.model_log_likelihood[0]);  // gpu over cpu
   // The rule's verdict and explanation stand beside the model's.
   EXPECT_EQ(d.rule.verdict, Verdict::kCpu);
-  EXPECT_EQ(d.rule.checks.size(), 4u);
+  EXPECT_EQ(d.rule.checks.size(), 6u);
   EXPECT_EQ(DecisionSourceName(d.source), "model");
 }
 
@@ -163,7 +163,10 @@ TEST(Classify, AModelOverOtherFeaturesIsNotUsed) {
   ASSERT_TRUE(model.ok());
   const Decision d = Classify(kSteadyTraining, &*model, ClassifierOptions());
   EXPECT_EQ(d.source, DecisionSource::kRule);
-  EXPECT_EQ(d.model_not_used, "model version 3 has 1 features; this agent computes 5");
+  EXPECT_EQ(d.model_not_used,
+            "model version 3 is over the inputs [x]; this agent computes [log1p_gpu_ioctl_rate, "
+            "gpu_opened, ext_ratio, log1p_open_rate, log1p_write_kib_rate, gpu_busy_share, "
+            "gpu_context_recent]");
 }
 
 TEST(Classify, RuleThresholdsComeFromTheOptions) {
@@ -274,7 +277,7 @@ std::vector<TrainErrorCase> TrainErrors() {
        {{x, Verdict::kCpu}, {{1, 2}, Verdict::kGpu}, {x, Verdict::kMixed}},
        0,
        10,
-       "rows[1].x has 2 values; the model has 5 features"},
+       "rows[1].x has 2 values; the model has 7 features"},
       {"NegativeOperatorWeight",
        {{x, Verdict::kCpu}, {x, Verdict::kGpu}, {x, Verdict::kMixed}},
        0,

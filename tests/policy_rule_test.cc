@@ -90,7 +90,7 @@ TEST(Rule, ExtRatioThresholdZeroMakesEveryGpuUserWithFilesGpu) {
 
 TEST(RuleExplanation, ListsEveryCheckInOrderAndMarksTheDecisiveOnes) {
   const RuleExplanation e = EvaluateRule(MakeFeatures(12, 0.45, 500, true), RuleThresholds());
-  ASSERT_EQ(e.checks.size(), 4u);
+  ASSERT_EQ(e.checks.size(), 6u);
   EXPECT_EQ(e.checks[0].feature, "evidence");
   EXPECT_EQ(e.checks[0].value, 500);
   EXPECT_EQ(e.checks[0].threshold, 10);
