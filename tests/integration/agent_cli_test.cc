@@ -22,8 +22,9 @@ struct Outcome {
   std::string output;
 };
 
-Outcome RunAgent(const std::string& args) {
-  std::string cmd = absl::StrCat(BinaryDir(), "/gputierd ", args, " 2>&1");
+// Runs one of the built binaries ("gputierd", "gputierctl") with `args`.
+Outcome RunBinary(const char* binary, const std::string& args) {
+  std::string cmd = absl::StrCat(BinaryDir(), "/", binary, " ", args, " 2>&1");
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -32,6 +33,8 @@ Outcome RunAgent(const std::string& args) {
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
+
+Outcome RunAgent(const std::string& args) { return RunBinary("gputierd", args); }
 
 bool Exists(const std::string& path) {
   struct stat st;
@@ -149,16 +152,7 @@ TEST_F(AgentCliTest, StartSaysWhatEachTierIsOnAndWarnsWhenBothShareAFilesystem) 
   }
 }
 
-Outcome RunCtl(const std::string& args) {
-  std::string cmd = absl::StrCat(BinaryDir(), "/gputierctl ", args, " 2>&1");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+Outcome RunCtl(const std::string& args) { return RunBinary("gputierctl", args); }
 
 bool TracefsMounted() {
   std::ifstream in("/proc/self/mountinfo");

@@ -334,4 +334,14 @@ absl::StatusOr<nlohmann::json> AgentProcess::AuditCgroup(uint64_t cgroup_id) con
   return nlohmann::json(nullptr);
 }
 
+bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds every) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(every);
+  }
+}
+
 }  // namespace gputier::testing

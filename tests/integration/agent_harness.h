@@ -124,6 +124,11 @@ class AgentProcess {
   pid_t pid_ = -1;
 };
 
+// Polls `done` every `every` until it holds or `timeout` passes; returns
+// its last answer.
+bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds every = std::chrono::milliseconds(50));
+
 // A GPU test device: a char device node in /dev with /dev/full's number
 // (1:7), which opens and answers ioctls (ENOTTY) without any GPU driver.
 // Selected through the agent's config; removed by the destructor.

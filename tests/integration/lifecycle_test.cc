@@ -43,6 +43,7 @@ using ::gputier::testing::LosetupLinesUnder;
 using ::gputier::testing::PathExists;
 using ::gputier::testing::RuncContainer;
 using ::gputier::testing::RunCommand;
+using ::gputier::testing::WaitFor;
 using ::gputier::testing::SlurpFile;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -50,14 +51,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kSpare[] = ".gputier-spare";
 
-bool WaitFor(const std::function<bool()>& done, milliseconds timeout, milliseconds every = milliseconds(50)) {
-  const Clock::time_point deadline = Clock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(every);
-  }
-}
 
 std::string Lines(const std::vector<std::string>& v) { return v.empty() ? "(none)" : absl::StrJoin(v, "\n  "); }
 

@@ -53,6 +53,7 @@
 #include "loader/tier_partition.h"
 #include "loader/tier_record.h"
 #include "tests/integration/agent_harness.h"
+#include "tests/integration/host_mounts.h"
 #include "tests/integration/runc_container.h"
 
 namespace gputier {
@@ -64,7 +65,11 @@ using ::gputier::testing::SlurpFile;
 using ::gputier::testing::AgentProcess;
 using ::gputier::testing::CommandResult;
 using ::gputier::testing::RuncContainer;
+using ::gputier::testing::Below;
+using ::gputier::testing::HostMountsUnder;
+using ::gputier::testing::LoopsBackedUnder;
 using ::gputier::testing::RunCommand;
+using ::gputier::testing::WaitFor;
 using ::gputier::testing::TempDir;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -78,15 +83,6 @@ bool IsWhiteout(const std::string& path) {
   return lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0;
 }
 
-// Polls `done` until it holds or `timeout` passes; returns its last answer.
-bool WaitFor(const std::function<bool()>& done, milliseconds timeout, milliseconds every = milliseconds(50)) {
-  const Clock::time_point deadline = Clock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(every);
-  }
-}
 
 double SecondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -115,35 +111,6 @@ absl::StatusOr<std::vector<MountinfoEntry>> MountsOf(const std::string& mountinf
   return ParseMountinfo(SlurpFile(mountinfo));
 }
 
-bool Below(const std::string& path, const std::string& dir) {
-  return path == dir || absl::StartsWith(path, dir + "/");
-}
-
-// Mount points of the host (this process's namespace) at or below `dir`.
-std::vector<std::string> HostMountsUnder(const std::string& dir) {
-  std::vector<std::string> out;
-  absl::StatusOr<std::vector<MountinfoEntry>> mounts = MountsOf("/proc/self/mountinfo");
-  if (!mounts.ok()) return {"(mountinfo unreadable)"};
-  for (const MountinfoEntry& m : *mounts) {
-    if (Below(m.mount_point, dir)) out.push_back(m.mount_point);
-  }
-  return out;
-}
-
-// Loop devices whose backing file is at or below `dir`, as "loopN: file".
-std::vector<std::string> LoopsBackedUnder(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir("/sys/block");
-  if (d == nullptr) return out;
-  while (struct dirent* e = readdir(d)) {
-    if (!absl::StartsWith(e->d_name, "loop")) continue;
-    std::string file(absl::StripTrailingAsciiWhitespace(
-        SlurpFile(absl::StrCat("/sys/block/", e->d_name, "/loop/backing_file"))));
-    if (Below(file, dir)) out.push_back(absl::StrCat(e->d_name, ": ", file));
-  }
-  closedir(d);
-  return out;
-}
 
 std::string SuperOption(const MountinfoEntry& m, absl::string_view key) {
   for (const std::string& o : m.super_options) {
