@@ -64,10 +64,7 @@ bool Mounted(const std::string& mount_point) {
 class LifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (runc, mounts, BPF)";
-    if (!PathExists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static (/bin/busybox)";
-    absl::StatusOr<CommandResult> runc = RunCommand({"runc", "--version"});
-    if (!runc.ok() || runc->exit_code != 0) GTEST_SKIP() << "needs runc in PATH";
+    if (std::string why = ::gputier::testing::RuncTestsCannotRunBecause(); !why.empty()) GTEST_SKIP() << why;
     absl::StatusOr<CommandResult> losetup = RunCommand({"losetup", "--version"});
     if (!losetup.ok() || losetup->exit_code != 0) GTEST_SKIP() << "needs losetup (util-linux) in PATH";
     if (!CgroupResolver::Create().ok()) GTEST_SKIP() << "no cgroup2";

@@ -26,6 +26,15 @@
 #include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {
+
+std::string RuncTestsCannotRunBecause() {
+  if (geteuid() != 0) return "needs root (runc, mounts, BPF)";
+  struct stat st;
+  if (stat("/bin/busybox", &st) != 0) return "needs busybox-static (/bin/busybox)";
+  absl::StatusOr<CommandResult> runc = RunCommand({"runc", "--version"});
+  if (!runc.ok() || runc->exit_code != 0) return "needs runc in PATH";
+  return "";
+}
 namespace {
 
 namespace fs = std::filesystem;

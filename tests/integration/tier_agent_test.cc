@@ -183,10 +183,7 @@ int Occurrences(const std::string& text, const std::string& needle) {
 class TierAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (runc, mounts, BPF)";
-    if (!PathExists("/bin/busybox")) GTEST_SKIP() << "needs busybox-static (/bin/busybox)";
-    absl::StatusOr<CommandResult> runc = RunCommand({"runc", "--version"});
-    if (!runc.ok() || runc->exit_code != 0) GTEST_SKIP() << "needs runc in PATH";
+    if (std::string why = ::gputier::testing::RuncTestsCannotRunBecause(); !why.empty()) GTEST_SKIP() << why;
     absl::StatusOr<CommandResult> list = RunCommand({"/bin/busybox", "--list"});
     if (!list.ok()) GTEST_SKIP() << "busybox --list failed";
     std::vector<std::string> applets = absl::StrSplit(list->output, '\n', absl::SkipWhitespace());
