@@ -10,10 +10,14 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "loader/drm_fdinfo.h"
 #include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {
@@ -69,6 +73,58 @@ TEST(DrmDevice, VgemOpensAndIoctlsCountAsGpuWithDefaultSelectors) {
   EXPECT_EQ(row->at("gpu_ioctls"), 1) << row->dump(2);
   EXPECT_NE(agent.LogTail().find(absl::StrCat("first GPU access: cgroup ", cg.id())), std::string::npos);
   EXPECT_NE(agent.LogTail().find("kind drm"), std::string::npos) << agent.LogTail();
+}
+
+// What a real DRM client's fdinfo holds (the usage keys of
+// Documentation/gpu/drm-usage-stats.rst, if the driver prints them), read
+// with gputier's parser; and that a process holding the render node open is
+// seen by the held-context scan with the default selectors.
+TEST(DrmDevice, VgemClientFdinfoParsesAndItsHeldRenderNodeIsSeen) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  struct stat st;
+  if (getenv("GPUTIER_VM") != nullptr && stat(kRenderNode, &st) != 0) {
+    ASSERT_EQ(system("vm-modprobe vgem >/dev/null 2>&1"), 0) << "could not load vgem in the VM";
+  }
+  if (stat(kRenderNode, &st) != 0) GTEST_SKIP() << "no DRM render node on this kernel (the VM cells run this)";
+
+  const int fd = open(kRenderNode, O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  std::ifstream in(absl::StrCat("/proc/self/fdinfo/", fd));
+  std::stringstream text;
+  text << in.rdbuf();
+  close(fd);
+  const DrmClientUsage usage = ParseDrmFdinfo(text.str());
+  const bool prints_usage = text.str().find("drm-driver:") != std::string::npos &&
+                            text.str().find("drm-client-id:") != std::string::npos;
+  EXPECT_EQ(usage.has_usage(), prints_usage) << text.str();
+  if (usage.has_usage()) EXPECT_EQ(usage.driver, "vgem") << text.str();
+  ::testing::Test::RecordProperty("vgem_fdinfo", text.str());
+  printf("vgem render node fdinfo on this kernel (%s usage keys):\n%s", prints_usage ? "with" : "without",
+         text.str().c_str());
+
+  AgentProcess agent;
+  ASSERT_TRUE(agent.Start({RequestedMode(), "policy: {tick: 200ms}\n"}).ok());
+  TestCgroup cg("vgem-held");
+  std::thread holder([&] {
+    cg.RunInside([] {
+      int held = open(kRenderNode, O_RDWR);
+      if (held < 0) return 10;
+      DrmVersion v = {};
+      if (ioctl(held, kDrmIoctlVersion, &v) != 0) return 11;
+      const timespec hold = {4, 0};
+      nanosleep(&hold, nullptr);  // holds the render node, no ioctl
+      close(held);
+      return 0;
+    });
+  });
+  const bool seen = WaitFor(
+      [&] {
+        absl::StatusOr<nlohmann::json> row = agent.StatusOf(cg.id());
+        return row.ok() && !row->is_null() && row->at("features").value("gpu_contexts_held", 0.0) >= 1.0;
+      },
+      std::chrono::seconds(3));
+  holder.join();
+  EXPECT_TRUE(seen) << agent.LogTail();
 }
 
 }  // namespace

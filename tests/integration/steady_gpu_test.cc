@@ -151,7 +151,8 @@ TEST_F(SteadyGpuTest, HeldGpuContextKeepsASteadyJobGpuAndClosingItDemotesAfterHy
     ++looks;
     std::this_thread::sleep_for(milliseconds(250));
   }
-  EXPECT_GE(looks, 20);
+  // Each look runs gputierctl: 4 a second here, about 1 a second in a TCG VM.
+  EXPECT_GE(looks, 5);
   // It is the held context that holds: the ioctl rate is 0 by now.
   const nlohmann::json& f = last.at("features");
   EXPECT_EQ(f.at("gpu_ioctl_rate").get<double>(), 0.0) << last.dump(2);
@@ -174,7 +175,8 @@ TEST_F(SteadyGpuTest, HeldGpuContextKeepsASteadyJobGpuAndClosingItDemotesAfterHy
   // the hysteresis (next scan, then 3 CPU ticks).
   const auto closed_at = Clock::now();
   job.Send('c');
-  row = agent_.WaitForVerdict(cg.id(), "cpu", milliseconds(6000));
+  // (Under TCG in the VM cells every step is several times slower.)
+  row = agent_.WaitForVerdict(cg.id(), "cpu", milliseconds(getenv("GPUTIER_VM") != nullptr ? 20000 : 6000));
   EXPECT_EQ(row.value("verdict", ""), "cpu") << row.dump(2);
   const auto demoted_after = std::chrono::duration_cast<milliseconds>(Clock::now() - closed_at).count();
   EXPECT_GE(demoted_after, 1000) << "demoted before the hysteresis";
