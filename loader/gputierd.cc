@@ -33,6 +33,8 @@
 #include "loader/guard_maps.h"
 #include "loader/log.h"
 #include "loader/maps.h"
+#include "loader/metrics.h"
+#include "loader/metrics_server.h"
 #include "loader/observer.h"
 #include "loader/pin_dir.h"
 #include "loader/report.h"
@@ -53,6 +55,8 @@ ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "how often the live counte
 ABSL_FLAG(bool, quiet, false, "do not print live counters (log only)");
 ABSL_FLAG(std::string, ready_file, "",
           "write this file once the programs are attached and verified (for supervisors/tests)");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
+          "HOST:PORT serving Prometheus /metrics, /healthz and /readyz (docs/METRICS.md); off disables");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
 
 namespace gputier {
@@ -227,6 +231,11 @@ int Run() {
   } else {
     LogInfo("config: built-in defaults (no --config given)");
   }
+  absl::StatusOr<std::string> metrics_ports = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address));
+  if (!metrics_ports.ok()) {
+    LogError("%s", metrics_ports.status().message());
+    return 2;
+  }
   if (geteuid() != 0) {
     LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
     return 1;
@@ -247,6 +256,24 @@ int Run() {
   if (!lock.ok()) {
     LogError("%s", lock.status().message());
     return 1;
+  }
+  // Bound before the programs load: a port in use stops the start at once.
+  std::unique_ptr<MetricsServer> metrics;
+  if (!metrics_ports->empty()) {
+    MetricsServer::Options metrics_options;
+    metrics_options.address = absl::GetFlag(FLAGS_metrics_address);
+    metrics_options.listening_ports = *metrics_ports;
+    metrics_options.max_containers = config.metrics.max_containers;
+    metrics_options.stale_after = std::max(absl::Seconds(5), 5 * config.policy.tick);
+    absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(metrics_options);
+    if (!started.ok()) {
+      LogError("%s", started.status().message());
+      return 1;
+    }
+    metrics = std::move(*started);
+    LogInfo("metrics: http://%s/metrics (and /healthz, /readyz)", metrics_options.address);
+  } else {
+    LogInfo("metrics: off (--metrics-address=off)");
   }
   absl::StatusOr<PinState> pins = CheckPinnedLayout(pin_dir);
   if (!pins.ok()) {
@@ -291,6 +318,7 @@ int Run() {
     LogInfo("observe only: tracepoint mode counts but can never deny or enforce anything");
   }
 
+  if (metrics) metrics->SetBpfObjects((*observer)->ProgramIds(), (*observer)->MapIds());
   const int stats_fd = (*observer)->map_fd(GT_MAP_CG_STATS);
   const int guard_cg_fd = (*observer)->map_fd(GT_MAP_GUARD_CG);
   SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
@@ -358,6 +386,9 @@ int Run() {
 
 
   absl::StatusOr<ClassNames> names = ReadClassNames((*observer)->map_fd(GT_MAP_CLASS_NAMES));
+  const int drops_fd = (*observer)->map_fd(GT_MAP_DROPS);
+  // The enforcement in force ("off" where the guard is not running).
+  MetricsFeed feed(ObserveModeName((*observer)->mode()), (*enforcement)->StatusJson().value("mode", "off"));
   absl::flat_hash_map<uint64_t, gt_cgroup_stats> shown;
   const absl::Duration interval = absl::GetFlag(FLAGS_interval);
   absl::Time next_print = absl::Now() + interval;
@@ -378,16 +409,29 @@ int Run() {
     }
     if (fds[1].revents & POLLIN) {
       control->ServePending([&](const nlohmann::json& request) {
-        return HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get());
+        nlohmann::json answer = HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get());
+        if (!answer.value("ok", false)) feed.CountError("control_request");
+        return answer;
       });
     }
     absl::Time now = absl::Now();
     if (now >= next_tick) {
       next_tick = now + config.policy.tick;
-      if (absl::Status s = (*verdicts)->Tick(); !s.ok()) LogWarning("classification tick: %s", s.message());
+      const absl::Time tick_start = absl::Now();
+      if (absl::Status s = (*verdicts)->Tick(); !s.ok()) {
+        LogWarning("classification tick: %s", s.message());
+        feed.CountError("tick");
+      }
+      feed.ObserveTick(absl::Now() - tick_start);
       std::vector<ContainerVerdictView> containers = (*verdicts)->Containers();
       (*tiers)->UpdateContainers(containers);
       if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
+      if (metrics) {
+        nlohmann::json status = (*verdicts)->Handle({{"cmd", "status"}});
+        metrics->Publish(feed.Take(status.value("cgroups", nlohmann::json::array()), (*tiers)->StatusJson(),
+                                   stats_fd, drops_fd, names.ok() ? *names : ClassNames{}));
+        metrics->SetReady();
+      }
     }
     if (now >= next_rescan) {
       next_rescan = now + absl::Seconds(10);
