@@ -240,24 +240,8 @@ int Run() {
     LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
     return 1;
   }
-  if (absl::Status s = MakeDir(run_dir); !s.ok()) {
-    LogError("%s; pass a writable --run-dir", s.message());
-    return 1;
-  }
-  if (absl::Status s = MakeDir(state_dir); !s.ok()) {
-    LogError("%s; pass a writable --state-dir", s.message());
-    return 1;
-  }
-  if (absl::Status s = EnsurePinDir(pin_dir); !s.ok()) {
-    LogError("%s", s.message());
-    return 1;
-  }
-  absl::StatusOr<Fd> lock = LockPinDir(pin_dir);
-  if (!lock.ok()) {
-    LogError("%s", lock.status().message());
-    return 1;
-  }
-  // Bound before the programs load: a port in use stops the start at once.
+  // Bound before anything is made or loaded: a port in use stops the start
+  // at once and leaves nothing behind.
   std::unique_ptr<MetricsServer> metrics;
   if (!metrics_ports->empty()) {
     MetricsServer::Options metrics_options;
@@ -274,6 +258,23 @@ int Run() {
     LogInfo("metrics: http://%s/metrics (and /healthz, /readyz)", metrics_options.address);
   } else {
     LogInfo("metrics: off (--metrics-address=off)");
+  }
+  if (absl::Status s = MakeDir(run_dir); !s.ok()) {
+    LogError("%s; pass a writable --run-dir", s.message());
+    return 1;
+  }
+  if (absl::Status s = MakeDir(state_dir); !s.ok()) {
+    LogError("%s; pass a writable --state-dir", s.message());
+    return 1;
+  }
+  if (absl::Status s = EnsurePinDir(pin_dir); !s.ok()) {
+    LogError("%s", s.message());
+    return 1;
+  }
+  absl::StatusOr<Fd> lock = LockPinDir(pin_dir);
+  if (!lock.ok()) {
+    LogError("%s", lock.status().message());
+    return 1;
   }
   absl::StatusOr<PinState> pins = CheckPinnedLayout(pin_dir);
   if (!pins.ok()) {

@@ -26,6 +26,17 @@ void Reply(mg_connection* conn, int code, const std::string& content_type, const
   mg_write(conn, body.data(), body.size());
 }
 
+// civetweb's own words for a start-up failure ("cannot bind to ...: 98
+// (Address already in use)"), captured on the thread that starts it.
+thread_local std::string* g_start_log = nullptr;
+
+int CaptureStartLog(const mg_connection*, const char* message) {
+  if (g_start_log == nullptr) return 0;  // later messages: civetweb logs them
+  if (!g_start_log->empty()) g_start_log->append("; ");
+  g_start_log->append(message);
+  return 1;
+}
+
 bool IsHashMap(uint32_t type) {
   return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_HASH ||
          type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
@@ -67,16 +78,20 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Option
   const std::vector<std::string> civet_options = {
       "listening_ports", options.listening_ports, "num_threads", "2", "request_timeout_ms", "10000",
       "enable_keep_alive", "no"};
+  CivetCallbacks callbacks;
+  callbacks.log_message = CaptureStartLog;
+  std::string start_log;
+  g_start_log = &start_log;
   try {
-    s->server_ = std::make_unique<CivetServer>(civet_options);
+    s->server_ = std::make_unique<CivetServer>(civet_options, &callbacks);
   } catch (const std::exception& e) {
-    // civetweb says "null context when constructing CivetServer. Possible
-    // problem binding to port." for a port in use.
+    g_start_log = nullptr;
     return absl::FailedPreconditionError(absl::StrCat(
-        "--metrics-address=", options.address, ": cannot listen there (", e.what(),
-        "); the port is probably in use by another process: pick a free port, or pass "
-        "--metrics-address=off"));
+        "--metrics-address=", options.address, ": cannot listen there (",
+        start_log.empty() ? std::string(e.what()) : start_log,
+        "); if another process holds the port, pick a free one, or pass --metrics-address=off"));
   }
+  g_start_log = nullptr;
   s->server_->addHandler("/metrics", &s->handlers_->metrics);
   s->server_->addHandler("/healthz", &s->handlers_->healthz);
   s->server_->addHandler("/readyz", &s->handlers_->readyz);
