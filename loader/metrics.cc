@@ -328,6 +328,10 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot&
                 "Duration of a directory's promotion to the fast tier (the container frozen "
                 "part included)",
                 snapshot.promotion_seconds);
+  add_histogram("gputier_metrics_snapshot_seconds",
+                "Time the main loop spent taking each metrics snapshot after a tick (status rows, "
+                "counter and drop reads)",
+                snapshot.snapshot_seconds);
   if (snapshot.have_fast_usage) {
     auto& fast = BuildGauge().Name("gputier_fast_tier_bytes")
                      .Help("The fast tier's filesystem: used and total bytes")

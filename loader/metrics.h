@@ -73,6 +73,7 @@ struct MetricsSnapshot {
   std::map<std::string, uint64_t> errors;  // kind -> count
   HistogramSample tick_seconds;
   HistogramSample promotion_seconds;
+  HistogramSample snapshot_seconds;  // the main loop's cost of each snapshot
   bool have_fast_usage = false;
   uint64_t fast_used_bytes = 0;
   uint64_t fast_total_bytes = 0;

@@ -156,7 +156,8 @@ MetricsFeed::MetricsFeed(std::string mode, std::string enforcement)
     : mode_(std::move(mode)),
       enforcement_(std::move(enforcement)),
       tick_seconds_(TickSecondsBuckets()),
-      promotion_seconds_(PromotionSecondsBuckets()) {}
+      promotion_seconds_(PromotionSecondsBuckets()),
+      snapshot_seconds_(TickSecondsBuckets()) {}
 
 MetricsSnapshot MetricsFeed::Take(const nlohmann::json& verdict_rows, const nlohmann::json& tiering,
                                   int stats_fd, int drops_fd, const ClassNames& names) {
@@ -192,6 +193,7 @@ MetricsSnapshot MetricsFeed::Take(const nlohmann::json& verdict_rows, const nloh
   }
   s.tick_seconds = tick_seconds_;
   s.promotion_seconds = promotion_seconds_;
+  s.snapshot_seconds = snapshot_seconds_;
   s.errors = errors_;
   s.last_tick_unix_seconds = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   return s;

@@ -83,6 +83,8 @@ class MetricsFeed {
   MetricsFeed(std::string mode, std::string enforcement);
 
   void ObserveTick(absl::Duration duration) { tick_seconds_.Observe(absl::ToDoubleSeconds(duration)); }
+  // The time the previous snapshot took (observed into the next one).
+  void ObserveSnapshot(absl::Duration duration) { snapshot_seconds_.Observe(absl::ToDoubleSeconds(duration)); }
   void CountError(const std::string& kind) { ++errors_[kind]; }
 
   // The snapshot after a tick: `verdict_rows` are the classifier's status
@@ -96,6 +98,7 @@ class MetricsFeed {
   std::string enforcement_;
   HistogramSample tick_seconds_;
   HistogramSample promotion_seconds_;
+  HistogramSample snapshot_seconds_;
   std::map<std::string, uint64_t> errors_;
   std::map<std::string, uint64_t> promotions_seen_;  // container id -> promotions counted
 };
