@@ -429,9 +429,8 @@ int Run() {
       if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
       if (metrics) {
         const absl::Time snapshot_start = absl::Now();
-        nlohmann::json status = (*verdicts)->Handle({{"cmd", "status"}});
-        metrics->Publish(feed.Take(status.value("cgroups", nlohmann::json::array()), (*tiers)->StatusJson(),
-                                   stats_fd, drops_fd, names.ok() ? *names : ClassNames{}));
+        metrics->Publish(feed.Take(VerdictRowsOf(containers), (*tiers)->StatusJson(), stats_fd, drops_fd,
+                                   names.ok() ? *names : ClassNames{}));
         metrics->SetReady();
         feed.ObserveSnapshot(absl::Now() - snapshot_start);
       }

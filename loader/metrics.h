@@ -3,7 +3,7 @@
 // prometheus-cpp metric families. docs/METRICS.md lists every series.
 //
 // Pure: no syscalls. The main loop fills a snapshot from what it already
-// holds (verdict status rows, tiering status, the counter map); the HTTP
+// holds (the classifier's container view, tiering status, the counter map); the HTTP
 // thread adds what costs syscalls (BPF program statistics, map fill) and
 // serialises the families with prometheus::TextSerializer.
 #ifndef GPUTIER_LOADER_METRICS_H_
@@ -88,8 +88,9 @@ std::vector<double> TickSecondsBuckets();
 std::vector<double> PromotionSecondsBuckets();
 
 // The per-container part of a snapshot: one sample per container id from
-// the classifier's status rows (`gputierctl status` "cgroups"), the
-// tiering status ({"tiers", "containers"}) and the counters. Host cgroups
+// the classifier's rows (cgroup_id, container_id, verdict, confidence, as in
+// `gputierctl status` "cgroups" or VerdictRowsOf), the tiering status
+// ({"tiers", "containers"}) and the counters. Host cgroups
 // (no container id) are left out. Cgroups of one container are summed.
 std::vector<ContainerSample> ContainerSamples(const nlohmann::json& verdict_rows, const nlohmann::json& tiering,
                                               const CgroupCounters& counters, const ClassNames& names);

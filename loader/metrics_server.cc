@@ -199,6 +199,17 @@ MetricsSnapshot MetricsFeed::Take(const nlohmann::json& verdict_rows, const nloh
   return s;
 }
 
+nlohmann::json VerdictRowsOf(const std::vector<ContainerVerdictView>& containers) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const ContainerVerdictView& c : containers) {
+    rows.push_back({{"cgroup_id", c.cgroup_id},
+                    {"container_id", c.container_id},
+                    {"verdict", std::string(VerdictName(c.verdict))},
+                    {"confidence", c.confidence_permille}});
+  }
+  return rows;
+}
+
 std::vector<ProgramSample> ReadProgramStats(const std::vector<std::pair<std::string, uint32_t>>& programs) {
   std::vector<ProgramSample> out;
   for (const auto& [name, id] : programs) {

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "loader/metrics.h"
+#include "loader/verdict_service.h"
 
 class CivetServer;
 
@@ -102,6 +103,11 @@ class MetricsFeed {
   std::map<std::string, uint64_t> errors_;
   std::map<std::string, uint64_t> promotions_seen_;  // container id -> promotions counted
 };
+
+// The classifier's view of the containers as the status rows that
+// ContainerSamples takes (cgroup_id, container_id, verdict, confidence):
+// what the tick computed anyway, without the features of `status`.
+nlohmann::json VerdictRowsOf(const std::vector<ContainerVerdictView>& containers);
 
 // Reads run_time_ns/run_cnt of each program id (skipping ids that are gone).
 std::vector<ProgramSample> ReadProgramStats(const std::vector<std::pair<std::string, uint32_t>>& programs);

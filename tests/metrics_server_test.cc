@@ -109,5 +109,23 @@ TEST(MetricsFeed, EachNewPromotionIsObservedOnceWithItsDuration) {
   EXPECT_EQ(s.mode, "tracepoint");
 }
 
+TEST(MetricsFeed, TheClassifiersContainerViewGivesEachContainersVerdictAndConfidence) {
+  ContainerVerdictView gpu;
+  gpu.cgroup_id = 7;
+  gpu.cgroup_path = "/kubepods/pod1/abc";
+  gpu.container_id = "abc";
+  gpu.verdict = Verdict::kGpu;
+  gpu.confidence_permille = 800;
+  gt_cgroup_stats stats = {};
+  stats.gpu_ioctls = 5;
+  std::vector<ContainerSample> samples =
+      ContainerSamples(VerdictRowsOf({gpu}), nlohmann::json::object(), {{7, stats}}, ClassNames{});
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].container_id, "abc");
+  EXPECT_EQ(samples[0].verdict, "gpu");
+  EXPECT_DOUBLE_EQ(samples[0].confidence, 0.8);
+  EXPECT_EQ(samples[0].gpu_ioctls, 5u);
+}
+
 }  // namespace
 }  // namespace gputier
