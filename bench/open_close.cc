@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
       std::string a1 = "--mode=" + absl::GetFlag(FLAGS_mode), a2 = "--pin-dir=" + pin_dir,
                   a3 = "--run-dir=" + dir + "/run", a4 = "--ready-file=" + ready;
       execl(bin.c_str(), bin.c_str(), a1.c_str(), a2.c_str(), a3.c_str(), a4.c_str(), "--quiet",
-            static_cast<char*>(nullptr));
+            "--metrics-address=off", static_cast<char*>(nullptr));
       _exit(127);
     }
     struct stat st;

@@ -23,6 +23,7 @@
 #include "gputier/abi.h"
 #include "loader/config_policy.h"
 #include "loader/config_enforcement.h"
+#include "loader/config_metrics.h"
 #include "loader/config_tiers.h"
 #include "loader/yaml_fields.h"
 #include "yaml-cpp/yaml.h"
@@ -42,7 +43,7 @@ using yaml_fields::Where;
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
     "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
-    "control_read_group";
+    "control_read_group, metrics";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
 constexpr uint32_t kMaxCgroups = 1048576;
@@ -466,6 +467,8 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       status = ParseExemptCgroups(source, value, &config.enforcement);
     } else if (key == "control_read_group") {
       status = ParseControlReadGroup(source, value, &config.control_read_group);
+    } else if (key == "metrics") {
+      status = ParseMetricsConfig(source, value, &config.metrics);
     } else if (key == "gpu_devices") {
       status = ParseGpuDevices(source, value, config);
     } else if (key == "max_cgroups") {

@@ -92,6 +92,14 @@ struct EnforcementConfig {
   std::vector<std::string> exempt_cgroups;
 };
 
+// The Prometheus endpoint (`metrics:`); docs/METRICS.md. The address is a
+// flag (--metrics-address), not a config key.
+struct MetricsConfig {
+  // Containers with their own per-container series; the rest are summed
+  // into one container="_other" set.
+  uint32_t max_containers = 1000;
+};
+
 struct Config {
   // The built-in classes (image, video, tensor, graphics), each replaced by a
   // same-named class from the file; new names get ids 5..7 in file order.
@@ -106,6 +114,7 @@ struct Config {
   // `control_read_group:`: members of this group may run the read-only
   // control commands (status, explain); empty: root only.
   std::string control_read_group;
+  MetricsConfig metrics;
 };
 
 // The configuration used when no --config is given.

@@ -36,6 +36,8 @@
 #include "loader/guard_maps.h"
 #include "loader/log.h"
 #include "loader/maps.h"
+#include "loader/metrics.h"
+#include "loader/metrics_server.h"
 #include "loader/observer.h"
 #include "loader/pin_dir.h"
 #include "loader/report.h"
@@ -56,6 +58,8 @@ ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "how often the live counte
 ABSL_FLAG(bool, quiet, false, "do not print live counters (log only)");
 ABSL_FLAG(std::string, ready_file, "",
           "write this file once the programs are attached and verified (for supervisors/tests)");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
+          "HOST:PORT serving Prometheus /metrics, /healthz and /readyz (docs/METRICS.md); off disables");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
 
 namespace gputier {
@@ -269,6 +273,11 @@ int Run() {
   } else {
     LogInfo("config: built-in defaults (no --config given)");
   }
+  absl::StatusOr<std::string> metrics_ports = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address));
+  if (!metrics_ports.ok()) {
+    LogError("%s", metrics_ports.status().message());
+    return 2;
+  }
   if (geteuid() != 0) {
     LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
     return 1;
@@ -284,6 +293,25 @@ int Run() {
     read_group = g->gr_gid;
     LogInfo("control socket: root, and members of group %s (gid %u) for status and explain",
             config.control_read_group, g->gr_gid);
+  }
+  // Bound before anything is made or loaded: a port in use stops the start
+  // at once and leaves nothing behind.
+  std::unique_ptr<MetricsServer> metrics;
+  if (!metrics_ports->empty()) {
+    MetricsServer::Options metrics_options;
+    metrics_options.address = absl::GetFlag(FLAGS_metrics_address);
+    metrics_options.listening_ports = *metrics_ports;
+    metrics_options.max_containers = config.metrics.max_containers;
+    metrics_options.stale_after = std::max(absl::Seconds(5), 5 * config.policy.tick);
+    absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(metrics_options);
+    if (!started.ok()) {
+      LogError("%s", started.status().message());
+      return 1;
+    }
+    metrics = std::move(*started);
+    LogInfo("metrics: http://%s/metrics (and /healthz, /readyz)", metrics_options.address);
+  } else {
+    LogInfo("metrics: off (--metrics-address=off)");
   }
   if (absl::Status s = MakeDir(run_dir); !s.ok()) {
     LogError("%s; pass a writable --run-dir", s.message());
@@ -349,6 +377,7 @@ int Run() {
     LogInfo("observe only: tracepoint mode counts but can never deny or enforce anything");
   }
 
+  if (metrics) metrics->SetBpfObjects((*observer)->ProgramIds(), (*observer)->MapIds());
   const int stats_fd = (*observer)->map_fd(GT_MAP_CG_STATS);
   const int guard_cg_fd = (*observer)->map_fd(GT_MAP_GUARD_CG);
   SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
@@ -419,6 +448,9 @@ int Run() {
 
 
   absl::StatusOr<ClassNames> names = ReadClassNames((*observer)->map_fd(GT_MAP_CLASS_NAMES));
+  const int drops_fd = (*observer)->map_fd(GT_MAP_DROPS);
+  // The enforcement in force ("off" where the guard is not running).
+  MetricsFeed feed(ObserveModeName((*observer)->mode()), (*enforcement)->StatusJson().value("mode", "off"));
   absl::flat_hash_map<uint64_t, gt_cgroup_stats> shown;
   const absl::Duration interval = absl::GetFlag(FLAGS_interval);
   absl::Time next_print = absl::Now() + interval;
@@ -451,16 +483,30 @@ int Run() {
     // Every connection moves on as far as it can without blocking; one
     // that stalls only runs into its own deadline.
     control->Serve([&](const ControlRequest& request) {
-      return HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get(), drops);
+      nlohmann::json answer = HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get(), drops);
+      if (!answer.value("ok", false)) feed.CountError("control_request");
+      return answer;
     });
     absl::Time now = absl::Now();
     if (now >= next_tick) {
       next_tick = now + config.policy.tick;
-      if (absl::Status s = (*verdicts)->Tick(); !s.ok()) LogWarning("classification tick: %s", s.message());
+      const absl::Time tick_start = absl::Now();
+      if (absl::Status s = (*verdicts)->Tick(); !s.ok()) {
+        LogWarning("classification tick: %s", s.message());
+        feed.CountError("tick");
+      }
+      feed.ObserveTick(absl::Now() - tick_start);
       CheckDrops(drops_fd, &drops);
       std::vector<ContainerVerdictView> containers = (*verdicts)->Containers();
       (*tiers)->UpdateContainers(containers);
       if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
+      if (metrics) {
+        const absl::Time snapshot_start = absl::Now();
+        metrics->Publish(feed.Take(VerdictRowsOf(containers), (*tiers)->StatusJson(), stats_fd, drops_fd,
+                                   names.ok() ? *names : ClassNames{}));
+        metrics->SetReady();
+        feed.ObserveSnapshot(absl::Now() - snapshot_start);
+      }
     }
     if (now >= next_rescan) {
       next_rescan = now + absl::Seconds(10);

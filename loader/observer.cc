@@ -272,6 +272,19 @@ KernelFacts ReadKernelFacts() {
 
 int Observer::map_fd(const char* name) const { return MapFd(object(), name); }
 
+std::vector<std::pair<std::string, uint32_t>> Observer::ProgramIds() const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, object()) {
+    const int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;  // not loaded (autoload off)
+    bpf_prog_info info = {};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) out.emplace_back(bpf_program__name(prog), info.id);
+  }
+  return out;
+}
+
 absl::Status Observer::SetGpuDevices(const std::vector<GpuDevice>& devices) {
   return FillGpuDevices(map_fd(GT_MAP_GPU_DEVS), devices);
 }

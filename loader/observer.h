@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -66,6 +67,10 @@ class Observer {
   // Kernel ids of its maps and links (for the tamper watch).
   virtual std::vector<uint32_t> MapIds() const = 0;
   virtual std::vector<uint32_t> LinkIds() const = 0;
+
+  // Name and kernel id of each loaded program (for the metrics' run time
+  // and run count).
+  std::vector<std::pair<std::string, uint32_t>> ProgramIds() const;
 
   // Replaces the GPU device selectors in the kernel.
   absl::Status SetGpuDevices(const std::vector<GpuDevice>& devices);

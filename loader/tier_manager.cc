@@ -563,6 +563,9 @@ void TierManager::Publish() {
     }
     if (live.last_promotion_ms >= 0) row["last_promotion_ms"] = live.last_promotion_ms;
     if (live.last_demotion_ms >= 0) row["last_demotion_ms"] = live.last_demotion_ms;
+    row["promotions"] = live.promotions;  // since this gputierd started
+    row["demotions"] = live.demotions;
+    row["writeback_bytes"] = live.writeback_bytes;
     rows.push_back(std::move(row));
   }
   std::lock_guard<std::mutex> lock(mu_);

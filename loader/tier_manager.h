@@ -128,6 +128,10 @@ class TierManager {
     double last_promotion_ms = -1;
     double last_demotion_ms = -1;
     uint64_t last_writeback_bytes = 0;
+    // Since this gputierd started (for the metrics' counters).
+    uint64_t promotions = 0;
+    uint64_t demotions = 0;
+    uint64_t writeback_bytes = 0;
     uint64_t fast_bytes = 0;
     uint64_t slow_bytes = 0;
     absl::Time bytes_at = absl::InfinitePast();

@@ -245,6 +245,7 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
     record.paths[path] = Tier::kFast;
     live.fast_mounts[path] = fast_mount;
     live.last_promotion_ms = MsSince(t0);
+    ++live.promotions;
   }
   record.op = TierOp::kNone;
   record.op_path.clear();
@@ -336,6 +337,8 @@ absl::Status TierManager::Demote(TierRecord& record, const std::string& path) {
     live.fast_mounts.erase(path);
     live.lost_reported.erase(path);
     live.last_demotion_ms = MsSince(t0);
+    ++live.demotions;
+    live.writeback_bytes += live.last_writeback_bytes;
   }
   record.op = TierOp::kNone;
   record.op_path.clear();

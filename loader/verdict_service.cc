@@ -328,6 +328,7 @@ std::vector<ContainerVerdictView> VerdictService::Containers() {
     view.cgroup_path = who.path;
     view.container_id = who.container->container_id;
     view.verdict = v ? v->verdict : Verdict::kUnknown;
+    view.confidence_permille = v ? v->kernel.confidence_permille : 0;
     auto it = last_active_ns_.find(id);
     view.last_active_ns = it == last_active_ns_.end() ? 0 : it->second;
     out.push_back(std::move(view));

@@ -31,6 +31,7 @@ struct ContainerVerdictView {
   std::string cgroup_path;
   std::string container_id;
   Verdict verdict = Verdict::kUnknown;
+  uint32_t confidence_permille = 0;  // of the verdict in force
   uint64_t last_active_ns = 0;  // CLOCK_MONOTONIC of its last counted activity
 };
 

@@ -49,6 +49,7 @@ TEST(DefaultConfig, HasTheBuiltInClassesInIdOrder) {
   }
   EXPECT_TRUE(config.gpu_devices.empty());
   EXPECT_EQ(config.max_cgroups, static_cast<uint32_t>(GT_DEFAULT_MAX_CGROUPS));
+  EXPECT_EQ(config.metrics.max_containers, 1000u);
 }
 
 TEST(DefaultConfig, EveryExtensionIsInExactlyOneClassAndMatchable) {
@@ -274,6 +275,20 @@ TEST(ParseConfig, RejectsEveryInvalidInputWithTheKeyAndTheFix) {
       {"max_cgroups without a value",
        "max_cgroups:\n",
        {"/etc/gputier.yaml:1: max_cgroups: is empty, not an integer"}},
+      // metrics:
+      {"metrics.max_containers at its bounds", "metrics: {max_containers: 1}\n", {}},
+      {"metrics.max_containers at its upper bound", "metrics:\n  max_containers: 100000\n", {}},
+      {"metrics.max_containers zero",
+       "metrics:\n  max_containers: 0\n",
+       {"/etc/gputier.yaml:2: metrics.max_containers: \"0\" is not an integer in", "1..100000"}},
+      {"metrics.max_containers not a number",
+       "metrics: {max_containers: many}\n",
+       {"metrics.max_containers: \"many\" is not an integer"}},
+      {"metrics not a mapping", "metrics: 1000\n", {"/etc/gputier.yaml:1: metrics: is a single value, not a mapping",
+                                                       "max_containers"}},
+      {"an unknown metrics key",
+       "metrics:\n  max_container: 5\n",
+       {"/etc/gputier.yaml:2: metrics.max_container: is not a known key", "use only max_containers"}},
   };
   for (const ValidationCase& c : kCases) {
     absl::StatusOr<Config> config = ParseConfig(c.yaml, kSource);

@@ -60,7 +60,7 @@ class AgentCliTest : public ::testing::Test {
   }
   std::string Args(const std::string& extra) {
     return absl::StrCat("--pin-dir=", pin_dir_, " --run-dir=", dir_, "/run --ready-file=", dir_,
-                        "/ready --quiet ", extra);
+                        "/ready --state-dir=", dir_, "/state --quiet --metrics-address=off ", extra);
   }
   std::string pin_dir_;
   std::string dir_;

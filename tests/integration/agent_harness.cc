@@ -206,8 +206,17 @@ absl::StatusOr<std::string> AgentProcess::Start(const Options& options) {
     std::string cfg = "--config=" + config;
     std::string rdy = "--ready-file=" + ready;
     std::string state = "--state-dir=" + work_dir_ + "/state";
-    execl(bin.c_str(), bin.c_str(), mode.c_str(), pin.c_str(), run.c_str(), cfg.c_str(), rdy.c_str(),
-          state.c_str(), "--quiet", static_cast<char*>(nullptr));
+    std::vector<std::string> args = {bin, mode, pin, run, cfg, rdy, state, "--quiet"};
+    bool metrics_given = false;
+    for (const std::string& a : options.extra_args) {
+      metrics_given |= absl::StartsWith(a, "--metrics-address") || absl::StartsWith(a, "--metrics_address");
+      args.push_back(a);
+    }
+    if (!metrics_given) args.push_back("--metrics-address=off");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
     _exit(127);
   }
   // TCG VMs are slow: allow two minutes for load + verification.

@@ -70,6 +70,9 @@ class AgentProcess {
   struct Options {
     std::string mode;         // --mode
     std::string config_yaml;  // written to a file passed as --config
+    // More gputierd flags. Without a --metrics-address among them the agent
+    // runs with --metrics-address=off (never the node agent's port).
+    std::vector<std::string> extra_args;
   };
   AgentProcess();
   ~AgentProcess();  // stops the agent, unpins, removes the directories

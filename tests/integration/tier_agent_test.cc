@@ -579,6 +579,12 @@ TEST_F(TierAgentTest, NewFilesLandOnTheSlowRootBeforePromotionAndOnTheFastRootAf
   EXPECT_EQ(Inconsistencies(c, /*fast=*/false), "") << Diag();
   EXPECT_FALSE(PathExists(FastDir(c.id())));
   EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/after.txt"), "after\n");
+  // Counted for the metrics (docs/METRICS.md): one promotion, one demotion
+  // and the bytes it wrote back.
+  const nlohmann::json counted = Row(c.id());
+  EXPECT_EQ(counted.value("promotions", 0), 1) << counted.dump();
+  EXPECT_EQ(counted.value("demotions", 0), 1) << counted.dump();
+  EXPECT_GT(counted.value("writeback_bytes", 0), 0) << counted.dump();
   EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/changed.txt"), "v2\n");
   r = c.Exec("cat /data/original.txt /data/before.txt /data/after.txt /data/changed.txt");
   ASSERT_TRUE(r.ok());
