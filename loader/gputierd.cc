@@ -457,7 +457,6 @@ int Run() {
   absl::Time next_rescan = absl::Now() + absl::Seconds(10);
   absl::Time next_sweep = absl::Now() + absl::Minutes(5);
   absl::Time next_tick = absl::Now();
-  const int drops_fd = (*observer)->map_fd(GT_MAP_DROPS);
   DropCounts drops = {};
   if (absl::StatusOr<DropCounts> d = ReadDrops(drops_fd); d.ok()) {
     drops = *d;  // counted before this start (pins reused): reported, not warned about again
