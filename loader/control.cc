@@ -126,7 +126,8 @@ ControlServer::~ControlServer() {
 void ControlServer::AddPollFds(std::vector<pollfd>* fds) const {
   if (connections_.size() < options_.max_connections) fds->push_back({fd_.get(), POLLIN, 0});
   for (const Connection& c : connections_) {
-    fds->push_back({c.fd.get(), static_cast<short>(c.replying ? POLLOUT : POLLIN), 0});
+    const bool sending = c.replying && c.sent < c.out.size();
+    fds->push_back({c.fd.get(), static_cast<short>(sending ? POLLOUT : POLLIN), 0});
   }
 }
 
@@ -189,6 +190,7 @@ bool ControlServer::Advance(Connection& c, const Handler& handler, absl::Time no
       }
       if (c.in.size() > kMaxControlRequestBytes) {
         c.replying = true;
+        c.drain = true;
         c.deadline = now + options_.write_timeout;
         c.out = JsonText(ErrorReply(absl::StrCat("the request is longer than ", kMaxControlRequestBytes,
                                                  " bytes; a request is one JSON object on one line"))) +
@@ -221,6 +223,17 @@ bool ControlServer::Advance(Connection& c, const Handler& handler, absl::Time no
       return false;
     }
     c.sent += static_cast<size_t>(n);
+    if (c.sent == c.out.size() && c.drain) shutdown(c.fd.get(), SHUT_WR);  // the reply is whole
+  }
+  if (c.drain) {
+    char buf[4096];
+    for (int reads = 0; reads < 64; ++reads) {  // at most 256 KiB a round: others wait for no one
+      ssize_t n = recv(c.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return now < c.deadline;
+      if (n <= 0) return false;  // the client stopped sending (or went away)
+    }
+    return now < c.deadline;
   }
   return false;  // answered: closing the connection is the end of the reply
 }

@@ -78,6 +78,10 @@ class ControlServer {
     std::string out;
     size_t sent = 0;
     bool replying = false;
+    // The request was refused unread (too long): after the reply, what the
+    // client still sends is read and dropped until it stops or the deadline,
+    // so that closing with unread bytes cannot reset the reply away.
+    bool drain = false;
     absl::Time deadline;
   };
 
