@@ -13,25 +13,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/free_port.h"
 
 namespace gputier {
 namespace {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::unique_ptr<MetricsServer> StartServer(absl::Duration stale_after) {
   MetricsServer::Options options;
-  options.address = absl::StrCat("127.0.0.1:", FreePort());
+  options.address = absl::StrCat("127.0.0.1:", ::gputier::testing::FreeLoopbackPort());
   options.listening_ports = options.address;
   options.stale_after = stale_after;
   absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(options);
@@ -62,7 +52,7 @@ TEST(MetricsServer, HealthAndReadinessFollowTheMainLoop) {
 
 TEST(MetricsServer, APortInUseIsAnErrorNamingTheFlag) {
   MetricsServer::Options options;
-  options.address = absl::StrCat("127.0.0.1:", FreePort());
+  options.address = absl::StrCat("127.0.0.1:", ::gputier::testing::FreeLoopbackPort());
   options.listening_ports = options.address;
   absl::StatusOr<std::unique_ptr<MetricsServer>> first = MetricsServer::Start(options);
   ASSERT_TRUE(first.ok()) << first.status();

@@ -31,6 +31,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/free_port.h"
 #include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {
@@ -71,18 +72,6 @@ HttpReply HttpGet(int port, const std::string& target) {
   return reply;
 }
 
-// A port nothing listens on now.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // One sample of the text format: name, labels, value.
 struct Sample {
@@ -154,7 +143,7 @@ class MetricsEndpointTest : public ::testing::Test {
     mkdir(runc_root_.c_str(), 0700);
     mkdir((runc_root_ + "/" + ContainerIdOf(gpu_cg_)).c_str(), 0700);
     mkdir((runc_root_ + "/" + ContainerIdOf(cpu_cg_)).c_str(), 0700);
-    port_ = FreePort();
+    port_ = ::gputier::testing::FreeLoopbackPort();
     const std::string yaml =
         absl::StrCat(gpu_.ConfigYaml(), "runc_roots: [", runc_root_, "]\npolicy:\n  tick: 200ms\n");
     absl::StatusOr<std::string> mode =
@@ -267,7 +256,7 @@ TEST_F(MetricsEndpointTest, ARealPrometheusServerScrapesVerdictsAndCounts) {
   // A Prometheus of its own: config, data directory and port.
   const std::string dir = agent_.work_dir() + "/prometheus";
   mkdir(dir.c_str(), 0700);
-  const int prom_port = FreePort();
+  const int prom_port = ::gputier::testing::FreeLoopbackPort();
   std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                                             "scrape_configs:\n  - job_name: gputier\n    static_configs:\n"
                                             "      - targets: ['127.0.0.1:"
