@@ -129,31 +129,13 @@ Sample Read(pid_t pid) {
 // `ioctls` ioctls on `device` from a child moved into the cgroup `cgroup_dir`
 // first (so they count for the container). Returns the child's exit code.
 int IoctlsInCgroup(const std::string& cgroup_dir, const std::string& device, int ioctls) {
-  int go[2];
-  if (pipe(go) != 0) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(go[1]);
-    char c;
-    if (read(go[0], &c, 1) != 1) _exit(120);
+  return testing::RunInCgroup(cgroup_dir, [&]() -> int {
     int fd = open(device.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) _exit(11);
+    if (fd < 0) return 11;
     for (int i = 0; i < ioctls; ++i) ioctl(fd, 0x6400 + i, 0);  // ENOTTY: still an ioctl on the device
     close(fd);
-    _exit(0);
-  }
-  close(go[0]);
-  const std::string procs = cgroup_dir + "/cgroup.procs";
-  int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-  const std::string text = std::to_string(pid);
-  const bool moved = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  if (fd >= 0) close(fd);
-  if (!moved || write(go[1], "g", 1) != 1) kill(pid, SIGKILL);
-  close(go[1]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!moved) return -2;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -3;
+    return 0;
+  });
 }
 
 struct Outcome {

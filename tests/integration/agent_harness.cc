@@ -100,7 +100,7 @@ bool TestCgroup::Remove() {
   return removed_;
 }
 
-int TestCgroup::RunInside(const std::function<int()>& body) const {
+int RunInCgroup(const std::string& cgroup_dir, const std::function<int()>& body) {
   int go[2];
   if (pipe(go) != 0) return -1;
   pid_t pid = fork();
@@ -111,7 +111,7 @@ int TestCgroup::RunInside(const std::function<int()>& body) const {
     _exit(body());
   }
   close(go[0]);
-  std::string procs = path_ + "/cgroup.procs";
+  std::string procs = cgroup_dir + "/cgroup.procs";
   int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
   std::string pid_text = std::to_string(pid);
   bool moved = fd >= 0 && write(fd, pid_text.data(), pid_text.size()) == static_cast<ssize_t>(pid_text.size());
@@ -124,6 +124,8 @@ int TestCgroup::RunInside(const std::function<int()>& body) const {
   if (!moved) return -2;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -3;
 }
+
+int TestCgroup::RunInside(const std::function<int()>& body) const { return RunInCgroup(path_, body); }
 
 int RunRawWorkload(const TestCgroup& cg, const RawWorkload& w) {
   return cg.RunInside([&]() -> int {

@@ -45,6 +45,11 @@ class TestCgroup {
   bool removed_ = false;
 };
 
+// Forks a child, moves it into the cgroup directory `cgroup_dir` (absolute,
+// e.g. a container's), runs `body` there and waits. Returns body's exit code,
+// or -1 (no pipe), -2 (the child could not be moved), -3 (it was killed).
+int RunInCgroup(const std::string& cgroup_dir, const std::function<int()>& body);
+
 // What a test process does inside a cgroup, with raw syscalls only (so that
 // nothing but these operations can move its counters): each file opened
 // `opens_per_file` times; the GPU device opened once and ioctl'ed
