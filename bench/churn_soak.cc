@@ -54,7 +54,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "loader/cgroup_resolver.h"
+#include "loader/cgroup/cgroup_resolver.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/runc_container.h"

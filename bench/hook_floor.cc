@@ -36,9 +36,9 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench_common.h"
 #include "bpf/hook_floor.skel.h"
-#include "loader/config.h"
-#include "loader/node_mounts.h"
-#include "loader/observer.h"
+#include "loader/config/config.h"
+#include "loader/observe/node_mounts.h"
+#include "loader/observe/observer.h"
 
 ABSL_FLAG(int, iterations, 200000, "open+close pairs per rung and round");
 ABSL_FLAG(int, rounds, 5, "rounds over the whole ladder (medians reported)");

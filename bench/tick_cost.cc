@@ -31,7 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gputier/abi.h"
-#include "loader/cgroup_resolver.h"
+#include "loader/cgroup/cgroup_resolver.h"
 #include "tests/integration/agent_harness.h"
 
 ABSL_FLAG(std::string, sizes, "1000,10000", "numbers of live cgroups");

@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gputier/abi.h"
-#include "loader/clock.h"
+#include "loader/base/clock.h"
 #include "tests/integration/agent_harness.h"
 
 ABSL_FLAG(int, trials, 100, "workloads to time");

@@ -31,7 +31,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "loader/tier_writeback.h"
+#include "loader/tier/fs/tier_writeback.h"
 
 ABSL_FLAG(int, files, 2000, "regular files in the tree");
 ABSL_FLAG(int64_t, file_size, 256 * 1024, "bytes per file");

@@ -165,7 +165,7 @@ static __always_inline int gt_ext_from_tail(const char *tail, __u32 len, int who
  * The gt_ext_index bucket of an extension key (< GT_EXT_BUCKETS): the two
  * words folded, then a 64-bit finalizer (xor-shift, multiply; twice), so that
  * extensions differing in one character spread over the buckets. Userspace
- * builds the index with this same function (loader/ext_index.cc), so both
+ * builds the index with this same function (loader/observe/ext_index.cc), so both
  * sides agree by construction.
  */
 static __always_inline __u32 gt_ext_bucket_of(const struct gt_ext_key *key)

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "loader/config.h"
+#include "loader/config/config.h"
 
 namespace {
 constexpr size_t kMaxConfigBytes = 1 << 20;  // LoadConfigFile's limit

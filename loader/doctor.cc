@@ -14,12 +14,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "loader/cgroup_resolver.h"
-#include "loader/config.h"
-#include "loader/gpu_devices.h"
-#include "loader/guard.h"
-#include "loader/node_mounts.h"
-#include "loader/observer.h"
+#include "loader/cgroup/cgroup_resolver.h"
+#include "loader/config/config.h"
+#include "loader/observe/gpu_devices.h"
+#include "loader/enforce/guard.h"
+#include "loader/observe/node_mounts.h"
+#include "loader/observe/observer.h"
 
 namespace gputier {
 namespace {

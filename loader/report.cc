@@ -5,8 +5,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "loader/cgroup_resolver.h"
-#include "loader/utf8.h"
+#include "loader/cgroup/cgroup_resolver.h"
+#include "loader/base/utf8.h"
 
 namespace gputier {
 

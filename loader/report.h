@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "gputier/abi.h"
-#include "loader/cgroup_path.h"
-#include "loader/maps.h"
+#include "loader/cgroup/cgroup_path.h"
+#include "loader/observe/maps.h"
 
 namespace gputier {
 

@@ -78,7 +78,7 @@ enum class BusySource : uint8_t {
 absl::string_view BusySourceName(BusySource source);  // "none", "drm", "nvml"
 
 // GPU use measured outside the counters, once per tick, for one cgroup
-// (loader/gpu_context_scan.h, loader/nvml.h): what its processes hold open
+// (loader/gpu_use/gpu_context_scan.h, loader/gpu_use/nvml.h): what its processes hold open
 // and how busy the GPU was for them.
 struct GpuUsageSample {
   // File descriptors of the cgroup's processes on selected GPU device nodes.

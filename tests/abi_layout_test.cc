@@ -6,7 +6,7 @@
 
 #include "gputier/abi.h"
 #include "gtest/gtest.h"
-#include "loader/config.h"
+#include "loader/config/config.h"
 
 namespace gputier {
 namespace {

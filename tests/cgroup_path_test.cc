@@ -1,4 +1,4 @@
-#include "loader/cgroup_path.h"
+#include "loader/cgroup/cgroup_path.h"
 
 #include <optional>
 #include <ostream>

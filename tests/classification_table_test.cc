@@ -1,4 +1,4 @@
-#include "loader/classification_table.h"
+#include "loader/classify/classification_table.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>

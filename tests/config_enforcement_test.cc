@@ -5,7 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "loader/config.h"
+#include "loader/config/config.h"
 
 namespace gputier {
 namespace {

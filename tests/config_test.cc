@@ -1,4 +1,4 @@
-#include "loader/config.h"
+#include "loader/config/config.h"
 
 #include <unistd.h>
 

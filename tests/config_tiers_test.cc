@@ -4,8 +4,8 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "loader/config.h"
-#include "loader/config_tiers.h"
+#include "loader/config/config.h"
+#include "loader/config/config_tiers.h"
 
 namespace gputier {
 namespace {

@@ -1,7 +1,7 @@
 // The control protocol's request parser and access rule: every malformed
 // request is one error naming the field and what it should be, never an
 // exception (a thrown nlohmann type_error used to kill gputierd).
-#include "loader/control_request.h"
+#include "loader/control/control_request.h"
 
 #include <string>
 

@@ -1,7 +1,7 @@
-// gt_ext_index (loader/ext_index.cc), read the way the BPF programs read it
+// gt_ext_index (loader/observe/ext_index.cc), read the way the BPF programs read it
 // (gt_ext_class_of in bpf/count.bpf.h): the extension's bucket first, and the
 // hash table only when that bucket overflowed.
-#include "loader/ext_index.h"
+#include "loader/observe/ext_index.h"
 
 #include <algorithm>
 #include <cstring>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "ext_class.bpf.h"
 #include "gtest/gtest.h"
-#include "loader/config.h"
+#include "loader/config/config.h"
 #include "tests/ext_index_testing.h"
 
 namespace gputier {

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ext_class.bpf.h"
-#include "loader/ext_index.h"
+#include "loader/observe/ext_index.h"
 
 namespace gputier {
 

@@ -1,6 +1,6 @@
 // PlanGpuDevices: which char devices count as GPUs, from /proc/devices, the
 // nodes under /dev and the operator's selectors. Pure: no /dev is read.
-#include "loader/gpu_devices.h"
+#include "loader/observe/gpu_devices.h"
 
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
 // The metrics endpoint's health and readiness states and the main loop's
-// feed (loader/metrics_server.h), without root: a loopback port, no BPF.
-#include "loader/metrics_server.h"
+// feed (loader/metrics/metrics_server.h), without root: a loopback port, no BPF.
+#include "loader/metrics/metrics_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,5 +1,5 @@
-// The metric families built from a snapshot (loader/metrics.h): pure, no root.
-#include "loader/metrics.h"
+// The metric families built from a snapshot (loader/metrics/metrics.h): pure, no root.
+#include "loader/metrics/metrics.h"
 
 #include <algorithm>
 #include <map>

@@ -1,4 +1,4 @@
-#include "loader/node_facts.h"
+#include "loader/base/node_facts.h"
 
 #include <cstdint>
 #include <iterator>

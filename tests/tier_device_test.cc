@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "loader/tier_device.h"
+#include "loader/tier/tier_device.h"
 
 namespace gputier {
 namespace {

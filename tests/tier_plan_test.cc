@@ -1,6 +1,6 @@
 // Which tier each directory goes to, and who leaves the fast tier when it
-// fills (loader/tier_plan.h).
-#include "loader/tier_plan.h"
+// fills (loader/tier/tier_plan.h).
+#include "loader/tier/tier_plan.h"
 
 #include "gtest/gtest.h"
 

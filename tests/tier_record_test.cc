@@ -1,6 +1,6 @@
 // The persisted per-container tiering record: round trip, atomic store, and
 // refusal (never a guess) of files of another layout or damaged ones.
-#include "loader/tier_record.h"
+#include "loader/tier/tier_record.h"
 
 #include <stdlib.h>
 #include <unistd.h>

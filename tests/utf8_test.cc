@@ -1,14 +1,14 @@
 // Names gputier does not control (cgroup, file and process names) on their
 // way to JSON and to the log: JSON text never throws on invalid UTF-8, and a
 // log line never holds a control character or a byte that is not UTF-8.
-#include "loader/utf8.h"
+#include "loader/base/utf8.h"
 
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "gtest/gtest.h"
-#include "loader/json_text.h"
+#include "loader/base/json_text.h"
 
 namespace gputier {
 namespace {

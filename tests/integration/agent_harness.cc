@@ -25,7 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "loader/cgroup_resolver.h"
+#include "loader/cgroup/cgroup_resolver.h"
 
 namespace gputier::testing {
 namespace {

@@ -18,8 +18,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "loader/cgroup_freezer.h"
-#include "loader/mount_refs.h"
+#include "loader/cgroup/cgroup_freezer.h"
+#include "loader/base/mount_refs.h"
 #include "tests/integration/runc_container.h"
 #include "tests/integration/agent_harness.h"
 

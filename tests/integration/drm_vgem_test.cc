@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "loader/drm_fdinfo.h"
+#include "loader/gpu_use/drm_fdinfo.h"
 #include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {

@@ -29,9 +29,9 @@
 #include "absl/strings/str_cat.h"
 #include "gputier/abi.h"
 #include "gtest/gtest.h"
-#include "loader/guard.h"
-#include "loader/maps.h"
-#include "loader/observer.h"
+#include "loader/enforce/guard.h"
+#include "loader/observe/maps.h"
+#include "loader/observe/observer.h"
 #include "tests/integration/agent_harness.h"
 
 namespace gputier::testing {

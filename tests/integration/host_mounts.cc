@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "loader/mount_refs.h"
+#include "loader/base/mount_refs.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/runc_container.h"
 

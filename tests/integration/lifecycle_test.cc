@@ -26,7 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "loader/cgroup_resolver.h"
+#include "loader/cgroup/cgroup_resolver.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/runc_container.h"

@@ -4,7 +4,7 @@
 // promtool's check of a live scrape.
 //
 // Containers: gputierd names a cgroup "/<id>" a runc container when a runc
-// state directory holds "<id>" (loader/cgroup_path.cc). Each test gives the
+// state directory holds "<id>" (loader/cgroup/cgroup_path.cc). Each test gives the
 // agent its own runc root (runc_roots:) with one empty directory per test
 // cgroup, so its cgroups are containers without starting runc.
 #include <arpa/inet.h>

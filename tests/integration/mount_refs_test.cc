@@ -18,10 +18,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "loader/cgroup_freezer.h"
-#include "loader/mount_refs.h"
-#include "loader/tier_mount.h"
-#include "loader/tier_path.h"
+#include "loader/cgroup/cgroup_freezer.h"
+#include "loader/base/mount_refs.h"
+#include "loader/tier/fs/tier_mount.h"
+#include "loader/config/container_path.h"
 #include "tests/integration/runc_container.h"
 
 namespace gputier {

@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "loader/tier_writeback.h"
+#include "loader/tier/fs/tier_writeback.h"
 
 namespace gputier::testing {
 namespace {

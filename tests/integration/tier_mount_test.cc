@@ -18,9 +18,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "loader/mount_refs.h"
-#include "loader/tier_mount.h"
-#include "loader/tier_path.h"
+#include "loader/base/mount_refs.h"
+#include "loader/tier/fs/tier_mount.h"
+#include "loader/tier/fs/tier_path.h"
 #include "tests/integration/runc_container.h"
 #include "tests/integration/agent_harness.h"
 

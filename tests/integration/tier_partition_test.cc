@@ -2,7 +2,7 @@
 // images, real loop devices, real ext4 mounts (root). Every test works in a
 // fresh temporary fast root under /var/tmp and releases its partitions and
 // mounts in TearDown, even when it fails.
-#include "loader/tier_partition.h"
+#include "loader/tier/fs/tier_partition.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
 // kernel's own overlayfs (whiteouts, opaque directories, copy-ups), folded
 // with MergeUpperLayer, and the overlay's view before and after is compared
 // entry by entry. Needs root (mounts, chown, trusted.* xattrs).
-#include "loader/tier_writeback.h"
+#include "loader/tier/fs/tier_writeback.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,0 +1,575 @@
+// TierManager, the core: construction (tier roots, loaded records), the
+// worker thread's loop and each cycle (exits, recovery, adoption, overrides,
+// fast tier pressure, what each container should converge on), and the
+// status it publishes. The steps themselves (and Converge) are in
+// tier_manager_steps.cc, recovery in tier_manager_recovery.cc, and the fast
+// partitions (spare, freeing) in tier_manager_partitions.cc.
+#include "loader/tier/tier_manager.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <optional>
+#include <exception>
+#include <set>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "loader/cgroup/cgroup_freezer.h"
+#include "loader/base/clock.h"
+#include "loader/config/config_tiers.h"
+#include "loader/base/fd.h"
+#include "loader/base/log.h"
+#include "loader/tier/tier_manager_internal.h"
+#include "loader/tier/tier_device.h"
+#include "loader/tier/fs/tier_partition.h"
+#include "loader/config/container_path.h"
+
+namespace gputier {
+namespace {
+
+using tier_internal::kErrorRetry;
+
+constexpr absl::Duration kCycle = absl::Milliseconds(250);
+constexpr absl::Duration kBusyRetry = absl::Milliseconds(50);
+constexpr absl::Duration kBytesEvery = absl::Seconds(30);
+// How often each container's directories are checked for their overlays.
+constexpr absl::Duration kOverlaysEvery = absl::Seconds(1);
+
+// Creates a tier root. A configured root gets only its last directory made:
+// a missing parent is most often a mount point whose device failed to mount
+// (or a typo), and making it would silently put the tier on the root
+// filesystem. The built-in default roots are gputierd's own and made whole.
+absl::Status MakeTierRoot(const std::string& root, absl::string_view key, bool make_parents) {
+  const size_t last = root.rfind('/');
+  const std::string parent = last == 0 ? "/" : root.substr(0, last);
+  struct stat st;
+  if (!make_parents && stat(root.c_str(), &st) != 0 && stat(parent.c_str(), &st) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tiers.", key, " ", root, ": its parent ", parent,
+        " does not exist; gputierd makes only the last directory of a configured tier root, never a "
+        "missing mount point (a tier whose device failed to mount would land on the root filesystem): "
+        "mount the tier's device, create ",
+        parent, ", or fix the path"));
+  }
+  for (size_t pos = 1; pos <= root.size(); ++pos) {
+    if (pos != root.size() && root[pos] != '/') continue;
+    if (mkdir(root.substr(0, pos).c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("creating tier root ", root.substr(0, pos)));
+    }
+  }
+  // A tier root must be a real directory, not a symlink to somewhere else.
+  Fd fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tier root ", root, " is not a directory (", strerror(errno),
+        "); point tiers.fast/tiers.slow at a directory on the tier's filesystem"));
+  }
+  return absl::OkStatus();
+}
+
+// Says what each tier sits on, probes their write speed when containers will
+// be tiered, and warns about a pair that defeats the point (tier_device.h).
+nlohmann::json DescribeTiers(const TierConfig& t) {
+  constexpr uint64_t kProbeBytes = 4 << 20;
+  const bool probe = !ManagedPaths(t).empty();
+  nlohmann::json out = nlohmann::json::object();
+  std::optional<TierDevice> devices[2];
+  std::optional<WriteProbe> probes[2];
+  const std::string* roots[2] = {&t.fast_root, &t.slow_root};
+  const char* names[2] = {"fast", "slow"};
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<TierDevice> d = DescribeTierDevice(*roots[i]);
+    if (!d.ok()) {
+      LogWarning("tier %s: cannot tell what %s is on: %s", names[i], *roots[i], d.status().message());
+      continue;
+    }
+    devices[i] = *d;
+    nlohmann::json j = {{"description", FormatTierDevice(*d)}, {"fs_type", d->fs_type},
+                        {"block_device", d->block.empty() ? nlohmann::json(nullptr) : nlohmann::json(d->block)},
+                        {"transport", d->transport.empty() ? nlohmann::json(nullptr) : nlohmann::json(d->transport)},
+                        {"rotational", d->rotational ? nlohmann::json(*d->rotational) : nlohmann::json(nullptr)}};
+    std::string speed;
+    if (probe) {
+      absl::StatusOr<WriteProbe> p = ProbeWriteSpeed(*roots[i], kProbeBytes);
+      if (p.ok()) {
+        probes[i] = *p;
+        j["probe_mib_per_s"] = p->mib_per_s;
+        speed = absl::StrFormat("; start probe: %d MiB written at %.0f MiB/s (%s, fsync)", kProbeBytes >> 20,
+                                p->mib_per_s, p->direct ? "O_DIRECT" : "buffered");
+      } else {
+        LogWarning("tier %s: write probe failed: %s", names[i], p.status().message());
+      }
+    }
+    LogInfo("tier %s: %s is %s%s", names[i], *roots[i], FormatTierDevice(*d), speed);
+    out[names[i]] = std::move(j);
+  }
+  if (devices[0] && devices[1] && !t.embedded_roots) {
+    for (const std::string& w : TierPairWarnings(*devices[0], *devices[1], probes[0], probes[1])) {
+      LogWarning("tiers: %s", w);
+    }
+  }
+  return out;
+}
+
+uint64_t g_walk_bytes = 0;
+int AddBytes(const char*, const struct stat* st, int type, struct FTW*) {
+  if (type == FTW_F) g_walk_bytes += static_cast<uint64_t>(st->st_blocks) * 512;
+  return 0;
+}
+
+// Allocated bytes of the files below `dir` (0 when it does not exist). Never
+// follows symlinks or leaves the filesystem. Worker thread only.
+uint64_t DirBytes(const std::string& dir) {
+  g_walk_bytes = 0;
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  nftw(dir.c_str(), AddBytes, 16, FTW_PHYS | FTW_MOUNT);
+  return g_walk_bytes;
+}
+
+// When `pid` started (clock ticks after boot, field 22 of /proc/<pid>/stat);
+// 0 when it is gone.
+uint64_t ProcessStartTime(pid_t pid) {
+  Fd fd(open(absl::StrCat("/proc/", pid, "/stat").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return 0;
+  char buf[1024];
+  ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
+  if (n <= 0) return 0;
+  absl::string_view text(buf, static_cast<size_t>(n));
+  const size_t paren = text.rfind(')');  // the command name may hold spaces and ')'
+  if (paren == absl::string_view::npos || paren + 2 > text.size()) return 0;
+  std::vector<absl::string_view> fields = absl::StrSplit(text.substr(paren + 2), ' ');
+  uint64_t start = 0;  // fields[0] is field 3 (the state)
+  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &start)) return 0;
+  return start;
+}
+
+}  // namespace
+
+TierManager::TierManager(Options options)
+    : options_(std::move(options)), store_(absl::StrCat(options_.state_dir, "/tier")) {}
+
+TierManager::~TierManager() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // A restart needs no spare (the next gputierd makes one when it needs
+  // it), so a clean stop leaves none mounted. Containers still tiered keep
+  // their partitions: their records say where their data is.
+  ReleaseSpareAtStop();
+  // The worker sets nothing aside any more: free what is queued, then stop.
+  {
+    std::lock_guard<std::mutex> lock(free_mu_);
+    free_stop_ = true;
+  }
+  free_wake_.notify_all();
+  if (freer_.joinable()) freer_.join();
+}
+
+absl::StatusOr<std::unique_ptr<TierManager>> TierManager::Create(Options options) {
+  const TierConfig& c = options.config;
+  for (const std::string* root : {&c.fast_root, &c.slow_root}) {
+    if (absl::Status s = ValidateTierRoot(*root); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("tier root: ", s.message()));
+    }
+    if (absl::Status s = MakeTierRoot(*root, root == &c.fast_root ? "fast" : "slow", c.embedded_roots); !s.ok()) {
+      return s;
+    }
+  }
+  auto manager = std::unique_ptr<TierManager>(new TierManager(std::move(options)));
+  if (absl::Status s = manager->store_.Init(); !s.ok()) return s;
+  TierRecordStore::Loaded loaded = manager->store_.LoadAll();
+  for (const std::string& why : loaded.refused) LogWarning("tier record: %s", why);
+  for (TierRecord& r : loaded.records) {
+    const std::string id = r.container_id;
+    manager->live_[id].cgroup = r.cgroup;
+    manager->records_.emplace(id, std::move(r));
+  }
+  const TierConfig& t = manager->options_.config;
+  LogInfo("tiers: fast %s, slow %s%s; each fast partition %d MiB; watermarks %.0f%%/%.0f%%", t.fast_root,
+          t.slow_root,
+          t.embedded_roots ? " (built-in default: both on the local disk, since the config names no "
+                             "tiers)"
+                           : "",
+          t.partition_size >> 20, t.high_watermark * 100, t.low_watermark * 100);
+  manager->tier_devices_ = DescribeTiers(t);
+  if (ManagedPaths(t).empty()) {
+    LogInfo("tiering: no tiered_paths or gpu_data_paths configured, so no container directory is moved");
+  } else {
+    LogInfo("tiering: %s%s%s", absl::StrJoin(t.tiered_paths, ", "),
+            t.gpu_data_paths.empty() ? "" : "; GPU data (fast for MIXED too): ",
+            absl::StrJoin(t.gpu_data_paths, ", "));
+  }
+  if (!manager->records_.empty()) {
+    LogInfo("tiering: %zu container record(s) from %s", manager->records_.size(), manager->store_.dir());
+  }
+  absl::StatusOr<std::vector<AsidePartition>> aside = PartitionsSetAside(t.fast_root);
+  if (!aside.ok()) {
+    LogWarning("tier: looking for partitions set aside by an earlier gputierd: %s", aside.status().message());
+  } else if (!aside->empty()) {
+    LogInfo("tier: freeing %zu partition(s) that an earlier gputierd set aside", aside->size());
+    for (AsidePartition& a : *aside) manager->freeing_.push_back({std::move(a)});
+  }
+  manager->Publish();
+  return manager;
+}
+
+void TierManager::Start() {
+  freer_ = std::thread([this] { FreerLoop(); });
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void TierManager::UpdateContainers(std::vector<ContainerVerdictView> containers) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    view_ = std::move(containers);
+    have_view_ = true;
+    poked_ = true;
+  }
+  wake_.notify_all();
+}
+
+absl::Status TierManager::SetOverride(const ContainerVerdictView& container, TierOverride choice) {
+  if (ManagedPaths(options_.config).empty()) {
+    return absl::FailedPreconditionError(
+        "no tiered_paths or gpu_data_paths are configured, so there is nothing to tier; add them to the "
+        "config (docs/TIERING.md)");
+  }
+  if (absl::Status s = ValidateContainerId(container.container_id); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    overrides_[container.container_id] = {container.cgroup_path, choice};
+    prompt_.insert(container.container_id);
+    poked_ = true;
+  }
+  wake_.notify_all();
+  return absl::OkStatus();
+}
+
+nlohmann::json TierManager::StatusJson() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void TierManager::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(kCycle), [this] { return stop_ || poked_; });
+      if (stop_) return;
+      poked_ = false;
+    }
+    try {
+      Cycle();
+      Publish();
+    } catch (const std::exception& e) {
+      // A library threw (nlohmann, std::) on something a container made:
+      // this cycle ends, the next one starts from the records again.
+      LogError("tier: a cycle failed: %s; retrying on the next cycle", e.what());
+    }
+  }
+}
+
+std::string TierManager::CgroupDir(const TierRecord& record) const {
+  return absl::StrCat(options_.cgroup_root, record.cgroup);
+}
+
+absl::Status TierManager::Save(const TierRecord& record) { return store_.Save(record); }
+
+void TierManager::NoteError(const std::string& id, const absl::Status& status, absl::Duration retry) {
+  Live& live = live_[id];
+  const std::string text(status.message());
+  if (text != live.last_error) {
+    LogWarning("tier: container %s: %s", id, text);
+    live.last_error = text;
+  }
+  live.retry_at = absl::Now() + retry;
+}
+
+absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
+  absl::StatusOr<std::vector<pid_t>> procs = CgroupProcs(CgroupDir(record));
+  if (!procs.ok() || procs->empty()) {
+    return absl::NotFoundError(absl::StrCat("container ", record.container_id, " has no process left"));
+  }
+  // The oldest process of the container (its init, normally), not the
+  // lowest pid: once pids wrap, the lowest is often a short-lived child that
+  // is gone before the step uses it.
+  pid_t oldest = 0;
+  uint64_t oldest_start = 0;
+  for (pid_t pid : *procs) {
+    struct stat st;
+    if (stat(absl::StrCat("/proc/", pid, "/ns/mnt").c_str(), &st) != 0) continue;
+    if (record.mnt_ns != 0 && st.st_ino != record.mnt_ns) continue;
+    const uint64_t start = ProcessStartTime(pid);
+    if (start == 0) continue;  // gone already
+    if (oldest == 0 || start < oldest_start) {
+      oldest = pid;
+      oldest_start = start;
+    }
+  }
+  if (oldest != 0) return oldest;
+  return absl::FailedPreconditionError(absl::StrCat(
+      "no process of container ", record.container_id, " is in its recorded mount namespace any more"));
+}
+
+absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup) {
+  TierRecord record;
+  record.container_id = id;
+  record.cgroup = cgroup;
+  absl::StatusOr<pid_t> pid = PidOf(record);
+  if (!pid.ok()) return pid.status();
+  struct stat st;
+  if (stat(absl::StrCat("/proc/", *pid, "/ns/mnt").c_str(), &st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("reading the mount namespace of pid ", *pid));
+  }
+  record.mnt_ns = st.st_ino;
+  if (absl::Status s = Save(record); !s.ok()) return s;
+  LogInfo("tier: adopted container %s (cgroup %s)", id, cgroup);
+  records_[id] = std::move(record);
+  live_[id].cgroup = cgroup;
+  live_[id].recovered = true;
+  return absl::OkStatus();
+}
+
+void TierManager::RefreshBytes(const TierRecord& record, Live& live, bool force) {
+  const absl::Time now = absl::Now();
+  if (!force && now - live.bytes_at < kBytesEvery) return;
+  live.bytes_at = now;
+  live.slow_bytes = DirBytes(absl::StrCat(options_.config.slow_root, "/", record.container_id));
+  live.fast_bytes = 0;
+  if (absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+      part.ok() && record.partition) {
+    live.fast_bytes = DirBytes(part->mount_point);
+  }
+}
+
+void TierManager::Cycle() {
+  std::vector<ContainerVerdictView> view;
+  std::map<std::string, std::pair<std::string, TierOverride>> overrides;
+  std::set<std::string> prompt;
+  bool have_view = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    view = view_;
+    overrides = overrides_;
+    prompt.swap(prompt_);
+    have_view = have_view_;
+  }
+  // An operator's request, repeated or not, is attempted now, whatever
+  // backoff an earlier error set.
+  for (const std::string& id : prompt) live_[id].retry_at = absl::InfinitePast();
+  const TierConfig& config = options_.config;
+  const std::vector<std::string> managed = ManagedPaths(config);
+
+  // Containers that are gone: write their fast data back, free the partition.
+  for (auto it = records_.begin(); it != records_.end();) {
+    absl::StatusOr<pid_t> pid = PidOf(it->second);
+    if (pid.ok() || absl::Now() < live_[it->first].retry_at) {
+      ++it;
+      continue;
+    }
+    if (absl::Status s = Finalize(it->second); !s.ok()) {
+      NoteError(it->first, s, kErrorRetry);
+      ++it;
+      continue;
+    }
+    live_.erase(it->first);
+    it = records_.erase(it);
+  }
+
+  // Recovery: every record once after start, and again any left frozen by
+  // gputierd or mid-step (a failed thaw). One that fails is retried; until
+  // it succeeds nothing else is done to the container, and a cgroup gputierd
+  // froze stays frozen: it is only thawed once the mounts match the record.
+  for (auto& [id, record] : records_) {
+    Live& live = live_[id];
+    if (live.recovered && !record.froze && record.op == TierOp::kNone) continue;
+    if (absl::Now() < live.retry_at) continue;
+    if (absl::Status s = Recover(record); !s.ok()) {
+      NoteError(id,
+                absl::Status(s.code(), absl::StrCat("recovery failed, retrying every ",
+                                                    absl::FormatDuration(kErrorRetry),
+                                                    record.froze ? " (the container stays frozen until it succeeds)"
+                                                                 : "",
+                                                    ": ", s.message())),
+                kErrorRetry);
+      continue;
+    }
+    live.recovered = true;
+  }
+  if (managed.empty()) return;
+
+  // New containers, and what the classifier and operators say of each.
+  std::map<std::string, const ContainerVerdictView*> by_id;
+  for (const ContainerVerdictView& v : view) by_id[v.container_id] = &v;
+  std::set<std::string> wanted;
+  if (have_view) {
+    for (const auto& [id, v] : by_id) wanted.insert(id);
+  }
+  for (const auto& [id, o] : overrides) wanted.insert(id);
+  for (const std::string& id : wanted) {
+    if (records_.count(id) || !ValidateContainerId(id).ok() || id[0] == '.') continue;
+    if (absl::Now() < live_[id].retry_at) continue;
+    auto o = overrides.find(id);
+    const std::string cgroup = o != overrides.end() ? o->second.first : by_id[id]->cgroup_path;
+    if (absl::Status s = Adopt(id, cgroup); !s.ok()) NoteError(id, s, kErrorRetry);
+  }
+  for (const auto& [id, o] : overrides) {
+    auto r = records_.find(id);
+    if (r == records_.end()) continue;  // kept until the container is adopted
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto pending = overrides_.find(id);
+      if (pending != overrides_.end() && pending->second.second == o.second) overrides_.erase(pending);
+    }
+    if (r->second.override_tier == o.second) continue;
+    r->second.override_tier = o.second;
+    live_[id].pressure_demoted = false;
+    live_[id].retry_at = absl::InfinitePast();
+    if (absl::Status s = Save(r->second); !s.ok()) NoteError(id, s, kErrorRetry);
+    LogInfo("tier: container %s: operator chose %s", id, TierOverrideName(o.second));
+  }
+  for (auto& [id, live] : live_) {
+    auto v = by_id.find(id);
+    if (v == by_id.end()) continue;
+    if (live.verdict != v->second->verdict) live.pressure_demoted = false;
+    live.verdict = v->second->verdict;
+    live.last_active_ns = v->second->last_active_ns;
+  }
+  if (!have_view && overrides.empty()) return;  // no verdicts yet: move nothing
+
+  // Fast tier pressure. Partitions set aside and being freed still count as
+  // used in statvfs; they are subtracted here, so that no container is
+  // demoted for space already on its way out. (Read before statvfs: a free
+  // that completes in between is subtracted twice, which can only delay a
+  // demotion by one cycle, never cause one.)
+  auto pressure_usage = [&]() -> absl::StatusOr<SpaceUsage> {
+    const uint64_t freeing = FreeingBytes();
+    absl::StatusOr<SpaceUsage> usage = FilesystemUsage(config.fast_root);
+    if (usage.ok()) usage->used_bytes -= std::min(usage->used_bytes, freeing);
+    return usage;
+  };
+  absl::StatusOr<SpaceUsage> fs = pressure_usage();
+  std::vector<FastHolder> holders;
+  for (const auto& [id, r] : records_) {
+    if (r.partition) holders.push_back({id, live_[id].last_active_ns, r.override_tier == TierOverride::kFast});
+  }
+  if (fs.ok() && !PickDemotions(fs->total_bytes, fs->used_bytes, config, holders).empty() && SpareReady()) {
+    KeepSpare(false);  // the spare goes before any container is demoted
+    fs = pressure_usage();
+  }
+  if (fs.ok()) {
+    for (const std::string& id : PickDemotions(fs->total_bytes, fs->used_bytes, config, holders)) {
+      if (!live_[id].pressure_demoted) {
+        LogWarning("tier: the fast tier is above its high watermark (%d of %d MiB in use): demoting "
+                   "container %s, the least recently active",
+                   fs->used_bytes >> 20, fs->total_bytes >> 20, id);
+      }
+      live_[id].pressure_demoted = true;
+    }
+  }
+  for (auto& [id, record] : records_) {
+    Live& live = live_[id];
+    if (!live.recovered || record.froze || record.op != TierOp::kNone) continue;  // recovery first
+    if (absl::Now() < live.retry_at) continue;
+    if (absl::Now() - live.overlays_checked_at >= kOverlaysEvery) {
+      live.overlays_checked_at = absl::Now();
+      if (absl::Status s = CheckOverlays(record, live); !s.ok()) {
+        if (absl::IsUnavailable(s)) live.overlays_checked_at = absl::InfinitePast();  // again with the retry
+        NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
+        continue;
+      }
+    }
+    std::map<std::string, Tier> desired = DesiredTiers(config, live.verdict, record.override_tier);
+    if (live.pressure_demoted) {
+      // Held on the slow tier until a partition fits below the low watermark.
+      TierConfig below_low = config;
+      below_low.high_watermark = config.low_watermark;
+      if (fs.ok() && PromotionFits(fs->total_bytes, fs->used_bytes, below_low) && !record.partition) {
+        live.pressure_demoted = false;
+      } else {
+        for (auto& [path, tier] : desired) tier = Tier::kSlow;
+      }
+    }
+    bool may_promote = record.partition || SpareReady();
+    if (!may_promote) {
+      absl::StatusOr<SpaceUsage> now_fs = FilesystemUsage(config.fast_root);
+      may_promote = now_fs.ok() && PromotionFits(now_fs->total_bytes, now_fs->used_bytes, config);
+    }
+    absl::Status s = Converge(record, live, desired, may_promote);
+    if (!s.ok()) NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
+    RefreshBytes(record, live, /*force=*/false);
+  }
+  // One empty partition kept ready (when it fits under the high watermark)
+  // makes the next promotion a rename instead of fallocate + mkfs + mount.
+  bool pressure = false;
+  for (const auto& [id, live] : live_) pressure = pressure || live.pressure_demoted;
+  KeepSpare(!pressure);
+}
+
+void TierManager::Publish() {
+  const TierConfig& c = options_.config;
+  nlohmann::json tiers = {{"fast_root", c.fast_root},
+                          {"slow_root", c.slow_root},
+                          {"built_in_default", c.embedded_roots},
+                          {"partition_size", c.partition_size},
+                          {"high_watermark", c.high_watermark},
+                          {"low_watermark", c.low_watermark},
+                          {"tiered_paths", c.tiered_paths},
+                          {"gpu_data_paths", c.gpu_data_paths}};
+  if (absl::StatusOr<SpaceUsage> fs = FilesystemUsage(c.fast_root); fs.ok()) {
+    tiers["fast_used"] = fs->used_bytes;
+    tiers["fast_total"] = fs->total_bytes;
+  }
+  tiers["devices"] = tier_devices_;
+  tiers["fast_freeing"] = FreeingBytes();  // part of fast_used: partitions being freed
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& [id, r] : records_) {
+    const Live& live = live_[id];
+    nlohmann::json paths = nlohmann::json::object();
+    bool any_fast = false, any_slow = false;
+    for (const auto& [path, tier] : r.paths) {
+      paths[path] = std::string(TierName(tier));
+      (tier == Tier::kFast ? any_fast : any_slow) = true;
+    }
+    nlohmann::json row = {{"container_id", id},
+                          {"cgroup", r.cgroup},
+                          {"tier", any_fast ? (any_slow ? "mixed" : "fast") : "slow"},
+                          {"paths", paths},
+                          {"override", std::string(TierOverrideName(r.override_tier))},
+                          {"verdict", std::string(VerdictName(live.verdict))},
+                          {"op", std::string(TierOpName(r.op))},
+                          {"bytes_fast", live.fast_bytes},
+                          {"bytes_slow", live.slow_bytes},
+                          {"pressure_demoted", live.pressure_demoted},
+                          {"last_error", live.last_error.empty() ? nlohmann::json(nullptr)
+                                                                 : nlohmann::json(live.last_error)}};
+    if (r.froze) row["frozen"] = true;  // by gputierd, mid-step or until a failed recovery succeeds
+    if (const absl::Time now = absl::Now(); live.retry_at > now) {
+      row["retry_in_ms"] = absl::ToInt64Milliseconds(live.retry_at - now);  // backing off after an error
+    }
+    if (live.last_promotion_ms >= 0) row["last_promotion_ms"] = live.last_promotion_ms;
+    if (live.last_demotion_ms >= 0) row["last_demotion_ms"] = live.last_demotion_ms;
+    row["promotions"] = live.promotions;  // since this gputierd started
+    row["demotions"] = live.demotions;
+    row["writeback_bytes"] = live.writeback_bytes;
+    rows.push_back(std::move(row));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  status_ = {{"tiers", tiers}, {"containers", rows}};
+}
+
+}  // namespace gputier

@@ -1,0 +1,240 @@
+// The tier manager: puts each container's tiered directories on the tier its
+// verdict (or an operator's override) chooses, live, and keeps the persisted
+// record of where everything is (docs/TIERING.md).
+//
+// It runs on its own thread so that a long write-back never stalls the
+// classifier or the control socket. The main thread hands it the
+// classifier's view of the containers after every tick (UpdateContainers)
+// and operator overrides (SetOverride); StatusJson answers
+// `gputierctl status`.
+//
+// Every container with a tiered directory is "adopted" when first seen: each
+// directory becomes an overlay whose upper layer is on the slow tier. Then,
+// one step at a time, each recorded before and after it is taken:
+//
+//   promote  make the container's fast partition, freeze the cgroup, detach
+//            the slow overlay, mount [upper fast | lowers: slow upper,
+//            original], record, thaw
+//   demote   freeze, check that no process of the container holds anything
+//            open on the fast overlay (else thaw and retry later), detach it,
+//            fold the fast upper into the slow upper (MergeUpperLayer), mount
+//            the slow overlay, record, thaw, free the fast directory (and the
+//            partition with the last one)
+//   exit     the container is gone: fold every fast upper into its slow
+//            upper, free the partition, drop the record
+//
+// Every freeze is a ScopedFreeze: whatever path a step takes, it ends thawed.
+// A thaw that fails leaves the record's `froze` set, and the container is
+// recovered (and so thawed) again on the next cycle.
+//
+// Recovery: on start, every record is checked against what is actually
+// mounted in the container, and a step left in flight is finished or rolled
+// back (crash safety). A recovery that fails is retried every 5 s, the
+// container left frozen if gputierd froze it, until it succeeds. While running,
+// every second, each recorded directory is checked to still carry its
+// overlay: one that lost it (someone unmounted it inside the container) gets
+// its slow overlay back, after its fast layer, if it had one, is folded into
+// the slow one; the verdict then promotes it again if it asks for fast.
+//
+// Freeing a partition (unmount, loop device, unlinking a large image) is not
+// done on the worker thread: the partition is set aside in one rename
+// (SetPartitionAside) and released on a second thread, so a promotion never
+// waits behind it. Its bytes count as in use on the fast tier until they are
+// freed (admission), but not for choosing whom to demote under pressure.
+#ifndef GPUTIER_LOADER_TIER_TIER_MANAGER_H_
+#define GPUTIER_LOADER_TIER_TIER_MANAGER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "loader/cgroup/cgroup_freezer.h"
+#include "loader/config/config.h"
+#include "loader/tier/tier_plan.h"
+#include "loader/tier/fs/tier_mount.h"
+#include "loader/tier/fs/tier_partition.h"
+#include "loader/tier/tier_record.h"
+#include "loader/classify/verdict_service.h"
+
+namespace gputier {
+
+class TierManager {
+ public:
+  struct Options {
+    TierConfig config;
+    std::string state_dir;    // records go to <state_dir>/tier
+    std::string cgroup_root;  // the cgroup2 mount point
+    absl::Duration freeze_timeout = absl::Seconds(5);
+  };
+
+  // Creates the tier roots (0700), loads the records and logs where the
+  // tiers are (saying so when they are the built-in default).
+  static absl::StatusOr<std::unique_ptr<TierManager>> Create(Options options);
+  // Stops the worker, releases the spare partition (unmount, loop device,
+  // image), then frees what is set aside and stops that thread. Partitions
+  // of containers still tiered stay, with their records (docs/TIERING.md).
+  ~TierManager();
+
+  // Starts the worker thread (it first finishes or rolls back steps that a
+  // previous gputierd left in flight) and the thread that frees partitions
+  // (it first frees those a previous gputierd set aside).
+  void Start();
+
+  // The classifier's latest view (every container with counters).
+  void UpdateContainers(std::vector<ContainerVerdictView> containers);
+
+  // `gputierctl tier`: follow `choice` instead of the verdict (kAuto: the
+  // verdict again). Persisted with the container's record. Every request,
+  // a repeated one too, is attempted on the next cycle, whatever backoff an
+  // earlier error set.
+  absl::Status SetOverride(const ContainerVerdictView& container, TierOverride choice);
+
+  // {"tiers": {...}, "containers": [...]} for `gputierctl status`.
+  nlohmann::json StatusJson();
+
+ private:
+  explicit TierManager(Options options);
+
+  // Per container, in memory only.
+  struct Live {
+    std::string cgroup;
+    Verdict verdict = Verdict::kUnknown;
+    uint64_t last_active_ns = 0;
+    std::string last_error;
+    absl::Time retry_at = absl::InfinitePast();
+    // Recover() has succeeded since this gputierd started (adopted ones need
+    // none); until then nothing else is done to the container.
+    bool recovered = false;
+    // When every recorded directory was last checked for its overlay, and
+    // the mount id each fast overlay had then (to find references into one
+    // that was detached).
+    absl::Time overlays_checked_at = absl::InfinitePast();
+    std::map<std::string, uint64_t> fast_mounts;
+    std::set<std::string> lost_reported;  // directories whose lost overlay is logged
+    bool pressure_demoted = false;
+    double last_promotion_ms = -1;
+    double last_demotion_ms = -1;
+    uint64_t last_writeback_bytes = 0;
+    // Since this gputierd started (for the metrics' counters).
+    uint64_t promotions = 0;
+    uint64_t demotions = 0;
+    uint64_t writeback_bytes = 0;
+    uint64_t fast_bytes = 0;
+    uint64_t slow_bytes = 0;
+    absl::Time bytes_at = absl::InfinitePast();
+  };
+
+  void Loop();
+  void Cycle();
+  absl::Status Recover(TierRecord& record);
+  absl::Status Adopt(const std::string& container_id, const std::string& cgroup);
+  absl::Status Converge(TierRecord& record, Live& live, const std::map<std::string, Tier>& desired,
+                        bool may_promote);
+  absl::Status Promote(TierRecord& record, const std::string& path);
+  absl::Status Demote(TierRecord& record, const std::string& path);
+  absl::Status Finalize(TierRecord& record);
+  // Gives each recorded directory that lost its overlay while gputierd ran
+  // the one its record names: the slow overlay again, or, for a fast one,
+  // a demotion without the unmount (its fast layer folded into the slow one).
+  absl::Status CheckOverlays(TierRecord& record, Live& live);
+  absl::Status RemountSlow(pid_t pid, const TierRecord& record, const std::string& path);
+
+  // What is mounted at `path` in the container: our slow overlay, our fast
+  // overlay, nothing of ours, or a foreign overlay (an error).
+  enum class Observed { kNone, kSlow, kFast };
+  // Where one tiered directory's two layers live: the slow one under the
+  // slow root, the fast one inside the container's partition.
+  struct PathLayouts {
+    TierLayout slow;
+    TierLayout fast;
+  };
+  absl::StatusOr<PathLayouts> LayoutsOf(const TierRecord& record, const std::string& path) const;
+  absl::StatusOr<Observed> Observe(pid_t pid, const TierRecord& record, const std::string& path,
+                                   uint64_t* mount_id);
+  absl::StatusOr<pid_t> PidOf(const TierRecord& record);
+  absl::Status Save(const TierRecord& record);
+  absl::Status MountSlow(pid_t pid, const TierRecord& record, const std::string& path);
+  absl::Status MountFast(pid_t pid, const TierRecord& record, const std::string& path,
+                         uint64_t* mount_id = nullptr);
+  absl::Status FoldFastIntoSlow(const TierRecord& record, const std::string& path, uint64_t* bytes);
+  // After `path`'s fast layer was folded into its slow one, that layer must
+  // never be mounted again (its stale copies would hide newer slow files):
+  // the partition goes when no directory is fast any more, else the layer.
+  absl::Status DiscardFastLayer(TierRecord& record, const std::string& path);
+  absl::Status FreePartitionIfUnused(TierRecord& record);
+  // Sets the partition aside for the freeing thread, or, when it cannot be
+  // set aside, releases it here.
+  absl::Status FreePartition(const PartitionPaths& part);
+  // The spare partition: made ahead so a promotion only renames it.
+  absl::StatusOr<PartitionPaths> SparePaths() const;
+  bool SpareReady();
+  absl::Status TakePartition(const PartitionPaths& part);
+  void KeepSpare(bool wanted);
+  // At stop, with the worker joined: releases the spare in place (logged).
+  void ReleaseSpareAtStop();
+  // Thaws what `freeze` froze and records that; a failed thaw leaves
+  // record.froze set, so the next cycle recovers (and thaws) the container.
+  absl::Status Thaw(TierRecord& record, ScopedFreeze& freeze);
+  // Thaws a cgroup that the record says gputierd froze (recovery, exit).
+  absl::Status ThawRecorded(TierRecord& record);
+  std::string CgroupDir(const TierRecord& record) const;
+  void Publish();
+  void RefreshBytes(const TierRecord& record, Live& live, bool force);
+  void NoteError(const std::string& container_id, const absl::Status& status, absl::Duration retry);
+
+  // The thread that frees partitions set aside.
+  struct Freeing {
+    AsidePartition part;
+    std::string error;  // of the last failed attempt; retried at retry_at
+    absl::Time retry_at = absl::InfinitePast();
+    bool last_try = false;  // tried once more at shutdown
+  };
+  void FreerLoop();
+  // Bytes of images set aside and on their way out (failed ones excluded).
+  uint64_t FreeingBytes();
+
+  const Options options_;
+  TierRecordStore store_;
+  // What each tier root sits on, said at start (tier_device.h); JSON for status.
+  nlohmann::json tier_devices_ = nlohmann::json::object();
+
+  // Owned by the worker thread.
+  std::map<std::string, TierRecord> records_;
+  std::map<std::string, Live> live_;
+
+  // Shared with the main thread.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool poked_ = false;
+  bool have_view_ = false;
+  std::vector<ContainerVerdictView> view_;
+  std::map<std::string, std::pair<std::string, TierOverride>> overrides_;  // id -> (cgroup, choice)
+  std::set<std::string> prompt_;  // ids with an operator request since the last cycle
+  nlohmann::json status_ = nlohmann::json::object();
+  std::thread thread_;
+
+  // Shared with the freeing thread.
+  std::mutex free_mu_;
+  std::condition_variable free_wake_;
+  bool free_stop_ = false;
+  std::list<Freeing> freeing_;
+  std::thread freer_;
+};
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_TIER_TIER_MANAGER_H_

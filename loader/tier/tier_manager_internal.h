@@ -1,0 +1,17 @@
+// Internals shared by the files that implement TierManager
+// (tier_manager*.cc); nothing else includes this.
+#ifndef GPUTIER_LOADER_TIER_TIER_MANAGER_INTERNAL_H_
+#define GPUTIER_LOADER_TIER_TIER_MANAGER_INTERNAL_H_
+
+#include "absl/time/time.h"
+
+namespace gputier {
+namespace tier_internal {
+
+// The backoff after a failed step, recovery or partition free.
+constexpr absl::Duration kErrorRetry = absl::Seconds(5);
+
+}  // namespace tier_internal
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_TIER_TIER_MANAGER_INTERNAL_H_

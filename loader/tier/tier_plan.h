@@ -1,0 +1,58 @@
+// Which tier each tiered directory of a container should be on, and which
+// containers leave the fast tier when it fills. Pure (tests/tier_plan_test.cc).
+//
+//   verdict GPU          every managed path fast
+//   verdict MIXED        gpu_data_paths fast, tiered_paths slow (claim 7)
+//   CPU / UNKNOWN        every managed path slow
+//   override fast|slow   every managed path on that tier, whatever the verdict
+#ifndef GPUTIER_LOADER_TIER_TIER_PLAN_H_
+#define GPUTIER_LOADER_TIER_TIER_PLAN_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "loader/config/config.h"
+#include "policy/verdict.h"
+
+namespace gputier {
+
+enum class Tier { kSlow, kFast };
+absl::string_view TierName(Tier tier);  // "slow", "fast"
+absl::StatusOr<Tier> ParseTier(absl::string_view name);
+
+// `gputierctl tier <container> fast|slow|auto`.
+enum class TierOverride { kAuto, kFast, kSlow };
+absl::string_view TierOverrideName(TierOverride o);
+absl::StatusOr<TierOverride> ParseTierOverride(absl::string_view name);
+
+// Every directory tiered in each container: tiered_paths, then gpu_data_paths.
+std::vector<std::string> ManagedPaths(const TierConfig& config);
+
+// The tier each managed path should be on (see the table above).
+std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdict,
+                                         TierOverride override_tier);
+
+// Whether a new fast partition keeps the fast filesystem at or below the
+// high watermark (`used` counts bytes in use on it now).
+bool PromotionFits(uint64_t total, uint64_t used, const TierConfig& config);
+
+struct FastHolder {
+  std::string container_id;
+  uint64_t last_active_ns = 0;  // the cgroup's last counted activity
+  bool operator_pinned = false;  // `gputierctl tier ... fast`: demoted last
+};
+
+// When the fast filesystem is above the high watermark: the containers to
+// demote, least recently active first (operator-pinned ones last), until the
+// use projected after freeing their partitions is at or below the low
+// watermark. Empty when at or below the high watermark.
+std::vector<std::string> PickDemotions(uint64_t total, uint64_t used, const TierConfig& config,
+                                       std::vector<FastHolder> holders);
+
+}  // namespace gputier
+
+#endif  // GPUTIER_LOADER_TIER_TIER_PLAN_H_
