@@ -17,8 +17,11 @@
  *          runs the program at every syscall exit; one sys_exit program (no
  *          sys_enter program) pays that once. Other syscalls leave after one
  *          register load and a few compares. The struct file is found through
- *          current->files->fdt->fd[fd]; native x86_64 syscall numbers only
- *          (32-bit compat syscalls are not counted).
+ *          current->files->fdt->fd[fd]; native x86_64 syscall numbers only.
+ * Compat:  a 32-bit syscall (int 0x80, sysenter; TS_COMPAT set for its
+ *          duration) has ia32 numbers and arguments in other registers:
+ *          its ia32 getpid (20) is the native writev's number, its lchown
+ *          (16) the native ioctl's. Such syscalls are skipped, not misread.
  *
  * The sys_exit program comes in two builds; the loader loads exactly one:
  *   gt_tp_sys_exit         Linux 6.2+ (needs the bpf_rdonly_cast kfunc): the
@@ -52,6 +55,22 @@ char LICENSE[] SEC("license") = "GPL";
 #define GT_NR_pwritev2 328
 #define GT_NR_openat2 437
 
+/* arch/x86/include/asm/thread_info.h: a 32-bit syscall is running. */
+#define GT_TS_COMPAT 0x0002
+
+/* True while the current task runs a 32-bit (compat) syscall. Read only
+ * for the syscall numbers counted, so other syscalls stay as cheap. */
+static __always_inline bool gt_in_compat_syscall(enum gt_read how, struct task_struct **task)
+{
+	if (how == GT_READ_PROBE) {
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+		return BPF_CORE_READ(t, thread_info.status) & GT_TS_COMPAT;
+	}
+	*task = bpf_get_current_task_btf();
+	return (*task)->thread_info.status & GT_TS_COMPAT;
+}
+
 /* Both builds: `how` is a compile-time constant, so each gets its own code. */
 static __always_inline int gt_sys_exit(struct pt_regs *regs, long ret, enum gt_read how)
 {
@@ -81,13 +100,13 @@ static __always_inline int gt_sys_exit(struct pt_regs *regs, long ret, enum gt_r
 	default:
 		return 0;
 	}
+	if (gt_in_compat_syscall(how, &task))
+		return 0;
 
-	if (how == GT_READ_PROBE) {
+	if (how == GT_READ_PROBE)
 		file = gt_fd_file_probe(fd);
-	} else {
-		task = bpf_get_current_task_btf();
+	else
 		file = gt_fd_file_btf(task, fd);
-	}
 	if (!file)
 		return 0;
 

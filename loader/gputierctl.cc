@@ -295,6 +295,9 @@ int StatusCommand() {
     return 0;
   }
   printf("classifier: %s\n", (*a)["classifier"].get<std::string>().c_str());
+  if (a->contains("degraded") && (*a)["degraded"].is_string()) {
+    printf("DEGRADED: %s\n", EscapeControlAndInvalid((*a)["degraded"].get<std::string>()).c_str());
+  }
   if (a->contains("enforcement")) {
     printf("%s\n", (*a)["enforcement"].value("reason", "").c_str());
   }

@@ -430,9 +430,51 @@ TEST_F(ClassificationTableTest, AFileThatIsNotSqliteIsRefusedNamingIt) {
   std::ofstream(path_) << "this is not a database, just text that is long enough to matter\n";
   absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(path_);
   ASSERT_FALSE(table.ok());
-  EXPECT_EQ(table.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(table.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_TRUE(absl::StrContains(table.status().message(), path_)) << table.status();
   EXPECT_TRUE(absl::StrContains(table.status().message(), "not a database")) << table.status();
+}
+
+TEST_F(ClassificationTableTest, InMemoryTableTakesRowsLikeTheFile) {
+  absl::StatusOr<ClassificationTable> table = ClassificationTable::OpenInMemory();
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_TRUE(table->in_memory());
+  ASSERT_TRUE(table->Record(MakeRow(7, "gpu")).ok());
+  absl::StatusOr<std::vector<ClassificationRow>> rows = table->LabelledRows();
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->size(), 1u);
+}
+
+TEST_F(ClassificationTableTest, DegradedOpenMovesACorruptFileAsideAndStartsANewTable) {
+  std::ofstream(path_) << std::string(8192, 'x');
+  std::string degraded;
+  absl::StatusOr<ClassificationTable> table = OpenTableOrDegrade(path_, {}, &degraded);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_FALSE(table->in_memory());
+  EXPECT_TRUE(absl::StrContains(degraded, "moved to " + path_ + ".corrupt-")) << degraded;
+  int aside = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    aside += absl::StartsWith(e.path().filename().string(), "classifications.db.corrupt-");
+  }
+  EXPECT_EQ(aside, 1);
+  EXPECT_TRUE(table->Record(MakeRow(7, "gpu")).ok());
+}
+
+TEST_F(ClassificationTableTest, DegradedOpenKeepsTheTableInMemoryWhenNoFileCanBeUsed) {
+  std::string degraded;
+  absl::StatusOr<ClassificationTable> table = OpenTableOrDegrade(dir_ + "/missing/t.db", {}, &degraded);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_TRUE(table->in_memory());
+  EXPECT_TRUE(absl::StrContains(degraded, dir_ + "/missing")) << degraded;
+  EXPECT_TRUE(absl::StrContains(degraded, "in memory only")) << degraded;
+}
+
+TEST_F(ClassificationTableTest, DegradedOpenOfAGoodFileSaysNothing) {
+  std::string degraded = "stale";
+  absl::StatusOr<ClassificationTable> table = OpenTableOrDegrade(path_, {}, &degraded);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_FALSE(table->in_memory());
+  EXPECT_EQ(degraded, "");
 }
 
 TEST_F(ClassificationTableTest, MissingParentDirectoryIsNamed) {

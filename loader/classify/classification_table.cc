@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <initializer_list>
 #include <iterator>
 #include <limits>
@@ -178,8 +180,8 @@ absl::StatusCode CodeFor(int rc) {
     case SQLITE_AUTH:
       return absl::StatusCode::kPermissionDenied;
     case SQLITE_CANTOPEN:
-    case SQLITE_NOTADB:
       return absl::StatusCode::kFailedPrecondition;
+    case SQLITE_NOTADB:
     case SQLITE_CORRUPT:
       return absl::StatusCode::kDataLoss;
     default:
@@ -614,6 +616,18 @@ absl::StatusOr<ClassificationTable> ClassificationTable::Open(const std::string&
     return absl::InvalidArgumentError(
         absl::StrCat("classification table path \"", path, "\" is not a file path"));
   }
+  return OpenAt(path, options);
+}
+
+absl::StatusOr<ClassificationTable> ClassificationTable::OpenInMemory(TableOptions options) {
+  return OpenAt(":memory:", options);
+}
+
+bool ClassificationTable::in_memory() const { return db_ != nullptr && db_->path == ":memory:"; }
+
+absl::StatusOr<ClassificationTable> ClassificationTable::OpenAt(const std::string& path,
+                                                                TableOptions options) {
+  const bool memory = path == ":memory:";
   if (options.max_rows <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("classification table ", path, ": max_rows ",
                                                    options.max_rows, " must be > 0"));
@@ -623,14 +637,18 @@ absl::StatusOr<ClassificationTable> ClassificationTable::Open(const std::string&
         absl::StrCat("classification table ", path, ": SQLite ", sqlite3_libversion(),
                      " is too old (STRICT tables need 3.37 or newer); upgrade libsqlite3"));
   }
-  if (absl::Status s = CreateOwnerOnly(path); !s.ok()) return s;
+  if (!memory) {
+    if (absl::Status s = CreateOwnerOnly(path); !s.ok()) return s;
+  }
 
   auto db = std::make_unique<Db>();
   db->path = path;
   db->options = options;
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(
-      path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
+      path.c_str(), &raw,
+      memory ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY | SQLITE_OPEN_EXRESCODE
+             : SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
       nullptr);
   db->handle.reset(raw);
   if (rc != SQLITE_OK) return db->Error(rc, "opening");
@@ -645,7 +663,7 @@ absl::StatusOr<ClassificationTable> ClassificationTable::Open(const std::string&
   if (!version.ok()) return version.status();
   if (*version > kClassificationSchemaVersion) return NewerSchemaError(path, *version);
 
-  {
+  if (!memory) {
     sqlite3_stmt* mode_raw = nullptr;
     int mrc = sqlite3_prepare_v2(raw, "PRAGMA journal_mode = WAL", -1, &mode_raw, nullptr);
     if (mrc != SQLITE_OK) return db->Error(mrc, "switching to WAL");
@@ -785,6 +803,57 @@ absl::StatusOr<std::vector<ClassificationRow>> ClassificationTable::History(uint
   sqlite3_bind_int64(use.get(), 1, static_cast<int64_t>(cgroup_id));
   sqlite3_bind_int(use.get(), 2, limit);
   return db_->Rows(use, absl::StrCat("reading the history of cgroup ", cgroup_id));
+}
+
+namespace {
+
+// Moves a table that is not SQLite or is corrupt (and its -wal and -shm)
+// aside, to <path>.corrupt-<unix seconds>; returns where it went.
+absl::StatusOr<std::string> MoveAside(const std::string& path) {
+  const std::string aside = absl::StrCat(path, ".corrupt-", static_cast<int64_t>(time(nullptr)));
+  if (rename(path.c_str(), aside.c_str()) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("moving ", path, " to ", aside));
+  }
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string side = path + suffix;
+    (void)rename(side.c_str(), (aside + suffix).c_str());  // absent after a clean close
+  }
+  return aside;
+}
+
+}  // namespace
+
+absl::StatusOr<ClassificationTable> OpenTableOrDegrade(const std::string& path,
+                                                       TableOptions options,
+                                                       std::string* degraded) {
+  degraded->clear();
+  absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(path, options);
+  if (table.ok()) return table;
+  std::string why(table.status().message());
+  if (table.status().code() == absl::StatusCode::kDataLoss) {
+    absl::StatusOr<std::string> aside = MoveAside(path);
+    if (aside.ok()) {
+      table = ClassificationTable::Open(path, options);
+      if (table.ok()) {
+        *degraded = absl::StrCat("classification table ", path, " was not a usable table (", why,
+                                 "); it was moved to ", *aside,
+                                 " and a new, empty table was created: the model retrains from new rows");
+        return table;
+      }
+      why = std::string(table.status().message());
+    } else {
+      why = absl::StrCat(why, "; ", aside.status().message());
+    }
+  }
+  absl::StatusOr<ClassificationTable> memory = ClassificationTable::OpenInMemory(options);
+  if (!memory.ok()) {
+    return absl::Status(memory.status().code(),
+                        absl::StrCat(why, "; and a table in memory failed too: ", memory.status().message()));
+  }
+  *degraded = absl::StrCat(why, ". gputierd runs on with the table in memory only: verdicts, training "
+                                "and tiering go on, the rows are lost at stop; fix the file or the "
+                                "filesystem and restart gputierd to keep them");
+  return memory;
 }
 
 }  // namespace gputier

@@ -112,6 +112,9 @@ class ClassificationTable {
   // files with a newer schema version; creates nothing in those cases.
   static absl::StatusOr<ClassificationTable> Open(const std::string& path,
                                                   TableOptions options = {});
+  // The same table in memory only: nothing is persisted (see OpenTableOrDegrade).
+  static absl::StatusOr<ClassificationTable> OpenInMemory(TableOptions options = {});
+  bool in_memory() const;
 
   ClassificationTable(ClassificationTable&&) noexcept;
   ClassificationTable& operator=(ClassificationTable&&) noexcept;
@@ -142,12 +145,28 @@ class ClassificationTable {
   absl::StatusOr<std::vector<ClassificationRow>> History(uint64_t cgroup_id, int limit);
 
  private:
+  static absl::StatusOr<ClassificationTable> OpenAt(const std::string& path, TableOptions options);
   struct Db;
   explicit ClassificationTable(std::unique_ptr<Db> db);
   absl::Status Usable() const;
 
   std::unique_ptr<Db> db_;
 };
+
+// Opens the table at `path` for gputierd, which must start even when the file
+// cannot be used (a corrupt file or a full disk must not stop a node agent):
+//  - a file that is not SQLite or is corrupt is moved aside to
+//    <path>.corrupt-<unix seconds> (with its -wal and -shm) and a new table is
+//    created in its place;
+//  - when no file can be used (a full or read-only filesystem, a missing
+//    state directory, a table of a newer gputier, left untouched), the table
+//    lives in memory: verdicts, training and tiering go on; rows are lost at
+//    stop.
+// `degraded` gets one sentence naming the file, what happened and the fix;
+// it is empty when the file opened normally. An error only for bad options.
+absl::StatusOr<ClassificationTable> OpenTableOrDegrade(const std::string& path,
+                                                       TableOptions options,
+                                                       std::string* degraded);
 
 }  // namespace gputier
 

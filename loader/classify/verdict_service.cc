@@ -118,10 +118,13 @@ absl::StatusOr<std::unique_ptr<VerdictService>> VerdictService::Create(const Opt
   TableOptions table_options;
   table_options.max_rows = options.policy.table_max_rows;
   const std::string table_path = absl::StrCat(options.state_dir, "/", kClassificationTableFile);
-  absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(table_path, table_options);
+  std::string degraded;
+  absl::StatusOr<ClassificationTable> table = OpenTableOrDegrade(table_path, table_options, &degraded);
   if (!table.ok()) return table.status();
+  if (!degraded.empty()) LogError("degraded: %s", degraded);
   auto service = std::unique_ptr<VerdictService>(new VerdictService(
       options, std::move(*engine_options), std::move(*table), stats_fd, verdicts_fd, resolver));
+  service->degraded_ = std::move(degraded);
 
   const std::string model_path = absl::StrCat(options.state_dir, "/", kModelFile);
   absl::StatusOr<NaiveBayesModel> model = LoadModel(model_path);
@@ -369,7 +372,11 @@ nlohmann::json VerdictService::Status() {
                     {"cpu_streak", v->cpu_streak},
                     {"features", FeaturesJson(v->features)}});
   }
-  return {{"ok", true}, {"classifier", Describe()}, {"gpu_use", gpu_use_->StatsJson()}, {"cgroups", rows}};
+  return {{"ok", true},
+          {"classifier", Describe()},
+          {"degraded", degraded_.empty() ? nlohmann::json(nullptr) : nlohmann::json(degraded_)},
+          {"gpu_use", gpu_use_->StatsJson()},
+          {"cgroups", rows}};
 }
 
 nlohmann::json VerdictService::Explain(const std::string& target) {

@@ -71,6 +71,10 @@ class VerdictService {
   // "rule" or "model vN" (for the log).
   std::string Describe() const;
 
+  // Why the classification table is not the file in state_dir as it should
+  // be (moved aside as corrupt, or in memory only); empty when it is.
+  const std::string& degraded() const { return degraded_; }
+
   // Every cgroup with counters that holds a container, with its verdict.
   std::vector<ContainerVerdictView> Containers();
 
@@ -97,6 +101,7 @@ class VerdictService {
   nlohmann::json Label(const std::string& target, const std::string& verdict);
 
   Options options_;
+  std::string degraded_;
   VerdictEngine engine_;
   std::unique_ptr<GpuUseMonitor> gpu_use_;
   ClassificationTable table_;

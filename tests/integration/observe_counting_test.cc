@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -40,6 +41,28 @@ struct Workload {
   int write_calls = 0;
   int bytes_per_write = 0;
 };
+
+// A 32-bit syscall made from this 64-bit process with int 0x80: `nr` in
+// eax is an ia32 syscall number; rdi holds `rdi` (not an ia32 argument), as
+// a program switching modes would leave it. Returns the syscall's result.
+long Ia32Syscall(long nr, long rdi) {
+  long ret;
+  register long rdi_reg asm("rdi") = rdi;
+  asm volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(0L), "c"(0L), "d"(0L), "r"(rdi_reg) : "memory");
+  return ret;
+}
+constexpr long kIa32Lchown = 16;  // the native ioctl's number
+constexpr long kIa32Getpid = 20;  // the native writev's number
+
+// Whether this kernel runs 32-bit syscalls (IA32 emulation built in and not
+// turned off with ia32_emulation=0; int 0x80 faults otherwise).
+bool KernelRunsIa32Syscalls() {
+  pid_t child = fork();
+  if (child == 0) _exit(Ia32Syscall(kIa32Getpid, 0) > 0 ? 0 : 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 class ObserveCountingTest : public ::testing::Test {
  protected:
@@ -175,6 +198,39 @@ TEST_F(ObserveCountingTest, ExtensionsOfACrowdedIndexBucketStillCountInTheirClas
   EXPECT_EQ(row->at("opens_total"), crowded.size() * kOpens) << row->dump(2);
   EXPECT_EQ(row->at("opens_by_class").at("crowded"), crowded.size() * kOpens) << row->dump(2);
   EXPECT_EQ(row->at("opens_by_class").at("other"), 0) << row->dump(2);
+}
+
+// In tracepoint mode the sys_exit program sees a 32-bit syscall with ia32
+// numbers: getpid (20) is the native writev, lchown (16) the native ioctl.
+// Counted as native, getpid with a file's fd left in rdi would add `pid`
+// bytes written, and lchown with a GPU fd in rdi a GPU ioctl. Compat
+// syscalls are skipped; LSM mode never looks at syscall numbers.
+TEST_F(ObserveCountingTest, CompatSyscallsAreNotReadAsNativeOnes) {
+  if (!KernelRunsIa32Syscalls()) GTEST_SKIP() << "this kernel runs no 32-bit syscalls (int 0x80 faults)";
+  ASSERT_TRUE(agent_.Start({RequestedMode(), config_}).ok()) << agent_.LogTail();
+  TestCgroup cg("compat");
+  const std::string data = Data("compat.dat");
+  int rc = cg.RunInside([&] {
+    int file = open(data.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int gpu = open(gpu_path_.c_str(), O_RDWR | O_CLOEXEC);
+    if (file < 0 || gpu < 0) return 1;
+    for (int i = 0; i < 3; ++i) {
+      if (Ia32Syscall(kIa32Getpid, file) <= 0) return 2;
+      Ia32Syscall(kIa32Lchown, gpu);  // fails (no path); it is never an ioctl
+    }
+    close(gpu);
+    close(file);
+    return 0;
+  });
+  ASSERT_EQ(rc, 0) << "the 32-bit syscalls did not run inside " << cg.relative();
+  absl::StatusOr<nlohmann::json> row = agent_.AuditCgroup(cg.id());
+  ASSERT_TRUE(row.ok()) << row.status();
+  ASSERT_FALSE(row->is_null()) << "the cgroup's native opens were not counted";
+  EXPECT_EQ(row->at("opens_total"), 1u) << row->dump(2);  // compat.dat
+  EXPECT_EQ(row->at("gpu_opens"), 1u) << row->dump(2);
+  EXPECT_EQ(row->at("writes"), 0u) << "an ia32 getpid was read as writev: " << row->dump(2);
+  EXPECT_EQ(row->at("bytes_written"), 0u) << row->dump(2);
+  EXPECT_EQ(row->at("gpu_ioctls"), 0u) << "an ia32 lchown was read as ioctl: " << row->dump(2);
 }
 
 TEST_F(ObserveCountingTest, RemovedCgroupLosesItsEntry) {
