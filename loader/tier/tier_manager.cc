@@ -137,6 +137,35 @@ uint64_t DirBytes(const std::string& dir) {
   return g_walk_bytes;
 }
 
+// The host's view a container's process must have left: the mount
+// namespace and root of pid 1 and of gputierd itself.
+struct HostView {
+  std::vector<uint64_t> mnt_ns;
+  std::vector<std::pair<dev_t, ino_t>> roots;
+};
+
+HostView HostViewNow() {
+  HostView host;
+  for (const char* who : {"/proc/1", "/proc/self"}) {
+    struct stat st;
+    if (stat(absl::StrCat(who, "/ns/mnt").c_str(), &st) == 0) host.mnt_ns.push_back(st.st_ino);
+    if (stat(absl::StrCat(who, "/root").c_str(), &st) == 0) host.roots.emplace_back(st.st_dev, st.st_ino);
+  }
+  return host;
+}
+
+bool SharesHostView(pid_t pid, const struct stat& mnt_ns, const HostView& host) {
+  for (uint64_t ns : host.mnt_ns) {
+    if (mnt_ns.st_ino == ns) return true;
+  }
+  struct stat root;
+  if (stat(absl::StrCat("/proc/", pid, "/root").c_str(), &root) != 0) return true;  // gone or hidden: not this one
+  for (const auto& [dev, ino] : host.roots) {
+    if (root.st_dev == dev && root.st_ino == ino) return true;
+  }
+  return false;
+}
+
 // When `pid` started (clock ticks after boot, field 22 of /proc/<pid>/stat);
 // 0 when it is gone.
 uint64_t ProcessStartTime(pid_t pid) {
@@ -307,12 +336,23 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
   // The oldest process of the container (its init, normally), not the
   // lowest pid: once pids wrap, the lowest is often a short-lived child that
   // is gone before the step uses it.
+  // Before adoption (no recorded namespace) only a process that has left
+  // the host's mount namespace and root counts: a runtime's process in the
+  // cgroup before pivot_root (runc init, podman's conmon) or a cgroup made in
+  // the host namespace is never taken for the container.
+  const bool adopting = record.mnt_ns == 0;
+  const HostView host = adopting ? HostViewNow() : HostView{};
   pid_t oldest = 0;
   uint64_t oldest_start = 0;
+  bool in_host = false;
   for (pid_t pid : *procs) {
     struct stat st;
     if (stat(absl::StrCat("/proc/", pid, "/ns/mnt").c_str(), &st) != 0) continue;
     if (record.mnt_ns != 0 && st.st_ino != record.mnt_ns) continue;
+    if (adopting && SharesHostView(pid, st, host)) {
+      in_host = true;
+      continue;
+    }
     const uint64_t start = ProcessStartTime(pid);
     if (start == 0) continue;  // gone already
     if (oldest == 0 || start < oldest_start) {
@@ -321,6 +361,11 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
     }
   }
   if (oldest != 0) return oldest;
+  if (in_host) {
+    return absl::UnavailableError(absl::StrCat(
+        "container ", record.container_id,
+        " is still starting (its processes share the host's mount namespace or root directory)"));
+  }
   return absl::FailedPreconditionError(absl::StrCat(
       "no process of container ", record.container_id, " is in its recorded mount namespace any more"));
 }
@@ -425,7 +470,10 @@ void TierManager::Cycle() {
     if (absl::Now() < live_[id].retry_at) continue;
     auto o = overrides.find(id);
     const std::string cgroup = o != overrides.end() ? o->second.first : by_id[id]->cgroup_path;
-    if (absl::Status s = Adopt(id, cgroup); !s.ok()) NoteError(id, s, kErrorRetry);
+    if (absl::Status s = Adopt(id, cgroup); !s.ok()) {
+      // Still starting: look again soon, the container is about to run.
+      NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
+    }
   }
   for (const auto& [id, o] : overrides) {
     auto r = records_.find(id);

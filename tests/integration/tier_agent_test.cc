@@ -962,6 +962,50 @@ TEST_F(TierAgentTest, RepeatedOverrideIsAttemptedAtOnceDespiteTheErrorBackoff) {
   EXPECT_EQ(Row(c.id())["tier"], "slow");
 }
 
+// A cgroup named like a container's (docker-<64 hex>.scope) whose process
+// never left the host's mount namespace and root is not a container: asking
+// to tier it gets no mount, no tier directory and no record, only the reason
+// in the log. Before, the process was adopted and root-made overlays went
+// over the host's own /data.
+TEST_F(TierAgentTest, ACgroupNamedLikeAContainerInTheHostsNamespaceIsNeverMounted) {
+  testing::TestCgroup parent("fake-runtime");
+  const std::string id(64, 'f');
+  const std::string fake = absl::StrCat(parent.path(), "/docker-", id, ".scope");
+  ASSERT_EQ(mkdir(fake.c_str(), 0755), 0) << fake << ": " << strerror(errno);
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  std::thread tenant([&] {
+    testing::RunInCgroup(fake, [] {
+      for (int i = 0; i < 60; ++i) {  // 6 s of opens in the host's namespace
+        int fd = open("/etc/hostname", O_RDONLY);
+        if (fd >= 0) close(fd);
+        usleep(100 * 1000);
+      }
+      return 0;
+    });
+  });
+  // Checked while the tenant runs: the agent sees it within a tick or two.
+  bool adopted = false;
+  const bool refused = WaitFor(
+      [&] {
+        adopted = adopted || Row(id).is_object();
+        return absl::StrContains(agent_->LogTail(), "is still starting");
+      },
+      seconds(5), milliseconds(50));
+  absl::StatusOr<std::string> asked = Tier(id, "fast", "1s");
+  adopted = adopted || Row(id).is_object();
+  const bool slow_dir = PathExists(absl::StrCat(slow_root_, "/", id));
+  const bool fast_dir = PathExists(FastDir(id));
+  const std::vector<std::string> mounted = HostMountsUnder(slow_root_);
+  tenant.join();
+  rmdir(fake.c_str());
+  EXPECT_TRUE(refused) << "no refusal in the log\n" << Diag();
+  EXPECT_FALSE(adopted) << "a record was made for it\n" << Diag();
+  EXPECT_FALSE(slow_dir) << "a slow tier directory was made for it";
+  EXPECT_FALSE(fast_dir) << "a fast tier directory was made for it";
+  for (const std::string& m : mounted) ADD_FAILURE() << "mounted: " << m;
+  (void)asked;  // its wait times out or reports the error; the checks above are what counts
+}
+
 // A recovery that fails (here: the record cannot be saved, the state
 // directory being immutable) is retried every 5 s; the container that a
 // gputierd stopped mid-step left frozen stays frozen while it fails (it is
