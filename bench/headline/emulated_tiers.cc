@@ -35,11 +35,12 @@ absl::StatusOr<std::string> Run(const std::vector<std::string>& argv) {
   return std::string(absl::StripAsciiWhitespace(r->output));
 }
 
-absl::Status WriteRule(const std::string& file, const std::string& device, uint64_t value) {
-  std::ofstream out(absl::StrCat(kBlkio, "/", file));
+absl::Status WriteRule(const std::string& dir, const std::string& file, const std::string& device,
+                       uint64_t value) {
+  std::ofstream out(absl::StrCat(dir, "/", file));
   out << device << " " << value << "\n";
   out.flush();
-  if (!out) return absl::InternalError(absl::StrCat("writing ", kBlkio, "/", file, " failed"));
+  if (!out) return absl::InternalError(absl::StrCat("writing ", dir, "/", file, " failed"));
   return absl::OkStatus();
 }
 
@@ -86,6 +87,9 @@ absl::StatusOr<std::unique_ptr<EmulatedTiers>> EmulatedTiers::Make(uint64_t size
   t->image_dir_ = images;
   if (mkdtemp(mounts) == nullptr) return absl::InternalError(absl::StrCat("mkdtemp /tmp: ", strerror(errno)));
   t->mount_dir_ = mounts;
+  const std::string group = absl::StrCat(kBlkio, "/gputier-headline-", getpid());
+  if (mkdir(group.c_str(), 0755) != 0) return absl::InternalError(absl::StrCat("mkdir ", group, ": ", strerror(errno)));
+  t->group_ = group;
   for (const char* which : {"fast", "slow"}) {
     const std::string image = absl::StrCat(t->image_dir_, "/", which, ".img");
     const std::string dir = absl::StrCat(t->mount_dir_, "/", which);
@@ -118,7 +122,9 @@ absl::Status EmulatedTiers::Throttle(const DeviceLimits& limits) {
                                     {"blkio.throttle.read_iops_device", limits.read_iops},
                                     {"blkio.throttle.write_iops_device", limits.write_iops}}) {
     if (value == 0) continue;
-    if (absl::Status s = WriteRule(file, dev, value); !s.ok()) return s;
+    for (const std::string& dir : {std::string(kBlkio), group_}) {
+      if (absl::Status s = WriteRule(dir, file, dev, value); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }
@@ -127,9 +133,19 @@ void EmulatedTiers::ClearThrottle() {
   if (!throttled_ || devices_.size() < 2) return;
   for (const char* file : {"blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device",
                            "blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device"}) {
-    (void)WriteRule(file, slow_device(), 0);  // 0 removes the rule
+    for (const std::string& dir : {std::string(kBlkio), group_}) {
+      (void)WriteRule(dir, file, slow_device(), 0);  // 0 removes the rule
+    }
   }
   throttled_ = false;
+}
+
+absl::Status EmulatedTiers::Join(pid_t pid) {
+  std::ofstream out(group_ + "/cgroup.procs");
+  out << pid << "\n";
+  out.flush();
+  if (!out) return absl::InternalError(absl::StrCat("moving ", pid, " into ", group_, " failed"));
+  return absl::OkStatus();
 }
 
 absl::Status EmulatedTiers::Empty() {
@@ -164,6 +180,14 @@ EmulatedTiers::~EmulatedTiers() {
   for (const std::string& loop : loops_) (void)RunCommand({"losetup", "-d", loop});
   std::error_code ec;
   if (!image_dir_.empty()) fs::remove_all(image_dir_, ec);
+  if (!group_.empty()) {
+    // Processes still in the group (a job being killed) go back to the root.
+    for (int i = 0; i < 40 && rmdir(group_.c_str()) != 0; ++i) {
+      std::ifstream procs(group_ + "/cgroup.procs");
+      for (std::string pid; std::getline(procs, pid);) std::ofstream(absl::StrCat(kBlkio, "/cgroup.procs")) << pid;
+      usleep(50'000);
+    }
+  }
   if (!mount_dir_.empty()) rmdir(mount_dir_.c_str());
 }
 

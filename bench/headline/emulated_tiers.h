@@ -1,10 +1,15 @@
 // The two storage tiers of the headline benchmark, made on the host: each an
 // ext4 filesystem on a loop device whose backing file is in RAM (/dev/shm),
-// the slow one throttled with blk-throttle (cgroup v1 blkio at the root of
-// the hierarchy, so every bio to the device counts, writeback included).
+// the slow one throttled with blk-throttle (cgroup v1 blkio). v1 throttling
+// is flat: a rule holds only for bios charged to its own cgroup. So the rule
+// is set twice: in the root cgroup (background writeback, the journal) and in
+// one throttle group that the benchmark's jobs are moved into (Join), so that
+// both containers share one budget, as two jobs share one disk.
 // Everything made is undone by the destructor, in reverse order.
 #ifndef GPUTIER_BENCH_HEADLINE_EMULATED_TIERS_H_
 #define GPUTIER_BENCH_HEADLINE_EMULATED_TIERS_H_
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -39,6 +44,9 @@ class EmulatedTiers {
 
   // Sets (replacing) the slow tier's limits; the fast tier has none.
   absl::Status Throttle(const DeviceLimits& limits);
+  // Moves `pid` into the throttle group (its blkio cgroup only: its other
+  // cgroups, the v2 one gputier classifies included, stay).
+  absl::Status Join(pid_t pid);
   // Empties both filesystems (keeps lost+found) and syncs.
   absl::Status Empty();
 
@@ -57,6 +65,7 @@ class EmulatedTiers {
   std::vector<std::string> loops_;    // /dev/loopN: fast, slow
   std::vector<std::string> devices_;  // major:minor: fast, slow
   std::vector<std::string> mounted_;
+  std::string group_;  // the throttle group's blkio cgroup directory
   bool throttled_ = false;
 };
 

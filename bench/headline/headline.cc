@@ -16,7 +16,9 @@
 //
 // --check makes it a test: exit 1 if the CPU job's data was ever on the fast
 // tier in a gputier or default round, 77 if it cannot run here.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/headline/emulated_tiers.h"
 #include "bench/headline/scenario_round.h"
+#include "loader/base/clock.h"
 #include "tests/integration/runc_container.h"
 
 ABSL_FLAG(int, rounds, 5, "rounds of each scenario per slow-tier setting (alternated)");
@@ -96,6 +99,42 @@ Summary Summarize(const std::vector<RoundResult>& rounds) {
 
 void OnSignal(int) { g_interrupted = true; }
 
+// MB/s of one checkpoint (`mib` MiB in 1 MiB writes, then fsync) written to
+// `dir` by a child in the tiers' throttle group, nothing else running: the
+// most a job can get from that tier here. Median of `n`.
+double CheckpointMBps(EmulatedTiers& tiers, const std::string& dir, int mib, int n) {
+  std::vector<double> rates;
+  for (int i = 0; i < n; ++i) {
+    int fds[2];
+    if (pipe(fds) != 0) return 0;
+    pid_t child = fork();
+    if (child == 0) {
+      close(fds[0]);
+      double rate = 0;
+      if (tiers.Join(getpid()).ok()) {
+        std::vector<char> buf(1 << 20, 'k');
+        const std::string path = dir + "/calibration.bin";
+        int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        const uint64_t t0 = MonotonicNs();
+        bool ok = fd >= 0;
+        for (int m = 0; ok && m < mib; ++m) ok = write(fd, buf.data(), buf.size()) == static_cast<ssize_t>(buf.size());
+        ok = ok && fsync(fd) == 0;
+        if (ok) rate = (static_cast<double>(mib) * (1 << 20)) / ((MonotonicNs() - t0) / 1e9) / 1e6;
+        if (fd >= 0) close(fd);
+        unlink(path.c_str());
+      }
+      (void)!write(fds[1], &rate, sizeof(rate));
+      _exit(0);
+    }
+    close(fds[1]);
+    double rate = 0;
+    if (read(fds[0], &rate, sizeof(rate)) == sizeof(rate) && rate > 0) rates.push_back(rate);
+    close(fds[0]);
+    waitpid(child, nullptr, 0);
+  }
+  return MedianOf(rates);
+}
+
 int Main() {
   if (std::string why = testing::RuncTestsCannotRunBecause(); !why.empty()) {
     fprintf(stderr, "headline: skipped: %s\n", why.c_str());
@@ -146,7 +185,8 @@ int Main() {
   steps_csv << "setting,scenario,round,step,start_s,checkpoint_ms,on_fast\n";
   std::ofstream summary_csv(out_dir + "/summary.csv");
   summary_csv << "setting,scenario,rounds,checkpoint_p50_ms,checkpoint_p99_ms,job_s,cpu_mib_s,"
-                 "cpu_bytes_on_fast,ioctl_to_first_fast_checkpoint_ms,first_fast_step\n";
+                 "cpu_bytes_on_fast,ioctl_to_first_fast_checkpoint_ms,first_fast_step,"
+                 "alone_fast_mb_s,alone_slow_mb_s\n";
   bool leaked = false;
   std::vector<std::string> table;
   for (const DeviceLimits& limits : settings) {
@@ -154,6 +194,11 @@ int Main() {
       fprintf(stderr, "headline: throttle: %s\n", std::string(s.message()).c_str());
       return 1;
     }
+    // What bounds the ratios: one checkpoint alone on each tier.
+    const double fast_mbps = CheckpointMBps(**tiers, (*tiers)->fast(), config.checkpoint_mib, 5);
+    const double slow_mbps = CheckpointMBps(**tiers, (*tiers)->slow(), config.checkpoint_mib, 5);
+    printf("  %s: one %d MiB checkpoint alone: fast tier %.0f MB/s, slow tier %.0f MB/s (%.2fx)\n",
+           limits.name.c_str(), config.checkpoint_mib, fast_mbps, slow_mbps, slow_mbps > 0 ? fast_mbps / slow_mbps : 0);
     std::map<Scenario, std::vector<RoundResult>> results;
     for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
       for (Scenario scenario : kScenarios) {
@@ -184,14 +229,17 @@ int Main() {
     for (Scenario s : kScenarios) {
       sum[s] = Summarize(results[s]);
       const Summary& m = sum[s];
-      summary_csv << absl::StrFormat("%s,%s,%d,%.2f,%.2f,%.3f,%.2f,%d,%.1f,%.1f\n", limits.name, ScenarioName(s),
-                                     results[s].size(), m.ckpt_p50_ms, m.ckpt_p99_ms, m.job_s, m.cpu_mib_s,
-                                     m.cpu_bytes_on_fast, m.ioctl_to_fast_ms, m.first_fast_step);
+      summary_csv << absl::StrFormat("%s,%s,%d,%.2f,%.2f,%.3f,%.2f,%d,%.1f,%.1f,%.0f,%.0f\n", limits.name,
+                                     ScenarioName(s), results[s].size(), m.ckpt_p50_ms, m.ckpt_p99_ms, m.job_s,
+                                     m.cpu_mib_s, m.cpu_bytes_on_fast, m.ioctl_to_fast_ms, m.first_fast_step,
+                                     fast_mbps, slow_mbps);
     }
     const Summary &d = sum[Scenario::kDefault], &f = sum[Scenario::kAllFast], &g = sum[Scenario::kGputier];
     table.push_back(absl::StrFormat("\nslow tier: %s (read %.0f MB/s, write %.0f MB/s, %d/%d IOPS)", limits.name,
                                     limits.read_bps / 1e6, limits.write_bps / 1e6, limits.read_iops,
                                     limits.write_iops));
+    table.push_back(absl::StrFormat("a checkpoint alone (no CPU job): fast tier %.0f MB/s, slow tier %.0f MB/s: %.2fx",
+                                    fast_mbps, slow_mbps, slow_mbps > 0 ? fast_mbps / slow_mbps : 0));
     table.push_back(absl::StrFormat("%-9s %12s %12s %9s %12s %16s %16s", "scenario", "ckpt p50 ms", "ckpt p99 ms",
                                     "job s", "CPU MiB/s", "CPU bytes fast", "ioctl->fast ms"));
     for (Scenario s : kScenarios) {

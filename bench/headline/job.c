@@ -1,7 +1,10 @@
 /* The two workloads of the headline benchmark, run inside runc containers
  * (`runc exec`), linked statically so that a busybox rootfs can run it.
  *
- *   job gpu <gpu device> <steps> <checkpoint MiB> <tensor dir>
+ * Each waits until <gate> exists before it starts (the benchmark moves it
+ * into the slow tier's throttle group first).
+ *
+ *   job gpu <gate> <gpu device> <steps> <checkpoint MiB> <tensor dir>
  *     Per step: GPU ioctls on <gpu device> (the benchmark's test device
  *     answers ENOTTY: the call, not its answer, is what gputier counts), a
  *     read of every file in <tensor dir>, then a checkpoint of <checkpoint
@@ -10,7 +13,7 @@
  *     two). Prints "first_ioctl <ns>" and, per step, "step <i> <start ns>
  *     <end ns>" (CLOCK_MONOTONIC: the container shares the host's clock).
  *
- *   job cpu <stop file>
+ *   job cpu <gate> <stop file>
  *     A log writer: 256 KiB appends to /data/cpu-log-<k>.log with an fsync
  *     after each, a new file every 8 MiB over four files (the oldest is
  *     truncated), until <stop file> exists. Prints "cpu <bytes> <start ns>
@@ -133,12 +136,22 @@ static int cpu_job(const char *stop)
 	return 0;
 }
 
+static void wait_for(const char *gate)
+{
+	while (access(gate, F_OK) != 0)
+		usleep(1000);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc == 6 && strcmp(argv[1], "gpu") == 0)
-		return gpu_job(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
-	if (argc == 3 && strcmp(argv[1], "cpu") == 0)
-		return cpu_job(argv[2]);
-	fprintf(stderr, "usage: job gpu <device> <steps> <MiB> <tensor dir> | job cpu <stop file>\n");
+	if (argc == 7 && strcmp(argv[1], "gpu") == 0) {
+		wait_for(argv[2]);
+		return gpu_job(argv[3], atoi(argv[4]), atoi(argv[5]), argv[6]);
+	}
+	if (argc == 4 && strcmp(argv[1], "cpu") == 0) {
+		wait_for(argv[2]);
+		return cpu_job(argv[3]);
+	}
+	fprintf(stderr, "usage: job gpu <gate> <device> <steps> <MiB> <tensor dir> | job cpu <gate> <stop file>\n");
 	return 2;
 }

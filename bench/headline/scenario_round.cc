@@ -107,6 +107,40 @@ absl::Status ParseCpuOutput(const std::string& output, RoundResult& r) {
   return absl::InternalError(absl::StrCat("the CPU job reported nothing: ", output));
 }
 
+// The blkio cgroup directory (v1) of `pid`, from /proc/<pid>/cgroup.
+std::string BlkioCgroupOf(pid_t pid) {
+  for (absl::string_view line :
+       absl::StrSplit(testing::SlurpFile(absl::StrCat("/proc/", pid, "/cgroup")), '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (f.size() == 3 && f[1] == "blkio") return absl::StrCat("/sys/fs/cgroup/blkio", f[2]);
+  }
+  return "";
+}
+
+// Moves the job that `runc exec` is starting in `c` (every process of the
+// container's blkio cgroup but its init) into the tiers' throttle group,
+// then opens the job's gate (/go).
+absl::Status JoinThrottleGroup(const RuncContainer& c, EmulatedTiers& tiers, const std::atomic<bool>& exited) {
+  const std::string cgroup = BlkioCgroupOf(c.pid());
+  if (cgroup.empty()) return absl::InternalError(absl::StrCat("no blkio cgroup for ", c.id()));
+  bool moved = false;
+  if (!WaitUntil(
+          [&] {
+            for (absl::string_view p :
+                 absl::StrSplit(testing::SlurpFile(cgroup + "/cgroup.procs"), '\n', absl::SkipEmpty())) {
+              pid_t pid = 0;
+              if (absl::SimpleAtoi(p, &pid) && pid != c.pid() && tiers.Join(pid).ok()) moved = true;
+            }
+            return moved || exited;
+          },
+          30) ||
+      !moved) {
+    return absl::InternalError(absl::StrCat("the job in ", c.id(), " did not start (runc exec)"));
+  }
+  std::ofstream(c.rootfs() + "/go").close();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const char* ScenarioName(Scenario s) {
@@ -191,14 +225,31 @@ absl::StatusOr<RoundResult> RunRound(Scenario scenario, const RoundConfig& confi
   }
 
   absl::StatusOr<CommandResult> cpu_out, gpu_out;
-  std::atomic<bool> gpu_done{false};
-  std::thread cpu_job([&] { cpu_out = (*cpu)->Exec(absl::StrCat(kJobInContainer, " cpu /stop")); });
+  std::atomic<bool> gpu_done{false}, cpu_done{false};
+  std::thread cpu_job([&] {
+    cpu_out = (*cpu)->Exec(absl::StrCat(kJobInContainer, " cpu /go /stop"));
+    cpu_done = true;
+  });
+  absl::Status joined = JoinThrottleGroup(**cpu, tiers, cpu_done);
   usleep(300'000);  // the CPU job is already writing when the GPU job starts
   std::thread gpu_job([&] {
-    gpu_out = (*gpu)->Exec(absl::StrFormat("%s gpu %s %d %d /models", kJobInContainer, kGpuDeviceInContainer,
+    gpu_out = (*gpu)->Exec(absl::StrFormat("%s gpu /go %s %d %d /models", kJobInContainer, kGpuDeviceInContainer,
                                            config.steps, config.checkpoint_mib));
     gpu_done = true;
   });
+  if (joined.ok()) joined = JoinThrottleGroup(**gpu, tiers, gpu_done);
+  if (!joined.ok()) {
+    // Let both jobs go (they then finish at once) so the threads end.
+    for (const RuncContainer* c : {gpu->get(), cpu->get()}) {
+      std::ofstream(c->rootfs() + "/stop").close();
+      std::ofstream(c->rootfs() + "/go").close();
+    }
+    (void)(*gpu)->Kill();
+    (void)(*cpu)->Kill();
+    gpu_job.join();
+    cpu_job.join();
+    return joined;
+  }
   bool killed = false;
   while (!gpu_done) {
     if (g_interrupted && !killed) {
