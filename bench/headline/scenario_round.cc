@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/container_mounts.h"
 #include "loader/base/clock.h"
-#include "loader/base/mount_refs.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/runc_container.h"
 
@@ -36,24 +36,6 @@ constexpr const char* kGpuDeviceInContainer = "/dev/full";
 constexpr const char* kGpuDeviceYaml = "gpu_devices:\n  - {major: 1, minor: 7}\n";
 constexpr const char* kJobInContainer = "/bin/headline-job";
 constexpr const char* kCpuLogPrefix = "cpu-log-";
-
-// Whether /data in the mount namespace of `pid` is an overlay whose upper
-// directory is below `tier_root`.
-bool DataOn(pid_t pid, const std::string& tier_root) {
-  absl::StatusOr<std::vector<MountinfoEntry>> mounts =
-      ParseMountinfo(testing::SlurpFile(absl::StrCat("/proc/", pid, "/mountinfo")));
-  if (!mounts.ok()) return false;
-  bool on = false;
-  for (const MountinfoEntry& m : *mounts) {
-    if (m.mount_point != "/data") continue;
-    on = false;  // the last mount at /data is the visible one
-    if (m.fstype != "overlay") continue;
-    for (const std::string& o : m.super_options) {
-      if (absl::StartsWith(o, absl::StrCat("upperdir=", tier_root, "/"))) on = true;
-    }
-  }
-  return on;
-}
 
 // Bytes in files named like the CPU job's logs anywhere below `dir`
 // (partitions mounted below it included).
