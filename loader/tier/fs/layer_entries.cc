@@ -99,46 +99,4 @@ absl::StatusOr<bool> IsAtOrBelow(int fd, const EntryFacts& ancestor) {
   return false;
 }
 
-absl::Status RemoveTreeNamed(int dirfd, const std::string& name,
-                             const std::string& shown) {
-  if (unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return absl::OkStatus();
-  if (errno != EISDIR) {
-    if (errno == EBUSY) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "'", shown, "' is a mount point; removal never crosses mounts"));
-    }
-    return absl::ErrnoToStatus(errno, absl::StrCat("removing '", shown, "'"));
-  }
-  EntryFacts parent;
-  if (int err = StatEntry(dirfd, "", &parent); err != 0) {
-    return absl::ErrnoToStatus(err, absl::StrCat("statx of the directory holding '", shown, "'"));
-  }
-  Fd dir(openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir.valid()) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return absl::ErrnoToStatus(errno, absl::StrCat("opening '", shown, "' to remove it"));
-  }
-  EntryFacts self;
-  if (int err = StatEntry(dir.get(), "", &self); err != 0) {
-    return absl::ErrnoToStatus(err, absl::StrCat("statx of '", shown, "'"));
-  }
-  if (!SameMount(parent, self)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "'", shown, "' is a mount point; removal never crosses mounts"));
-  }
-  absl::StatusOr<std::vector<DirEntry>> entries = ReadDirectory(dir.get());
-  if (!entries.ok()) {
-    return absl::Status(entries.status().code(),
-                        absl::StrCat("listing '", shown, "': ", entries.status().message()));
-  }
-  for (const DirEntry& e : *entries) {
-    absl::Status s = RemoveTreeNamed(dir.get(), e.name, absl::StrCat(shown, "/", e.name));
-    if (!s.ok()) return s;
-  }
-  if (unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("removing directory '", shown, "'"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace gputier

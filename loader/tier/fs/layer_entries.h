@@ -1,4 +1,4 @@
-// Reading and removing the entries of a layer directory: fd-relative, never
+// Reading the entries of a layer directory: fd-relative, never
 // following a symlink, never crossing into another mount. Used by the
 // write-back (tier_writeback.h).
 #ifndef GPUTIER_LOADER_TIER_FS_LAYER_ENTRIES_H_
@@ -56,10 +56,6 @@ absl::StatusOr<std::vector<DirEntry>> ReadDirectory(int dirfd);
 // True when directory `fd` is the directory `ancestor` or lies below it
 // (walking ".." up to "/").
 absl::StatusOr<bool> IsAtOrBelow(int fd, const EntryFacts& ancestor);
-
-// RemoveTree (tier_writeback.h) with `shown` naming `name` in errors.
-absl::Status RemoveTreeNamed(int dirfd, const std::string& name,
-                             const std::string& shown);
 
 }  // namespace gputier
 

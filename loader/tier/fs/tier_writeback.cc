@@ -2,14 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <cerrno>
 #include <optional>
 #include <utility>
@@ -20,9 +19,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "loader/base/fd.h"
 #include "loader/tier/fs/file_copy.h"
 #include "loader/tier/fs/layer_entries.h"
+#include "loader/tier/fs/tree_walk.h"
 #include "loader/tier/fs/upper_layer.h"
 #include "loader/tier/fs/xattrs.h"
 
@@ -30,6 +31,7 @@ namespace gputier {
 namespace {
 
 std::string Join(const std::string& dir, const std::string& name) {
+  if (name.empty()) return dir;
   return dir.empty() ? name : absl::StrCat(dir, "/", name);
 }
 
@@ -67,15 +69,26 @@ class Merger {
   const WriteBackStats& stats() const { return stats_; }
 
  private:
-  // A directory being merged. `fresh`: this run created the dst side, so it
-  // held nothing before (entries are then written in place, no temp names).
+  // The directory being merged: always the deepest of the walk. `fresh`:
+  // this run created the dst side, so it held nothing before (entries are
+  // then written in place, no temp names).
   struct DirPair {
-    int src;
-    int dst;
-    std::string rel;
-    bool fresh;
-    std::optional<bool> opaque;  // of the dst side, read when first needed
+    int src = -1;
+    int dst = -1;
+    bool fresh = false;
+    std::optional<bool> opaque;    // of the dst side, read when first needed
     bool whiteouts_shown = false;  // dst marked as a directory with whiteouts
+  };
+  // One level of the walk: a directory pair and the source entries still to
+  // merge into it. Its fds live in the two DirChains.
+  struct Level {
+    DirPair dir;
+    std::vector<DirEntry> entries;
+    size_t next = 0;
+    bool clash = false;                      // a source name starts with the temp prefix
+    absl::flat_hash_set<std::string> names;  // the source's names, when `clash`
+    EntryFacts facts;                        // of the source directory
+    size_t rel_len = 0;                      // rel_'s length before this level's name
   };
   // Where the first copy of a hard-linked source inode went.
   struct LinkTarget {
@@ -84,8 +97,10 @@ class Merger {
     uint64_t ino;
   };
 
-  absl::Status MergeDir(DirPair dir);
-  absl::Status MergeEntry(DirPair& dir, const DirEntry& entry, const std::string& temp);
+  absl::Status Enter(Fd src, Fd dst, const std::string& name, const EntryFacts& facts,
+                     bool fresh, std::optional<bool> opaque);
+  absl::Status Leave();
+  absl::Status MergeEntry(Level& level, const DirEntry& entry);
   absl::StatusOr<std::optional<EntryFacts>> ReadDst(const DirPair& dir, const std::string& name);
 
   absl::Status PutWhiteout(DirPair& dir, const std::string& name, const std::string& temp,
@@ -98,8 +113,9 @@ class Merger {
                           const std::optional<EntryFacts>& old, const SrcEntry& src);
   absl::Status PutSpecial(const DirPair& dir, const std::string& name, const std::string& temp,
                           const std::optional<EntryFacts>& old, const SrcEntry& src);
+  // Makes the dst directory for a source directory and descends into it.
   absl::Status PutDir(const DirPair& dir, const std::string& name, const std::string& temp,
-                      const std::optional<EntryFacts>& old, const SrcEntry& src);
+                      const std::optional<EntryFacts>& old, SrcEntry src);
 
   // Where a new entry for `name` is created: in place in a fresh directory,
   // else at `temp` (after removing a crashed run's leftover there).
@@ -110,30 +126,37 @@ class Merger {
   absl::Status Install(const DirPair& dir, const std::string& staged, const std::string& name,
                        const std::optional<EntryFacts>& old, bool new_is_dir);
   absl::Status RemoveDst(const DirPair& dir, const std::string& name);
+  // The directory of dst at `rel` (a path below the dst root), opened one
+  // name at a time: never following a symlink, never leaving dst's mount.
+  absl::StatusOr<Fd> OpenDstBeneath(const std::string& rel);
 
-  absl::Status SetFdAttrs(int fd, const SrcEntry& src, const std::string& rel);
-  absl::Status SetEntryAttrs(int dirfd, const std::string& name, const SrcEntry& src,
-                             const std::string& rel);
+  // `name` is the entry's name in the current directory ("" for the
+  // directory itself): errors name its path, built only then.
+  absl::Status SetFdAttrs(int fd, const EntryFacts& f, const std::vector<Xattr>& xattrs,
+                          const std::string& name);
+  absl::Status SetEntryAttrs(int dirfd, const std::string& entry, const SrcEntry& src,
+                             const std::string& name);
   absl::Status ApplyXattrs(const XattrTarget& target, const std::vector<Xattr>& wanted,
-                           const std::string& rel);
+                           const std::string& name);
 
-  absl::Status SrcErrno(const std::string& rel, int err, absl::string_view what) const {
-    return absl::ErrnoToStatus(err, absl::StrCat(src_label_, ": '", Shown(rel), "': ", what));
+  // The path of `name` in the current directory ("" for the directory).
+  std::string Rel(const std::string& name) const { return Join(rel_, name); }
+  absl::Status SrcErrno(const std::string& name, int err, absl::string_view what) const {
+    return absl::ErrnoToStatus(err, absl::StrCat(Where(src_label_, Rel(name)), ": ", what));
   }
-  absl::Status DstErrno(const std::string& rel, int err, absl::string_view what) const {
-    return absl::ErrnoToStatus(err, absl::StrCat(dst_label_, ": '", Shown(rel), "': ", what));
+  absl::Status DstErrno(const std::string& name, int err, absl::string_view what) const {
+    return absl::ErrnoToStatus(err, absl::StrCat(Where(dst_label_, Rel(name)), ": ", what));
   }
-  absl::Status Annotate(const std::string& label, const std::string& rel,
+  absl::Status Annotate(const std::string& label, const std::string& name,
                         const absl::Status& s) const {
-    return absl::Status(s.code(), absl::StrCat(label, ": '", Shown(rel), "': ", s.message()));
+    return absl::Status(s.code(), absl::StrCat(Where(label, Rel(name)), ": ", s.message()));
   }
-  absl::Status MountPoint(const std::string& label, const std::string& rel) const {
+  absl::Status MountPoint(const std::string& label, const std::string& name) const {
     return absl::FailedPreconditionError(absl::StrCat(
-        label, ": '", Shown(rel), "' is a mount point; write-back never crosses mounts"));
+        Where(label, Rel(name)), " is a mount point; write-back never crosses mounts"));
   }
-  static std::string Shown(const std::string& rel) { return rel.empty() ? "." : rel; }
   static std::string Where(const std::string& label, const std::string& rel) {
-    return absl::StrCat(label, ": '", Shown(rel), "'");
+    return absl::StrCat(label, ": '", rel.empty() ? "." : rel, "'");
   }
 
   std::string src_label_;
@@ -141,16 +164,17 @@ class Merger {
   EntryFacts src_root_;
   EntryFacts dst_root_;
   int dst_root_fd_ = -1;
+  std::unique_ptr<DirChain> src_chain_;
+  std::unique_ptr<DirChain> dst_chain_;
+  std::vector<Level> levels_;
+  std::string rel_;  // path of the current directory below the roots
   absl::flat_hash_map<std::pair<dev_t, uint64_t>, LinkTarget> links_;
   WriteBackStats stats_;
 };
 
-#define WB_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    absl::Status wb_status_ = (expr);       \
-    if (!wb_status_.ok()) return wb_status_; \
-  } while (0)
-
+// The walk is iterative (tree_walk.h): the source and destination directories
+// from the roots down live in two DirChains, so any depth needs the same few
+// fds and no stack.
 absl::Status Merger::Run(int src_root, int dst_root) {
   if (int err = StatEntry(src_root, "", &src_root_); err != 0) return SrcErrno("", err, "statx");
   if (int err = StatEntry(dst_root, "", &dst_root_); err != 0) return DstErrno("", err, "statx");
@@ -163,44 +187,108 @@ absl::Status Merger::Run(int src_root, int dst_root) {
   Fd src(openat(src_root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME));
   if (!src.valid()) src.Reset(openat(src_root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!src.valid()) return SrcErrno("", errno, "reopening the root");
-  SrcEntry root;
+  SrcEntry root;  // refused before anything is written if it is foreign
   root.facts = src_root_;
-  WB_RETURN_IF_ERROR(ReadUpperXattrs(XattrTarget::OfFd(src.get()), Where(src_label_, ""), &root));
-  WB_RETURN_IF_ERROR(MergeDir(DirPair{src.get(), dst_root, "", false}));
-  return SetFdAttrs(dst_root, root, "");
-}
-
-absl::Status Merger::MergeDir(DirPair dir) {
-  absl::StatusOr<std::vector<DirEntry>> entries = ReadDirectory(dir.src);
-  if (!entries.ok()) return Annotate(src_label_, dir.rel, entries.status());
-  absl::flat_hash_set<std::string> names;
-  bool clash = std::any_of(entries->begin(), entries->end(), [](const DirEntry& e) {
-    return absl::StartsWith(e.name, kWriteBackTempPrefix);
-  });
-  if (clash) {
-    for (const DirEntry& e : *entries) names.insert(e.name);
+  if (absl::Status s = ReadUpperXattrs(XattrTarget::OfFd(src.get()),
+                                       [&] { return Where(src_label_, ""); }, &root);
+      !s.ok()) {
+    return s;
   }
-  for (const DirEntry& e : *entries) {
-    WB_RETURN_IF_ERROR(MergeEntry(dir, e, TempName(e.name, clash ? &names : nullptr)));
+  src_chain_ = std::make_unique<DirChain>(src.get(), O_RDONLY | O_NOATIME);
+  dst_chain_ = std::make_unique<DirChain>(dst_root, O_RDONLY);
+  if (absl::Status s = Enter(Fd(), Fd(), "", src_root_, false, std::nullopt); !s.ok()) return s;
+  while (!levels_.empty()) {
+    Level& level = levels_.back();
+    if (level.next == level.entries.size()) {
+      if (absl::Status s = Leave(); !s.ok()) return s;
+      continue;
+    }
+    const DirEntry entry = level.entries[level.next++];
+    level.dir.src = src_chain_->top();
+    level.dir.dst = dst_chain_->top();
+    if (absl::Status s = MergeEntry(level, entry); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
-absl::Status Merger::MergeEntry(DirPair& dir, const DirEntry& entry,
-                                const std::string& temp) {
+// Starts merging a source directory (`src`, invalid for the roots) into the
+// dst directory `dst`.
+absl::Status Merger::Enter(Fd src, Fd dst, const std::string& name, const EntryFacts& facts,
+                           bool fresh, std::optional<bool> opaque) {
+  const bool root = levels_.empty();
+  Level level;
+  level.facts = facts;
+  level.dir.fresh = fresh;
+  level.dir.opaque = opaque;
+  level.rel_len = rel_.size();
+  absl::StatusOr<std::vector<DirEntry>> entries =
+      ReadDirectory(root ? src_chain_->top() : src.get());
+  if (!entries.ok()) return Annotate(src_label_, name, entries.status());
+  level.entries = *std::move(entries);
+  level.clash = std::any_of(level.entries.begin(), level.entries.end(), [](const DirEntry& e) {
+    return absl::StartsWith(e.name, kWriteBackTempPrefix);
+  });
+  if (level.clash) {
+    for (const DirEntry& e : level.entries) level.names.insert(e.name);
+  }
+  if (!root) {
+    if (absl::Status s = src_chain_->Push(std::move(src), name); !s.ok()) {
+      return Annotate(src_label_, "", s);
+    }
+    if (absl::Status s = dst_chain_->Push(std::move(dst), name); !s.ok()) {
+      return Annotate(dst_label_, "", s);
+    }
+    if (!rel_.empty()) rel_ += '/';
+    rel_ += name;
+  }
+  levels_.push_back(std::move(level));
+  return absl::OkStatus();
+}
+
+// Finishes the current directory: its attributes are set after its children
+// (their creation changed its times), then the walk climbs back.
+absl::Status Merger::Leave() {
+  const Level& level = levels_.back();
+  const bool root = levels_.size() == 1;
+  SrcEntry self;
+  self.facts = level.facts;
+  if (absl::Status s = ReadUpperXattrs(XattrTarget::OfFd(src_chain_->top()),
+                                       [&] { return Where(src_label_, rel_); }, &self);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = SetFdAttrs(dst_chain_->top(), self.facts, self.xattrs, ""); !s.ok()) {
+    return s;
+  }
+  if (!root) ++stats_.dirs;
+  rel_.resize(level.rel_len);
+  levels_.pop_back();
+  if (root) return absl::OkStatus();
+  if (absl::StatusOr<std::string> s = src_chain_->Pop(); !s.ok()) {
+    return Annotate(src_label_, "", s.status());
+  }
+  if (absl::StatusOr<std::string> s = dst_chain_->Pop(); !s.ok()) {
+    return Annotate(dst_label_, "", s.status());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Merger::MergeEntry(Level& level, const DirEntry& entry) {
+  DirPair& dir = level.dir;
+  const std::string& name = entry.name;
+  const std::string temp = TempName(name, level.clash ? &level.names : nullptr);
   absl::StatusOr<SrcEntry> src =
-      ReadUpperEntry(dir.src, entry, src_root_, Where(src_label_, Join(dir.rel, entry.name)));
+      ReadUpperEntry(dir.src, entry, src_root_, [&] { return Where(src_label_, Rel(name)); });
   if (!src.ok()) return src.status();
   std::optional<EntryFacts> old;
   if (!dir.fresh) {
-    absl::StatusOr<std::optional<EntryFacts>> d = ReadDst(dir, entry.name);
+    absl::StatusOr<std::optional<EntryFacts>> d = ReadDst(dir, name);
     if (!d.ok()) return d.status();
     old = *d;
   }
-  const std::string& name = entry.name;
   const mode_t mode = src->facts.mode;
   if (src->whiteout) return PutWhiteout(dir, name, temp, old);
-  if (S_ISDIR(mode)) return PutDir(dir, name, temp, old, *src);
+  if (S_ISDIR(mode)) return PutDir(dir, name, temp, old, *std::move(src));
   if (S_ISLNK(mode)) return PutSymlink(dir, name, temp, old, *src);
   if (!S_ISREG(mode)) return PutSpecial(dir, name, temp, old, *src);
   if (src->facts.nlink > 1) {
@@ -215,15 +303,15 @@ absl::StatusOr<std::optional<EntryFacts>> Merger::ReadDst(const DirPair& dir,
   EntryFacts facts;
   int err = StatEntry(dir.dst, name, &facts);
   if (err == ENOENT) return std::optional<EntryFacts>();
-  if (err != 0) return DstErrno(Join(dir.rel, name), err, "statx");
-  if (!SameMount(facts, dst_root_)) return MountPoint(dst_label_, Join(dir.rel, name));
+  if (err != 0) return DstErrno(name, err, "statx");
+  if (!SameMount(facts, dst_root_)) return MountPoint(dst_label_, name);
   return std::optional<EntryFacts>(facts);
 }
 
 absl::StatusOr<std::string> Merger::Stage(const DirPair& dir, const std::string& name,
                                           const std::string& temp) {
   if (dir.fresh) return name;
-  WB_RETURN_IF_ERROR(RemoveDst(dir, temp));
+  if (absl::Status s = RemoveDst(dir, temp); !s.ok()) return s;
   return temp;
 }
 
@@ -231,15 +319,14 @@ absl::Status Merger::Install(const DirPair& dir, const std::string& staged,
                              const std::string& name, const std::optional<EntryFacts>& old,
                              bool new_is_dir) {
   if (staged == name) return absl::OkStatus();
-  const std::string rel = Join(dir.rel, name);
   if (!old.has_value() || !(new_is_dir || S_ISDIR(old->mode))) {
     if (renameat(dir.dst, staged.c_str(), dir.dst, name.c_str()) != 0) {
-      return DstErrno(rel, errno, absl::StrCat("renaming ", staged, " onto it"));
+      return DstErrno(name, errno, absl::StrCat("renaming ", staged, " onto it"));
     }
     return absl::OkStatus();
   }
   if (renameat2(dir.dst, staged.c_str(), dir.dst, name.c_str(), RENAME_EXCHANGE) != 0) {
-    return DstErrno(rel, errno,
+    return DstErrno(name, errno,
                     absl::StrCat("renameat2(RENAME_EXCHANGE) with ", staged,
                                  " (write-back needs a filesystem that supports it)"));
   }
@@ -247,9 +334,29 @@ absl::Status Merger::Install(const DirPair& dir, const std::string& staged,
 }
 
 absl::Status Merger::RemoveDst(const DirPair& dir, const std::string& name) {
-  absl::Status s = RemoveTreeNamed(dir.dst, name, Join(dir.rel, name));
+  absl::Status s = RemoveTreeNamed(dir.dst, name, Rel(name));
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat(dst_label_, ": ", s.message()));
   return s;
+}
+
+absl::StatusOr<Fd> Merger::OpenDstBeneath(const std::string& rel) {
+  Fd cur(openat(dst_root_fd_, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!cur.valid()) return absl::ErrnoToStatus(errno, "reopening the dst root");
+  for (absl::string_view part : absl::StrSplit(rel, '/', absl::SkipEmpty())) {
+    const std::string name(part);
+    if (name == "..") return absl::InvalidArgumentError("'..' in a path below the dst root");
+    Fd next(openat(cur.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid()) return absl::ErrnoToStatus(errno, "open");
+    EntryFacts facts;
+    if (int err = StatEntry(next.get(), "", &facts); err != 0) {
+      return absl::ErrnoToStatus(err, "statx");
+    }
+    if (!SameMount(facts, dst_root_)) {
+      return absl::FailedPreconditionError("a mount point; write-back never crosses mounts");
+    }
+    cur = std::move(next);
+  }
+  return cur;
 }
 
 // Overlayfs lists a directory that has no lower counterpart and no origin
@@ -262,18 +369,19 @@ absl::Status Merger::RemoveDst(const DirPair& dir, const std::string& name) {
 absl::Status Merger::PutWhiteout(DirPair& dir, const std::string& name,
                                  const std::string& temp, const std::optional<EntryFacts>& old) {
   XattrTarget dst_dir = XattrTarget::OfFd(dir.dst);
+  const bool root = levels_.size() == 1;
   if (!dir.opaque.has_value()) {
     absl::StatusOr<std::optional<std::string>> v = GetXattr(dst_dir, kOverlayOpaqueXattr);
-    if (!v.ok()) return Annotate(dst_label_, dir.rel, v.status());
+    if (!v.ok()) return Annotate(dst_label_, "", v.status());
     dir.opaque = v->has_value() && **v == "y";
   }
-  if (*dir.opaque && !dir.rel.empty()) return RemoveDst(dir, name);
-  if (!dir.whiteouts_shown && !dir.rel.empty()) {
+  if (*dir.opaque && !root) return RemoveDst(dir, name);
+  if (!dir.whiteouts_shown && !root) {
     absl::StatusOr<std::optional<std::string>> origin = GetXattr(dst_dir, kOverlayOriginXattr);
-    if (!origin.ok()) return Annotate(dst_label_, dir.rel, origin.status());
+    if (!origin.ok()) return Annotate(dst_label_, "", origin.status());
     if (!origin->has_value()) {
       absl::Status s = SetXattr(dst_dir, kOverlayOriginXattr, "");
-      if (!s.ok()) return Annotate(dst_label_, dir.rel, s);
+      if (!s.ok()) return Annotate(dst_label_, "", s);
     }
     dir.whiteouts_shown = true;
   }
@@ -282,30 +390,29 @@ absl::Status Merger::PutWhiteout(DirPair& dir, const std::string& name,
   absl::StatusOr<std::string> staged = Stage(dir, name, temp);
   if (!staged.ok()) return staged.status();
   if (mknodat(dir.dst, staged->c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) {
-    return DstErrno(Join(dir.rel, *staged), errno, "mknod of a whiteout");
+    return DstErrno(*staged, errno, "mknod of a whiteout");
   }
   return Install(dir, *staged, name, old, false);
 }
 
 absl::Status Merger::PutFile(const DirPair& dir, const std::string& name, const std::string& temp,
                              const std::optional<EntryFacts>& old, const SrcEntry& src) {
-  const std::string rel = Join(dir.rel, name);
   absl::StatusOr<std::string> staged = Stage(dir, name, temp);
   if (!staged.ok()) return staged.status();
   Fd out(openat(dir.dst, staged->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                 0600));
-  if (!out.valid()) return DstErrno(Join(dir.rel, *staged), errno, "create");
+  if (!out.valid()) return DstErrno(*staged, errno, "create");
   absl::Status copied = CopyFileData(src.fd.get(), out.get(), src.facts.size, src.facts.blocks,
                                      &stats_.bytes);
-  if (!copied.ok()) return Annotate(dst_label_, rel, copied);
-  WB_RETURN_IF_ERROR(SetFdAttrs(out.get(), src, rel));
+  if (!copied.ok()) return Annotate(dst_label_, name, copied);
+  if (absl::Status s = SetFdAttrs(out.get(), src.facts, src.xattrs, name); !s.ok()) return s;
   if (src.facts.nlink > 1) {
     EntryFacts made;
-    if (int err = StatEntry(out.get(), "", &made); err != 0) return DstErrno(rel, err, "statx");
-    links_[std::make_pair(src.facts.dev, src.facts.ino)] = LinkTarget{dir.rel, name, made.ino};
+    if (int err = StatEntry(out.get(), "", &made); err != 0) return DstErrno(name, err, "statx");
+    links_[std::make_pair(src.facts.dev, src.facts.ino)] = LinkTarget{rel_, name, made.ino};
   }
   out.Reset();
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   ++stats_.files;
   return absl::OkStatus();
 }
@@ -313,29 +420,27 @@ absl::Status Merger::PutFile(const DirPair& dir, const std::string& name, const 
 absl::Status Merger::PutHardlink(const DirPair& dir, const std::string& name,
                                  const std::string& temp, const std::optional<EntryFacts>& old,
                                  const LinkTarget& target) {
-  const std::string rel = Join(dir.rel, name);
   const std::string first = Join(target.parent_rel, target.name);
-  struct open_how how = {};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  const std::string parent_path = target.parent_rel.empty() ? "." : target.parent_rel;
-  Fd parent(static_cast<int>(
-      syscall(SYS_openat2, dst_root_fd_, parent_path.c_str(), &how, sizeof(how))));
-  if (!parent.valid()) return DstErrno(first, errno, "opening the directory of a hard link");
+  absl::StatusOr<Fd> parent = OpenDstBeneath(target.parent_rel);
+  if (!parent.ok()) {
+    return absl::Status(parent.status().code(),
+                        absl::StrCat(Where(dst_label_, first), ": opening its directory: ",
+                                     parent.status().message()));
+  }
   EntryFacts facts;
-  if (int err = StatEntry(parent.get(), target.name, &facts); err != 0 || facts.ino != target.ino) {
-    return absl::AbortedError(absl::StrCat(dst_label_, ": '", first,
-                                           "' changed while being written back"));
+  if (int err = StatEntry(parent->get(), target.name, &facts); err != 0 || facts.ino != target.ino) {
+    return absl::AbortedError(
+        absl::StrCat(Where(dst_label_, first), " changed while being written back"));
   }
   absl::StatusOr<std::string> staged = Stage(dir, name, temp);
   if (!staged.ok()) return staged.status();
-  if (linkat(parent.get(), target.name.c_str(), dir.dst, staged->c_str(), 0) != 0) {
-    return DstErrno(rel, errno, absl::StrCat("link to '", first, "'"));
+  if (linkat(parent->get(), target.name.c_str(), dir.dst, staged->c_str(), 0) != 0) {
+    return DstErrno(name, errno, absl::StrCat("link to '", first, "'"));
   }
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   // Renaming a link onto another link of the same inode does nothing.
   if (*staged != name && unlinkat(dir.dst, staged->c_str(), 0) != 0 && errno != ENOENT) {
-    return DstErrno(Join(dir.rel, *staged), errno, "unlink");
+    return DstErrno(*staged, errno, "unlink");
   }
   ++stats_.hardlinks;
   return absl::OkStatus();
@@ -344,11 +449,10 @@ absl::Status Merger::PutHardlink(const DirPair& dir, const std::string& name,
 absl::Status Merger::PutSymlink(const DirPair& dir, const std::string& name,
                                 const std::string& temp, const std::optional<EntryFacts>& old,
                                 const SrcEntry& src) {
-  const std::string rel = Join(dir.rel, name);
   std::string target(src.facts.size + 1, '\0');
   while (true) {
     ssize_t n = readlinkat(dir.src, name.c_str(), target.data(), target.size());
-    if (n < 0) return SrcErrno(rel, errno, "readlink");
+    if (n < 0) return SrcErrno(name, errno, "readlink");
     if (static_cast<size_t>(n) < target.size()) {
       target.resize(static_cast<size_t>(n));
       break;
@@ -358,10 +462,10 @@ absl::Status Merger::PutSymlink(const DirPair& dir, const std::string& name,
   absl::StatusOr<std::string> staged = Stage(dir, name, temp);
   if (!staged.ok()) return staged.status();
   if (symlinkat(target.c_str(), dir.dst, staged->c_str()) != 0) {
-    return DstErrno(Join(dir.rel, *staged), errno, "symlink");
+    return DstErrno(*staged, errno, "symlink");
   }
-  WB_RETURN_IF_ERROR(SetEntryAttrs(dir.dst, *staged, src, rel));
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = SetEntryAttrs(dir.dst, *staged, src, name); !s.ok()) return s;
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   ++stats_.symlinks;
   return absl::OkStatus();
 }
@@ -369,21 +473,19 @@ absl::Status Merger::PutSymlink(const DirPair& dir, const std::string& name,
 absl::Status Merger::PutSpecial(const DirPair& dir, const std::string& name,
                                 const std::string& temp, const std::optional<EntryFacts>& old,
                                 const SrcEntry& src) {
-  const std::string rel = Join(dir.rel, name);
   absl::StatusOr<std::string> staged = Stage(dir, name, temp);
   if (!staged.ok()) return staged.status();
   if (mknodat(dir.dst, staged->c_str(), src.facts.mode, src.facts.rdev) != 0) {
-    return DstErrno(Join(dir.rel, *staged), errno, "mknod");
+    return DstErrno(*staged, errno, "mknod");
   }
-  WB_RETURN_IF_ERROR(SetEntryAttrs(dir.dst, *staged, src, rel));
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = SetEntryAttrs(dir.dst, *staged, src, name); !s.ok()) return s;
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   ++stats_.specials;
   return absl::OkStatus();
 }
 
 absl::Status Merger::PutDir(const DirPair& dir, const std::string& name, const std::string& temp,
-                            const std::optional<EntryFacts>& old, const SrcEntry& src) {
-  const std::string rel = Join(dir.rel, name);
+                            const std::optional<EntryFacts>& old, SrcEntry src) {
   // Over a whiteout or a non-directory of dst the lower layer was hidden in
   // the stacked view: the directory has to be opaque.
   const bool opaque = src.opaque || (old.has_value() && !S_ISDIR(old->mode));
@@ -394,86 +496,85 @@ absl::Status Merger::PutDir(const DirPair& dir, const std::string& name, const s
     absl::StatusOr<std::string> staged = Stage(dir, name, temp);
     if (!staged.ok()) return staged.status();
     if (mkdirat(dir.dst, staged->c_str(), 0700) != 0) {
-      return DstErrno(Join(dir.rel, *staged), errno, "mkdir");
+      return DstErrno(*staged, errno, "mkdir");
     }
     sub.Reset(openat(dir.dst, staged->c_str(), open_flags));
-    if (!sub.valid()) return DstErrno(Join(dir.rel, *staged), errno, "open");
+    if (!sub.valid()) return DstErrno(*staged, errno, "open");
     absl::Status s = SetXattr(XattrTarget::OfFd(sub.get()), kOverlayOpaqueXattr, "y");
-    if (!s.ok()) return Annotate(dst_label_, Join(dir.rel, *staged), s);
-    WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, true));
+    if (!s.ok()) return Annotate(dst_label_, *staged, s);
+    if (absl::Status s = Install(dir, *staged, name, old, true); !s.ok()) return s;
     ++stats_.opaque_dirs;
   } else if (!old.has_value()) {
-    if (mkdirat(dir.dst, name.c_str(), 0700) != 0) return DstErrno(rel, errno, "mkdir");
+    if (mkdirat(dir.dst, name.c_str(), 0700) != 0) return DstErrno(name, errno, "mkdir");
     sub.Reset(openat(dir.dst, name.c_str(), open_flags));
-    if (!sub.valid()) return DstErrno(rel, errno, "open");
+    if (!sub.valid()) return DstErrno(name, errno, "open");
   } else {
     fresh = false;
     sub.Reset(openat(dir.dst, name.c_str(), open_flags));
-    if (!sub.valid()) return DstErrno(rel, errno, "open");
+    if (!sub.valid()) return DstErrno(name, errno, "open");
     EntryFacts facts;
-    if (int err = StatEntry(sub.get(), "", &facts); err != 0) return DstErrno(rel, err, "statx");
-    if (!SameMount(facts, dst_root_)) return MountPoint(dst_label_, rel);
+    if (int err = StatEntry(sub.get(), "", &facts); err != 0) return DstErrno(name, err, "statx");
+    if (!SameMount(facts, dst_root_)) return MountPoint(dst_label_, name);
     if (facts.ino != old->ino) {
       return absl::AbortedError(
-          absl::StrCat(dst_label_, ": '", rel, "' changed while being written back"));
+          absl::StrCat(Where(dst_label_, Rel(name)), " changed while being written back"));
     }
   }
-  DirPair child{src.fd.get(), sub.get(), rel, fresh};
-  if (fresh) child.opaque = opaque;
-  WB_RETURN_IF_ERROR(MergeDir(std::move(child)));
-  WB_RETURN_IF_ERROR(SetFdAttrs(sub.get(), src, rel));
-  ++stats_.dirs;
-  return absl::OkStatus();
+  return Enter(std::move(src.fd), std::move(sub), name, src.facts, fresh,
+               fresh ? std::optional<bool>(opaque) : std::nullopt);
 }
 
 // Makes the entry's xattrs (overlay bookkeeping aside) exactly `wanted`:
 // also for a new entry, which may have inherited a default ACL of its
 // directory in dst.
 absl::Status Merger::ApplyXattrs(const XattrTarget& target, const std::vector<Xattr>& wanted,
-                                 const std::string& rel) {
+                                 const std::string& name) {
   absl::StatusOr<std::vector<std::string>> names = ListXattrNames(target);
-  if (!names.ok()) return Annotate(dst_label_, rel, names.status());
+  if (!names.ok()) return Annotate(dst_label_, name, names.status());
   for (const std::string& n : *names) {
     if (IsOverlayPrivate(n)) continue;
     bool keep = std::any_of(wanted.begin(), wanted.end(),
                             [&](const Xattr& x) { return x.name == n; });
     if (keep) continue;
     absl::Status s = RemoveXattr(target, n);
-    if (!s.ok()) return Annotate(dst_label_, rel, s);
+    if (!s.ok()) return Annotate(dst_label_, name, s);
   }
   for (const Xattr& x : wanted) {
     absl::Status s = SetXattr(target, x.name, x.value);
-    if (!s.ok()) return Annotate(dst_label_, rel, s);
+    if (!s.ok()) return Annotate(dst_label_, name, s);
   }
   return absl::OkStatus();
 }
 
 // Owner first (chown drops setuid bits and security.capability), then xattrs
 // (an ACL rewrites group mode bits), then the mode, then the times.
-absl::Status Merger::SetFdAttrs(int fd, const SrcEntry& src, const std::string& rel) {
-  const EntryFacts& f = src.facts;
-  if (fchown(fd, f.uid, f.gid) != 0) return DstErrno(rel, errno, "chown");
-  WB_RETURN_IF_ERROR(ApplyXattrs(XattrTarget::OfFd(fd), src.xattrs, rel));
-  if (fchmod(fd, f.mode & 07777) != 0) return DstErrno(rel, errno, "chmod");
+absl::Status Merger::SetFdAttrs(int fd, const EntryFacts& f, const std::vector<Xattr>& xattrs,
+                                const std::string& name) {
+  if (fchown(fd, f.uid, f.gid) != 0) return DstErrno(name, errno, "chown");
+  if (absl::Status s = ApplyXattrs(XattrTarget::OfFd(fd), xattrs, name); !s.ok()) return s;
+  if (fchmod(fd, f.mode & 07777) != 0) return DstErrno(name, errno, "chmod");
   const struct timespec times[2] = {f.atime, f.mtime};
-  if (futimens(fd, times) != 0) return DstErrno(rel, errno, "setting times");
+  if (futimens(fd, times) != 0) return DstErrno(name, errno, "setting times");
   return absl::OkStatus();
 }
 
-absl::Status Merger::SetEntryAttrs(int dirfd, const std::string& name, const SrcEntry& src,
-                                   const std::string& rel) {
+absl::Status Merger::SetEntryAttrs(int dirfd, const std::string& entry, const SrcEntry& src,
+                                   const std::string& name) {
   const EntryFacts& f = src.facts;
-  if (fchownat(dirfd, name.c_str(), f.uid, f.gid, AT_SYMLINK_NOFOLLOW) != 0) {
-    return DstErrno(rel, errno, "chown");
+  if (fchownat(dirfd, entry.c_str(), f.uid, f.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    return DstErrno(name, errno, "chown");
   }
-  WB_RETURN_IF_ERROR(ApplyXattrs(XattrTarget::OfEntry(dirfd, name), src.xattrs, rel));
+  if (absl::Status s = ApplyXattrs(XattrTarget::OfEntry(dirfd, entry), src.xattrs, name);
+      !s.ok()) {
+    return s;
+  }
   if (!S_ISLNK(f.mode) &&
-      fchmodat(dirfd, name.c_str(), f.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0) {
-    return DstErrno(rel, errno, "chmod");
+      fchmodat(dirfd, entry.c_str(), f.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0) {
+    return DstErrno(name, errno, "chmod");
   }
   const struct timespec times[2] = {f.atime, f.mtime};
-  if (utimensat(dirfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-    return DstErrno(rel, errno, "setting times");
+  if (utimensat(dirfd, entry.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+    return DstErrno(name, errno, "setting times");
   }
   return absl::OkStatus();
 }

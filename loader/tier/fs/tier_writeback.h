@@ -44,8 +44,14 @@
 // being the same directory or one inside the other. F is never modified, not
 // even its atimes (O_NOATIME), except that reading a symlink may update the
 // symlink's atime on a mount without noatime (readlink has no O_NOATIME); the
-// atime copied is the one from before. Needs root (chown, trusted.* xattrs),
-// and one directory fd per level of depth on each side.
+// atime copied is the one from before. Needs root (chown, trusted.* xattrs).
+//
+// Depth: the layers are container-controlled trees of any depth (deeper than
+// PATH_MAX too). The walk is iterative (tree_walk.h): no recursion, at most
+// kWalkOpenDirs directory fds per side (and as many more while a replaced
+// tree is removed), whatever the depth; no depth limit. Memory grows with
+// depth (one small record per level) and with the widest directories' names,
+// both bounded by what the fast partition can hold.
 #ifndef GPUTIER_LOADER_TIER_FS_TIER_WRITEBACK_H_
 #define GPUTIER_LOADER_TIER_FS_TIER_WRITEBACK_H_
 
@@ -72,8 +78,9 @@ inline constexpr char kWriteBackTempPrefix[] = ".gputier-wb.";
 absl::StatusOr<WriteBackStats> MergeUpperLayer(int src_dirfd, int dst_dirfd);
 // Same, opening the two host paths with O_DIRECTORY|O_NOFOLLOW (errors name the path).
 absl::StatusOr<WriteBackStats> MergeUpperLayer(const std::string& src, const std::string& dst);
-// Removes `name` below `dirfd` recursively (whatever type it is), never following symlinks,
-// never crossing into another mount (refuse with an error naming the path). ENOENT is success.
+// Removes `name` below `dirfd` and everything below it (whatever type it is), iteratively with
+// a bounded number of fds at any depth, never following symlinks, never crossing into another
+// mount (refuse with an error naming the path). ENOENT is success.
 absl::Status RemoveTree(int dirfd, const std::string& name);
 
 }  // namespace gputier

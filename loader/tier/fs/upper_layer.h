@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "loader/base/fd.h"
@@ -35,16 +36,18 @@ struct UpperEntry {
 };
 
 // Looks at `entry` (d_type a hint) below `dirfd`, which lies on the mount of
-// `root`. `shown` names the entry in errors ("src layer: 'a/b'"). Refuses
+// `root`. `shown()` names the entry in errors ("src layer: 'a/b'"; called only then). Refuses
 // (FailedPrecondition) a mount point and an entry with
 // trusted.overlay.redirect or trusted.overlay.metacopy (a layer written with
 // redirect_dir or metacopy on).
 absl::StatusOr<UpperEntry> ReadUpperEntry(int dirfd, const DirEntry& entry,
-                                          const EntryFacts& root, const std::string& shown);
+                                          const EntryFacts& root,
+                                          absl::FunctionRef<std::string()> shown);
 
 // Fills in `e->xattrs`, `e->opaque` and `e->whiteout` from the xattrs of
 // `target`, whose facts `e->facts` holds; the same refusals.
-absl::Status ReadUpperXattrs(const XattrTarget& target, const std::string& shown, UpperEntry* e);
+absl::Status ReadUpperXattrs(const XattrTarget& target, absl::FunctionRef<std::string()> shown,
+                             UpperEntry* e);
 
 }  // namespace gputier
 
