@@ -31,15 +31,6 @@
 namespace gputier {
 namespace {
 
-using yaml_fields::Invalid;
-using yaml_fields::IsPlainScalar;
-using yaml_fields::KindOf;
-using yaml_fields::MapEntry;
-using yaml_fields::MappingEntries;
-using yaml_fields::ParseBoundedInt;
-using yaml_fields::Quote;
-using yaml_fields::Where;
-
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
     "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "

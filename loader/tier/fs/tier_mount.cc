@@ -51,6 +51,31 @@ absl::StatusOr<MountFacts> FactsOf(int fd, absl::string_view what) {
   return facts;
 }
 
+// The one message a child in the container's mount namespace sends back:
+// an errno, and room for one fd passed with SCM_RIGHTS. Sent and received
+// in place (it points into itself); no allocation, so the child may build it
+// after fork.
+struct ChildAnswer {
+  int err;
+  struct iovec iov;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+
+  ChildAnswer(int initial_err, bool room_for_fd) : err(initial_err) {
+    std::memset(control, 0, sizeof(control));
+    std::memset(&msg, 0, sizeof(msg));
+    iov = {&err, sizeof(err)};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (room_for_fd) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+    }
+  }
+  ChildAnswer(const ChildAnswer&) = delete;
+  ChildAnswer& operator=(const ChildAnswer&) = delete;
+};
+
 // Runs `body` in a forked child that has entered the mount namespace
 // `mntns_fd`. `body` returns 0 or an errno and may hand back one fd, which
 // arrives in `*received` (may be null when no fd is expected). `body` runs
@@ -74,47 +99,31 @@ absl::Status RunInMountNamespace(int mntns_fd,
     } else {
       err = body(&out_fd);
     }
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof(msg));
-    struct iovec iov = {&err, sizeof(err)};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (err == 0 && out_fd >= 0) {
-      std::memset(control, 0, sizeof(control));
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    ChildAnswer answer(err, /*room_for_fd=*/err == 0 && out_fd >= 0);
+    if (answer.msg.msg_control != nullptr) {
+      struct cmsghdr* cmsg = CMSG_FIRSTHDR(&answer.msg);
       cmsg->cmsg_level = SOL_SOCKET;
       cmsg->cmsg_type = SCM_RIGHTS;
       cmsg->cmsg_len = CMSG_LEN(sizeof(int));
       std::memcpy(CMSG_DATA(cmsg), &out_fd, sizeof(int));
     }
-    _exit(sendmsg(child_end.get(), &msg, MSG_NOSIGNAL) < 0 ? 1 : 0);
+    _exit(sendmsg(child_end.get(), &answer.msg, MSG_NOSIGNAL) < 0 ? 1 : 0);
   }
   child_end.Reset();
 
-  int err = EPROTO;
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof(msg));
-  struct iovec iov = {&err, sizeof(err)};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
+  ChildAnswer answer(EPROTO, /*room_for_fd=*/true);
   ssize_t n;
   do {
-    n = recvmsg(parent_end.get(), &msg, MSG_CMSG_CLOEXEC);
+    n = recvmsg(parent_end.get(), &answer.msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   int recv_errno = errno;
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
   Fd fd;
-  if (n == static_cast<ssize_t>(sizeof(err))) {
-    for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr;
-         cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+  if (n == static_cast<ssize_t>(sizeof(answer.err))) {
+    for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&answer.msg); cmsg != nullptr;
+         cmsg = CMSG_NXTHDR(&answer.msg, cmsg)) {
       if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
         int got;
         std::memcpy(&got, CMSG_DATA(cmsg), sizeof(int));
@@ -126,7 +135,7 @@ absl::Status RunInMountNamespace(int mntns_fd,
                           absl::StrCat(what, ": no answer from the child in "
                                              "the container's namespace"));
   }
-  if (err != 0) return absl::ErrnoToStatus(err, what);
+  if (answer.err != 0) return absl::ErrnoToStatus(answer.err, what);
   if (received != nullptr) {
     if (!fd.valid()) {
       return absl::ErrnoToStatus(EPROTO, absl::StrCat(what, ": no fd came back"));
@@ -241,6 +250,23 @@ absl::Status FsConfigFd(int fs_fd, const char* key, int fd, const std::string& n
                           DrainFsLog(fs_fd), ")"));
   }
   return absl::OkStatus();
+}
+
+// A container path opened inside the container's root, and what is mounted
+// there.
+struct OpenedPath {
+  Fd fd;
+  MountFacts facts;
+};
+
+absl::StatusOr<OpenedPath> OpenWithFacts(pid_t pid, const ContainerPath& path) {
+  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
+  if (!root.ok()) return root.status();
+  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
+  if (!facts.ok()) return facts.status();
+  return OpenedPath{*std::move(target), *facts};
 }
 
 }  // namespace
@@ -396,12 +422,10 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
 
 absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
                          uint64_t expected_mount_id) {
-  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
-  if (!root.ok()) return root.status();
-  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
-  if (!facts.ok()) return facts.status();
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(pid, path);
+  if (!opened.ok()) return opened.status();
+  const Fd& target = opened->fd;
+  const MountFacts* facts = &opened->facts;
   if (!facts->overlay || !facts->mount_root) {
     return absl::FailedPreconditionError(absl::StrCat(
         "container path '", path.path, "' is not an overlay mount; nothing to unmount"));
@@ -414,7 +438,7 @@ absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
   std::string ns_path = absl::StrCat("/proc/", pid, "/ns/mnt");
   Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
-  int target_fd = target->get();
+  int target_fd = target.get();
   return RunInMountNamespace(
       mntns.get(),
       [target_fd](int*) {
@@ -427,12 +451,9 @@ absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
 }
 
 absl::StatusOr<PathMount> InspectContainerPath(pid_t pid, const ContainerPath& path) {
-  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
-  if (!root.ok()) return root.status();
-  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
-  if (!facts.ok()) return facts.status();
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(pid, path);
+  if (!opened.ok()) return opened.status();
+  const MountFacts* facts = &opened->facts;
   std::string mountinfo_path = absl::StrCat("/proc/", pid, "/mountinfo");
   absl::StatusOr<std::string> text = ReadFile(mountinfo_path);
   if (!text.ok()) return text.status();

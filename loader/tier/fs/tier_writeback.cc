@@ -145,12 +145,6 @@ class Merger {
   WriteBackStats stats_;
 };
 
-#define WB_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    absl::Status wb_status_ = (expr);       \
-    if (!wb_status_.ok()) return wb_status_; \
-  } while (0)
-
 absl::Status Merger::Run(int src_root, int dst_root) {
   if (int err = StatEntry(src_root, "", &src_root_); err != 0) return SrcErrno("", err, "statx");
   if (int err = StatEntry(dst_root, "", &dst_root_); err != 0) return DstErrno("", err, "statx");
@@ -165,8 +159,8 @@ absl::Status Merger::Run(int src_root, int dst_root) {
   if (!src.valid()) return SrcErrno("", errno, "reopening the root");
   SrcEntry root;
   root.facts = src_root_;
-  WB_RETURN_IF_ERROR(ReadUpperXattrs(XattrTarget::OfFd(src.get()), Where(src_label_, ""), &root));
-  WB_RETURN_IF_ERROR(MergeDir(DirPair{src.get(), dst_root, "", false}));
+  if (absl::Status s = ReadUpperXattrs(XattrTarget::OfFd(src.get()), Where(src_label_, ""), &root); !s.ok()) return s;
+  if (absl::Status s = MergeDir(DirPair{src.get(), dst_root, "", false}); !s.ok()) return s;
   return SetFdAttrs(dst_root, root, "");
 }
 
@@ -181,7 +175,7 @@ absl::Status Merger::MergeDir(DirPair dir) {
     for (const DirEntry& e : *entries) names.insert(e.name);
   }
   for (const DirEntry& e : *entries) {
-    WB_RETURN_IF_ERROR(MergeEntry(dir, e, TempName(e.name, clash ? &names : nullptr)));
+    if (absl::Status s = MergeEntry(dir, e, TempName(e.name, clash ? &names : nullptr)); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -223,7 +217,7 @@ absl::StatusOr<std::optional<EntryFacts>> Merger::ReadDst(const DirPair& dir,
 absl::StatusOr<std::string> Merger::Stage(const DirPair& dir, const std::string& name,
                                           const std::string& temp) {
   if (dir.fresh) return name;
-  WB_RETURN_IF_ERROR(RemoveDst(dir, temp));
+  if (absl::Status s = RemoveDst(dir, temp); !s.ok()) return s;
   return temp;
 }
 
@@ -298,14 +292,14 @@ absl::Status Merger::PutFile(const DirPair& dir, const std::string& name, const 
   absl::Status copied = CopyFileData(src.fd.get(), out.get(), src.facts.size, src.facts.blocks,
                                      &stats_.bytes);
   if (!copied.ok()) return Annotate(dst_label_, rel, copied);
-  WB_RETURN_IF_ERROR(SetFdAttrs(out.get(), src, rel));
+  if (absl::Status s = SetFdAttrs(out.get(), src, rel); !s.ok()) return s;
   if (src.facts.nlink > 1) {
     EntryFacts made;
     if (int err = StatEntry(out.get(), "", &made); err != 0) return DstErrno(rel, err, "statx");
     links_[std::make_pair(src.facts.dev, src.facts.ino)] = LinkTarget{dir.rel, name, made.ino};
   }
   out.Reset();
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   ++stats_.files;
   return absl::OkStatus();
 }
@@ -332,7 +326,7 @@ absl::Status Merger::PutHardlink(const DirPair& dir, const std::string& name,
   if (linkat(parent.get(), target.name.c_str(), dir.dst, staged->c_str(), 0) != 0) {
     return DstErrno(rel, errno, absl::StrCat("link to '", first, "'"));
   }
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   // Renaming a link onto another link of the same inode does nothing.
   if (*staged != name && unlinkat(dir.dst, staged->c_str(), 0) != 0 && errno != ENOENT) {
     return DstErrno(Join(dir.rel, *staged), errno, "unlink");
@@ -360,8 +354,8 @@ absl::Status Merger::PutSymlink(const DirPair& dir, const std::string& name,
   if (symlinkat(target.c_str(), dir.dst, staged->c_str()) != 0) {
     return DstErrno(Join(dir.rel, *staged), errno, "symlink");
   }
-  WB_RETURN_IF_ERROR(SetEntryAttrs(dir.dst, *staged, src, rel));
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = SetEntryAttrs(dir.dst, *staged, src, rel); !s.ok()) return s;
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   ++stats_.symlinks;
   return absl::OkStatus();
 }
@@ -375,8 +369,8 @@ absl::Status Merger::PutSpecial(const DirPair& dir, const std::string& name,
   if (mknodat(dir.dst, staged->c_str(), src.facts.mode, src.facts.rdev) != 0) {
     return DstErrno(Join(dir.rel, *staged), errno, "mknod");
   }
-  WB_RETURN_IF_ERROR(SetEntryAttrs(dir.dst, *staged, src, rel));
-  WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, false));
+  if (absl::Status s = SetEntryAttrs(dir.dst, *staged, src, rel); !s.ok()) return s;
+  if (absl::Status s = Install(dir, *staged, name, old, false); !s.ok()) return s;
   ++stats_.specials;
   return absl::OkStatus();
 }
@@ -400,7 +394,7 @@ absl::Status Merger::PutDir(const DirPair& dir, const std::string& name, const s
     if (!sub.valid()) return DstErrno(Join(dir.rel, *staged), errno, "open");
     absl::Status s = SetXattr(XattrTarget::OfFd(sub.get()), kOverlayOpaqueXattr, "y");
     if (!s.ok()) return Annotate(dst_label_, Join(dir.rel, *staged), s);
-    WB_RETURN_IF_ERROR(Install(dir, *staged, name, old, true));
+    if (absl::Status s = Install(dir, *staged, name, old, true); !s.ok()) return s;
     ++stats_.opaque_dirs;
   } else if (!old.has_value()) {
     if (mkdirat(dir.dst, name.c_str(), 0700) != 0) return DstErrno(rel, errno, "mkdir");
@@ -420,8 +414,8 @@ absl::Status Merger::PutDir(const DirPair& dir, const std::string& name, const s
   }
   DirPair child{src.fd.get(), sub.get(), rel, fresh};
   if (fresh) child.opaque = opaque;
-  WB_RETURN_IF_ERROR(MergeDir(std::move(child)));
-  WB_RETURN_IF_ERROR(SetFdAttrs(sub.get(), src, rel));
+  if (absl::Status s = MergeDir(std::move(child)); !s.ok()) return s;
+  if (absl::Status s = SetFdAttrs(sub.get(), src, rel); !s.ok()) return s;
   ++stats_.dirs;
   return absl::OkStatus();
 }
@@ -453,7 +447,7 @@ absl::Status Merger::ApplyXattrs(const XattrTarget& target, const std::vector<Xa
 absl::Status Merger::SetFdAttrs(int fd, const SrcEntry& src, const std::string& rel) {
   const EntryFacts& f = src.facts;
   if (fchown(fd, f.uid, f.gid) != 0) return DstErrno(rel, errno, "chown");
-  WB_RETURN_IF_ERROR(ApplyXattrs(XattrTarget::OfFd(fd), src.xattrs, rel));
+  if (absl::Status s = ApplyXattrs(XattrTarget::OfFd(fd), src.xattrs, rel); !s.ok()) return s;
   if (fchmod(fd, f.mode & 07777) != 0) return DstErrno(rel, errno, "chmod");
   const struct timespec times[2] = {f.atime, f.mtime};
   if (futimens(fd, times) != 0) return DstErrno(rel, errno, "setting times");
@@ -466,7 +460,7 @@ absl::Status Merger::SetEntryAttrs(int dirfd, const std::string& name, const Src
   if (fchownat(dirfd, name.c_str(), f.uid, f.gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return DstErrno(rel, errno, "chown");
   }
-  WB_RETURN_IF_ERROR(ApplyXattrs(XattrTarget::OfEntry(dirfd, name), src.xattrs, rel));
+  if (absl::Status s = ApplyXattrs(XattrTarget::OfEntry(dirfd, name), src.xattrs, rel); !s.ok()) return s;
   if (!S_ISLNK(f.mode) &&
       fchmodat(dirfd, name.c_str(), f.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0) {
     return DstErrno(rel, errno, "chmod");
