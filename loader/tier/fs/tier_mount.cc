@@ -291,7 +291,9 @@ absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
   return layout;
 }
 
-absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
+namespace {
+
+absl::Status CheckRequest(const TierMountRequest& request) {
   const TierLayout& layout = request.layout;
   const std::string& cpath = request.path.path;
   if (cpath.size() < 2 || cpath[0] != '/') {
@@ -306,38 +308,58 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   for (const std::string& lower : request.extra_lowers) {
     if (absl::Status s = CheckLayerPath(lower, "extra lower layer"); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
 
-  // 1. Resolve the container path from the host, safely.
-  absl::StatusOr<Fd> root = OpenContainerRoot(request.pid);
-  if (!root.ok()) return root.status();
-  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), request.path);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), cpath);
-  if (!facts.ok()) return facts.status();
-  if (facts->overlay && facts->mount_root) {
+// The container path to tier, opened from the host, and the container's
+// mount namespace.
+struct MountTarget {
+  Fd fd;
+  struct stat st;  // its owner and mode, for the upper layer
+  Fd mntns;
+};
+
+absl::StatusOr<MountTarget> OpenMountTarget(const TierMountRequest& request) {
+  const std::string& cpath = request.path.path;
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(request.pid, request.path);
+  if (!opened.ok()) return opened.status();
+  if (opened->facts.overlay && opened->facts.mount_root) {
     return absl::AlreadyExistsError(absl::StrCat(
         "container path '", cpath,
         "' is already the root of an overlay mount (tiered already?); "
         "unmount it first"));
   }
-  struct stat target_st;
-  if (fstat(target->get(), &target_st) != 0) {
+  MountTarget target;
+  target.fd = std::move(opened->fd);
+  if (fstat(target.fd.get(), &target.st) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("stat of container path '", cpath, "'"));
   }
   std::string ns_path = absl::StrCat("/proc/", request.pid, "/ns/mnt");
-  Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
+  target.mntns = Fd(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!target.mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
+  return target;
+}
 
-  // The extra lowers: opened once, handed to the overlay as these fds.
+// The extra lowers: opened once, handed to the overlay as these fds.
+absl::StatusOr<std::vector<Fd>> OpenExtraLowers(const TierMountRequest& request) {
   std::vector<Fd> lowers;
   for (const std::string& lower : request.extra_lowers) {
     absl::StatusOr<Fd> fd = OpenHostDirectory(lower, O_PATH, "extra lower layer");
     if (!fd.ok()) return fd.status();
     lowers.push_back(*std::move(fd));
   }
+  return lowers;
+}
 
-  // The tier directories. `upper` becomes the overlay's root directory, so
-  // it takes the owner and mode of the directory it replaces.
+struct TierLayers {
+  Fd upper;
+  Fd work;
+};
+
+// The tier directories, made and opened. `upper` becomes the overlay's root
+// directory, so it takes the owner and mode of the directory it replaces.
+absl::StatusOr<TierLayers> PrepareTierLayers(const TierLayout& layout, const struct stat& target_st,
+                                             const std::string& cpath) {
   for (const std::string* dir : {&layout.upper, &layout.work}) {
     if (absl::Status s = MakeLayerDirectory(*dir, layout.root); !s.ok()) return s;
   }
@@ -350,12 +372,15 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
     return absl::ErrnoToStatus(errno, absl::StrCat("copying owner and mode of '", cpath,
                                                    "' to ", layout.upper));
   }
+  return TierLayers{*std::move(upper), *std::move(work)};
+}
 
-  // 2. The current content of the path, as a detached mount.
-  int target_fd = target->get();
+// The current content of the path, as a detached mount.
+absl::StatusOr<Fd> CloneOriginal(const MountTarget& target, const std::string& cpath) {
+  int target_fd = target.fd.get();
   Fd original;
   absl::Status cloned = RunInMountNamespace(
-      mntns.get(),
+      target.mntns.get(),
       [target_fd](int* out_fd) {
         int fd = open_tree(target_fd, "",
                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
@@ -365,8 +390,15 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
       },
       &original, absl::StrCat("cloning container path '", cpath, "' (open_tree)"));
   if (!cloned.ok()) return cloned;
+  return original;
+}
 
-  // 3. The overlay, built in the agent's namespace, every layer as an fd.
+// The overlay, built in the agent's namespace, every layer as an fd:
+// [upper | lowers: the extra lowers, then the original content].
+absl::StatusOr<Fd> BuildOverlay(const TierMountRequest& request, const std::vector<Fd>& lowers,
+                                const Fd& original, const TierLayers& layers) {
+  const TierLayout& layout = request.layout;
+  const std::string& cpath = request.path.path;
   Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (!fs.valid()) {
     return absl::ErrnoToStatus(errno, "fsopen(\"overlay\") (is overlayfs available?)");
@@ -383,10 +415,10 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = FsConfigFd(fs.get(), "upperdir", upper->get(), layout.upper); !s.ok()) {
+  if (absl::Status s = FsConfigFd(fs.get(), "upperdir", layers.upper.get(), layout.upper); !s.ok()) {
     return s;
   }
-  if (absl::Status s = FsConfigFd(fs.get(), "workdir", work->get(), layout.work); !s.ok()) {
+  if (absl::Status s = FsConfigFd(fs.get(), "workdir", layers.work.get(), layout.work); !s.ok()) {
     return s;
   }
   for (const char* option : {"index", "redirect_dir", "metacopy", "xino"}) {
@@ -401,13 +433,15 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   if (!overlay.valid()) {
     return absl::ErrnoToStatus(errno, absl::StrCat("fsmount of the overlay for '", cpath, "'"));
   }
-  absl::StatusOr<MountFacts> overlay_facts = FactsOf(overlay.get(), "the new overlay");
-  if (!overlay_facts.ok()) return overlay_facts.status();
+  return overlay;
+}
 
-  // 4. Onto the container path, inside the container's namespace.
+// The overlay onto the container path, inside the container's namespace.
+absl::Status MoveOntoTarget(const Fd& overlay, const MountTarget& target, const std::string& cpath) {
   int overlay_fd = overlay.get();
-  absl::Status moved = RunInMountNamespace(
-      mntns.get(),
+  int target_fd = target.fd.get();
+  return RunInMountNamespace(
+      target.mntns.get(),
       [overlay_fd, target_fd](int*) {
         if (move_mount(overlay_fd, "", target_fd, "",
                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
@@ -416,8 +450,31 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
         return 0;
       },
       nullptr, absl::StrCat("moving the overlay onto container path '", cpath, "'"));
-  if (!moved.ok()) return moved;
-  return TierMount{layout, overlay_facts->mount_id};
+}
+
+}  // namespace
+
+absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
+  const std::string& cpath = request.path.path;
+  if (absl::Status s = CheckRequest(request); !s.ok()) return s;
+  // 1. Resolve the container path from the host, safely; open the layers.
+  absl::StatusOr<MountTarget> target = OpenMountTarget(request);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<std::vector<Fd>> lowers = OpenExtraLowers(request);
+  if (!lowers.ok()) return lowers.status();
+  absl::StatusOr<TierLayers> layers = PrepareTierLayers(request.layout, target->st, cpath);
+  if (!layers.ok()) return layers.status();
+  // 2. The current content of the path, as a detached mount.
+  absl::StatusOr<Fd> original = CloneOriginal(*target, cpath);
+  if (!original.ok()) return original.status();
+  // 3. The overlay, built in the agent's namespace.
+  absl::StatusOr<Fd> overlay = BuildOverlay(request, *lowers, *original, *layers);
+  if (!overlay.ok()) return overlay.status();
+  absl::StatusOr<MountFacts> overlay_facts = FactsOf(overlay->get(), "the new overlay");
+  if (!overlay_facts.ok()) return overlay_facts.status();
+  // 4. Onto the container path, inside the container's namespace.
+  if (absl::Status s = MoveOntoTarget(*overlay, *target, cpath); !s.ok()) return s;
+  return TierMount{request.layout, overlay_facts->mount_id};
 }
 
 absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
