@@ -11,14 +11,6 @@
 namespace gputier {
 namespace {
 
-using yaml_fields::Invalid;
-using yaml_fields::IsPlainScalar;
-using yaml_fields::KindOf;
-using yaml_fields::MapEntry;
-using yaml_fields::MappingEntries;
-using yaml_fields::ParseBoundedInt;
-using yaml_fields::Quote;
-
 absl::StatusOr<double> ParseNumber(absl::string_view source, const MapEntry& e, const std::string& key,
                                    double min, double max, absl::string_view meaning) {
   double v = 0;

@@ -7,7 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
-namespace gputier::yaml_fields {
+namespace gputier {
 
 // Where a node sits in the input, for the prefix of an error:
 // "<source>:<line>: <key path>: ".
@@ -114,4 +114,4 @@ absl::StatusOr<std::vector<MapEntry>> MappingEntries(
   return entries;
 }
 
-}  // namespace gputier::yaml_fields
+}  // namespace gputier

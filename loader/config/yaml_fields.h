@@ -1,5 +1,6 @@
 // Small helpers for reading YAML config values with errors that name the
-// file, line and key (shared by the config parsers).
+// file, line and key: the vocabulary of the config parsers, and included by
+// them only (loader/config/*.cc), so they use these names unqualified.
 #ifndef GPUTIER_LOADER_CONFIG_YAML_FIELDS_H_
 #define GPUTIER_LOADER_CONFIG_YAML_FIELDS_H_
 
@@ -12,7 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "yaml-cpp/yaml.h"
 
-namespace gputier::yaml_fields {
+namespace gputier {
 
 // "<source>:<line>: <key path>"
 std::string Where(absl::string_view source, const YAML::Node& node, absl::string_view key_path);
@@ -50,6 +51,6 @@ absl::StatusOr<std::vector<MapEntry>> MappingEntries(absl::string_view source,
                                                      const YAML::Node& map,
                                                      absl::string_view key_path);
 
-}  // namespace gputier::yaml_fields
+}  // namespace gputier
 
 #endif  // GPUTIER_LOADER_CONFIG_YAML_FIELDS_H_
