@@ -33,7 +33,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* What gt_lsm_file_open, gt_lsm_file_ioctl and gt_fexit_vfs_write do with
- * the file they are handed. */
+ * the file they are handed: gt_count_open, gt_count_ioctl or gt_count_write
+ * with typed loads and no task. */
 static __always_inline int gt_selftest_lsm(long nr, long ret, unsigned long arg0)
 {
 	enum gt_count_op op = gt_sys_exit_op(nr, ret);
@@ -44,12 +45,7 @@ static __always_inline int gt_selftest_lsm(long nr, long ret, unsigned long arg0
 	file = gt_fd_file_btf(bpf_get_current_task_btf(), gt_sys_exit_fd(op, ret, arg0));
 	if (!file)
 		return 0;
-	if (op == GT_COUNT_OPEN)
-		gt_count_open(file, GT_READ_BTF, NULL);
-	else if (op == GT_COUNT_IOCTL)
-		gt_count_ioctl(file, GT_READ_BTF, NULL);
-	else
-		gt_count_write(file, ret, GT_READ_BTF, NULL);
+	gt_count_op(op, file, ret, GT_READ_BTF, NULL);
 	return 0;
 }
 

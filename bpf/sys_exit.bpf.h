@@ -29,6 +29,18 @@ static __always_inline bool gt_in_compat_syscall(enum gt_read how, struct task_s
 	return (*task)->thread_info.status & GT_TS_COMPAT;
 }
 
+/* Counts `op` (not GT_COUNT_NONE) on `file`; `ret` is a write's bytes. */
+static __always_inline void gt_count_op(enum gt_count_op op, struct file *file, long ret,
+					enum gt_read how, struct task_struct *task)
+{
+	if (op == GT_COUNT_OPEN)
+		gt_count_open(file, how, task);
+	else if (op == GT_COUNT_IOCTL)
+		gt_count_ioctl(file, how, task);
+	else
+		gt_count_write(file, ret, how, task);
+}
+
 /*
  * Counts the exit of the syscall whose saved registers are `regs` and that
  * returned `ret`. `how` is a compile-time constant in every caller, so each
@@ -54,13 +66,7 @@ static __always_inline int gt_sys_exit(struct pt_regs *regs, long ret, enum gt_r
 		file = gt_fd_file_btf(task, fd);
 	if (!file)
 		return 0;
-
-	if (op == GT_COUNT_OPEN)
-		gt_count_open(file, how, task);
-	else if (op == GT_COUNT_IOCTL)
-		gt_count_ioctl(file, how, task);
-	else
-		gt_count_write(file, ret, how, task);
+	gt_count_op(op, file, ret, how, task);
 	return 0;
 }
 
