@@ -41,6 +41,7 @@
 #include "loader/observe/observer.h"
 #include "loader/observe/pin_dir.h"
 #include "loader/report.h"
+#include "loader/runtime/runtime_table.h"
 #include "loader/tier/tier_manager.h"
 #include "loader/tier/tier_plan.h"
 #include "loader/classify/verdict_service.h"
@@ -270,6 +271,7 @@ int Run() {
     }
     config = std::move(*loaded);
     LogInfo("config: %s", path);
+    for (const std::string& note : config.notes) LogWarning("config: %s", note);
   } else {
     LogInfo("config: built-in defaults (no --config given)");
   }
@@ -386,7 +388,7 @@ int Run() {
   verdict_options.policy = config.policy;
   verdict_options.classes = config.classes;
   verdict_options.state_dir = state_dir;
-  verdict_options.runc_roots = config.tiers.runc_roots;
+  verdict_options.runc_roots = RootsOf(config.tiers, *FindRuntime("runc"));
   verdict_options.gpu_selectors = SelectorPairs(*devices);
   absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
       verdict_options, stats_fd, (*observer)->map_fd(GT_MAP_VERDICTS), &*resolver);
