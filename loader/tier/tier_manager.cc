@@ -1,22 +1,20 @@
-// TierManager, the core: construction (tier roots, loaded records), the
-// worker thread's loop and each cycle (exits, recovery, adoption, overrides,
-// fast tier pressure, what each container should converge on), and the
-// status it publishes. The steps themselves (and Converge) are in
-// tier_manager_steps.cc, recovery in tier_manager_recovery.cc, and the fast
-// partitions (spare, freeing) in tier_manager_partitions.cc.
+// TierManager, the core: construction (tier roots, loaded records, what
+// each tier sits on), the threads' entry points, the worker's loop, and what
+// every step uses (the container's process, saving its record, noting an
+// error). Each cycle is in cycle.cc; the moves each have a file: promote.cc,
+// demote.cc (both open and close with step.cc), finalize.cc (the container
+// is gone), recover.cc; the overlays they mount are in overlays.cc, the fast
+// partitions in partitions.cc and the status in status.cc.
 #include "loader/tier/tier_manager.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <chrono>
-#include <optional>
+#include <cstring>
 #include <exception>
-#include <set>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -24,26 +22,18 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "loader/cgroup/cgroup_freezer.h"
-#include "loader/base/clock.h"
-#include "loader/config/config_tiers.h"
 #include "loader/base/fd.h"
 #include "loader/base/log.h"
-#include "loader/tier/tier_manager_internal.h"
-#include "loader/tier/tier_device.h"
-#include "loader/tier/fs/tier_partition.h"
+#include "loader/cgroup/cgroup_freezer.h"
+#include "loader/config/config_tiers.h"
 #include "loader/config/container_path.h"
+#include "loader/tier/fs/tier_partition.h"
+#include "loader/tier/tier_device.h"
 
 namespace gputier {
 namespace {
 
-using tier_internal::kErrorRetry;
-
 constexpr absl::Duration kCycle = absl::Milliseconds(250);
-constexpr absl::Duration kBusyRetry = absl::Milliseconds(50);
-constexpr absl::Duration kBytesEvery = absl::Seconds(30);
-// How often each container's directories are checked for their overlays.
-constexpr absl::Duration kOverlaysEvery = absl::Seconds(1);
 
 // Creates a tier root. A configured root gets only its last directory made:
 // a missing parent is most often a mount point whose device failed to mount
@@ -119,22 +109,6 @@ nlohmann::json DescribeTiers(const TierConfig& t) {
     }
   }
   return out;
-}
-
-uint64_t g_walk_bytes = 0;
-int AddBytes(const char*, const struct stat* st, int type, struct FTW*) {
-  if (type == FTW_F) g_walk_bytes += static_cast<uint64_t>(st->st_blocks) * 512;
-  return 0;
-}
-
-// Allocated bytes of the files below `dir` (0 when it does not exist). Never
-// follows symlinks or leaves the filesystem. Worker thread only.
-uint64_t DirBytes(const std::string& dir) {
-  g_walk_bytes = 0;
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
-  nftw(dir.c_str(), AddBytes, 16, FTW_PHYS | FTW_MOUNT);
-  return g_walk_bytes;
 }
 
 // The host's view a container's process must have left: the mount
@@ -368,256 +342,6 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "no process of container ", record.container_id, " is in its recorded mount namespace any more"));
-}
-
-absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup) {
-  TierRecord record;
-  record.container_id = id;
-  record.cgroup = cgroup;
-  absl::StatusOr<pid_t> pid = PidOf(record);
-  if (!pid.ok()) return pid.status();
-  struct stat st;
-  if (stat(absl::StrCat("/proc/", *pid, "/ns/mnt").c_str(), &st) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("reading the mount namespace of pid ", *pid));
-  }
-  record.mnt_ns = st.st_ino;
-  if (absl::Status s = Save(record); !s.ok()) return s;
-  LogInfo("tier: adopted container %s (cgroup %s)", id, cgroup);
-  records_[id] = std::move(record);
-  live_[id].cgroup = cgroup;
-  live_[id].recovered = true;
-  return absl::OkStatus();
-}
-
-void TierManager::RefreshBytes(const TierRecord& record, Live& live, bool force) {
-  const absl::Time now = absl::Now();
-  if (!force && now - live.bytes_at < kBytesEvery) return;
-  live.bytes_at = now;
-  live.slow_bytes = DirBytes(absl::StrCat(options_.config.slow_root, "/", record.container_id));
-  live.fast_bytes = 0;
-  if (absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
-      part.ok() && record.partition) {
-    live.fast_bytes = DirBytes(part->mount_point);
-  }
-}
-
-void TierManager::Cycle() {
-  std::vector<ContainerVerdictView> view;
-  std::map<std::string, std::pair<std::string, TierOverride>> overrides;
-  std::set<std::string> prompt;
-  bool have_view = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    view = view_;
-    overrides = overrides_;
-    prompt.swap(prompt_);
-    have_view = have_view_;
-  }
-  // An operator's request, repeated or not, is attempted now, whatever
-  // backoff an earlier error set.
-  for (const std::string& id : prompt) live_[id].retry_at = absl::InfinitePast();
-  const TierConfig& config = options_.config;
-  const std::vector<std::string> managed = ManagedPaths(config);
-
-  // Containers that are gone: write their fast data back, free the partition.
-  for (auto it = records_.begin(); it != records_.end();) {
-    absl::StatusOr<pid_t> pid = PidOf(it->second);
-    if (pid.ok() || absl::Now() < live_[it->first].retry_at) {
-      ++it;
-      continue;
-    }
-    if (absl::Status s = Finalize(it->second); !s.ok()) {
-      NoteError(it->first, s, kErrorRetry);
-      ++it;
-      continue;
-    }
-    live_.erase(it->first);
-    it = records_.erase(it);
-  }
-
-  // Recovery: every record once after start, and again any left frozen by
-  // gputierd or mid-step (a failed thaw). One that fails is retried; until
-  // it succeeds nothing else is done to the container, and a cgroup gputierd
-  // froze stays frozen: it is only thawed once the mounts match the record.
-  for (auto& [id, record] : records_) {
-    Live& live = live_[id];
-    if (live.recovered && !record.froze && record.op == TierOp::kNone) continue;
-    if (absl::Now() < live.retry_at) continue;
-    if (absl::Status s = Recover(record); !s.ok()) {
-      NoteError(id,
-                absl::Status(s.code(), absl::StrCat("recovery failed, retrying every ",
-                                                    absl::FormatDuration(kErrorRetry),
-                                                    record.froze ? " (the container stays frozen until it succeeds)"
-                                                                 : "",
-                                                    ": ", s.message())),
-                kErrorRetry);
-      continue;
-    }
-    live.recovered = true;
-  }
-  if (managed.empty()) return;
-
-  // New containers, and what the classifier and operators say of each.
-  std::map<std::string, const ContainerVerdictView*> by_id;
-  for (const ContainerVerdictView& v : view) by_id[v.container_id] = &v;
-  std::set<std::string> wanted;
-  if (have_view) {
-    for (const auto& [id, v] : by_id) wanted.insert(id);
-  }
-  for (const auto& [id, o] : overrides) wanted.insert(id);
-  for (const std::string& id : wanted) {
-    if (records_.count(id) || !ValidateContainerId(id).ok() || id[0] == '.') continue;
-    if (absl::Now() < live_[id].retry_at) continue;
-    auto o = overrides.find(id);
-    const std::string cgroup = o != overrides.end() ? o->second.first : by_id[id]->cgroup_path;
-    if (absl::Status s = Adopt(id, cgroup); !s.ok()) {
-      // Still starting: look again soon, the container is about to run.
-      NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
-    }
-  }
-  for (const auto& [id, o] : overrides) {
-    auto r = records_.find(id);
-    if (r == records_.end()) continue;  // kept until the container is adopted
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto pending = overrides_.find(id);
-      if (pending != overrides_.end() && pending->second.second == o.second) overrides_.erase(pending);
-    }
-    if (r->second.override_tier == o.second) continue;
-    r->second.override_tier = o.second;
-    live_[id].pressure_demoted = false;
-    live_[id].retry_at = absl::InfinitePast();
-    if (absl::Status s = Save(r->second); !s.ok()) NoteError(id, s, kErrorRetry);
-    LogInfo("tier: container %s: operator chose %s", id, TierOverrideName(o.second));
-  }
-  for (auto& [id, live] : live_) {
-    auto v = by_id.find(id);
-    if (v == by_id.end()) continue;
-    if (live.verdict != v->second->verdict) live.pressure_demoted = false;
-    live.verdict = v->second->verdict;
-    live.last_active_ns = v->second->last_active_ns;
-  }
-  if (!have_view && overrides.empty()) return;  // no verdicts yet: move nothing
-
-  // Fast tier pressure. Partitions set aside and being freed still count as
-  // used in statvfs; they are subtracted here, so that no container is
-  // demoted for space already on its way out. (Read before statvfs: a free
-  // that completes in between is subtracted twice, which can only delay a
-  // demotion by one cycle, never cause one.)
-  auto pressure_usage = [&]() -> absl::StatusOr<SpaceUsage> {
-    const uint64_t freeing = FreeingBytes();
-    absl::StatusOr<SpaceUsage> usage = FilesystemUsage(config.fast_root);
-    if (usage.ok()) usage->used_bytes -= std::min(usage->used_bytes, freeing);
-    return usage;
-  };
-  absl::StatusOr<SpaceUsage> fs = pressure_usage();
-  std::vector<FastHolder> holders;
-  for (const auto& [id, r] : records_) {
-    if (r.partition) holders.push_back({id, live_[id].last_active_ns, r.override_tier == TierOverride::kFast});
-  }
-  if (fs.ok() && !PickDemotions(fs->total_bytes, fs->used_bytes, config, holders).empty() && SpareReady()) {
-    KeepSpare(false);  // the spare goes before any container is demoted
-    fs = pressure_usage();
-  }
-  if (fs.ok()) {
-    for (const std::string& id : PickDemotions(fs->total_bytes, fs->used_bytes, config, holders)) {
-      if (!live_[id].pressure_demoted) {
-        LogWarning("tier: the fast tier is above its high watermark (%d of %d MiB in use): demoting "
-                   "container %s, the least recently active",
-                   fs->used_bytes >> 20, fs->total_bytes >> 20, id);
-      }
-      live_[id].pressure_demoted = true;
-    }
-  }
-  for (auto& [id, record] : records_) {
-    Live& live = live_[id];
-    if (!live.recovered || record.froze || record.op != TierOp::kNone) continue;  // recovery first
-    if (absl::Now() < live.retry_at) continue;
-    if (absl::Now() - live.overlays_checked_at >= kOverlaysEvery) {
-      live.overlays_checked_at = absl::Now();
-      if (absl::Status s = CheckOverlays(record, live); !s.ok()) {
-        if (absl::IsUnavailable(s)) live.overlays_checked_at = absl::InfinitePast();  // again with the retry
-        NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
-        continue;
-      }
-    }
-    std::map<std::string, Tier> desired = DesiredTiers(config, live.verdict, record.override_tier);
-    if (live.pressure_demoted) {
-      // Held on the slow tier until a partition fits below the low watermark.
-      TierConfig below_low = config;
-      below_low.high_watermark = config.low_watermark;
-      if (fs.ok() && PromotionFits(fs->total_bytes, fs->used_bytes, below_low) && !record.partition) {
-        live.pressure_demoted = false;
-      } else {
-        for (auto& [path, tier] : desired) tier = Tier::kSlow;
-      }
-    }
-    bool may_promote = record.partition || SpareReady();
-    if (!may_promote) {
-      absl::StatusOr<SpaceUsage> now_fs = FilesystemUsage(config.fast_root);
-      may_promote = now_fs.ok() && PromotionFits(now_fs->total_bytes, now_fs->used_bytes, config);
-    }
-    absl::Status s = Converge(record, live, desired, may_promote);
-    if (!s.ok()) NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
-    RefreshBytes(record, live, /*force=*/false);
-  }
-  // One empty partition kept ready (when it fits under the high watermark)
-  // makes the next promotion a rename instead of fallocate + mkfs + mount.
-  bool pressure = false;
-  for (const auto& [id, live] : live_) pressure = pressure || live.pressure_demoted;
-  KeepSpare(!pressure);
-}
-
-void TierManager::Publish() {
-  const TierConfig& c = options_.config;
-  nlohmann::json tiers = {{"fast_root", c.fast_root},
-                          {"slow_root", c.slow_root},
-                          {"built_in_default", c.embedded_roots},
-                          {"partition_size", c.partition_size},
-                          {"high_watermark", c.high_watermark},
-                          {"low_watermark", c.low_watermark},
-                          {"tiered_paths", c.tiered_paths},
-                          {"gpu_data_paths", c.gpu_data_paths}};
-  if (absl::StatusOr<SpaceUsage> fs = FilesystemUsage(c.fast_root); fs.ok()) {
-    tiers["fast_used"] = fs->used_bytes;
-    tiers["fast_total"] = fs->total_bytes;
-  }
-  tiers["devices"] = tier_devices_;
-  tiers["fast_freeing"] = FreeingBytes();  // part of fast_used: partitions being freed
-  nlohmann::json rows = nlohmann::json::array();
-  for (const auto& [id, r] : records_) {
-    const Live& live = live_[id];
-    nlohmann::json paths = nlohmann::json::object();
-    bool any_fast = false, any_slow = false;
-    for (const auto& [path, tier] : r.paths) {
-      paths[path] = std::string(TierName(tier));
-      (tier == Tier::kFast ? any_fast : any_slow) = true;
-    }
-    nlohmann::json row = {{"container_id", id},
-                          {"cgroup", r.cgroup},
-                          {"tier", any_fast ? (any_slow ? "mixed" : "fast") : "slow"},
-                          {"paths", paths},
-                          {"override", std::string(TierOverrideName(r.override_tier))},
-                          {"verdict", std::string(VerdictName(live.verdict))},
-                          {"op", std::string(TierOpName(r.op))},
-                          {"bytes_fast", live.fast_bytes},
-                          {"bytes_slow", live.slow_bytes},
-                          {"pressure_demoted", live.pressure_demoted},
-                          {"last_error", live.last_error.empty() ? nlohmann::json(nullptr)
-                                                                 : nlohmann::json(live.last_error)}};
-    if (r.froze) row["frozen"] = true;  // by gputierd, mid-step or until a failed recovery succeeds
-    if (const absl::Time now = absl::Now(); live.retry_at > now) {
-      row["retry_in_ms"] = absl::ToInt64Milliseconds(live.retry_at - now);  // backing off after an error
-    }
-    if (live.last_promotion_ms >= 0) row["last_promotion_ms"] = live.last_promotion_ms;
-    if (live.last_demotion_ms >= 0) row["last_demotion_ms"] = live.last_demotion_ms;
-    row["promotions"] = live.promotions;  // since this gputierd started
-    row["demotions"] = live.demotions;
-    row["writeback_bytes"] = live.writeback_bytes;
-    rows.push_back(std::move(row));
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  status_ = {{"tiers", tiers}, {"containers", rows}};
 }
 
 }  // namespace gputier

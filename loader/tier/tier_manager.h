@@ -137,24 +137,125 @@ class TierManager {
     absl::Time bytes_at = absl::InfinitePast();
   };
 
+  // tier_manager.cc: the worker thread, and what every step uses.
   void Loop();
+  absl::StatusOr<pid_t> PidOf(const TierRecord& record);
+  absl::Status Save(const TierRecord& record);
+  std::string CgroupDir(const TierRecord& record) const;
+  void NoteError(const std::string& container_id, const absl::Status& status, absl::Duration retry);
+
+  // cycle.cc: one pass of the worker over every container.
+  //   TakeInput            the classifier's view and operator requests, copied
+  //   FinalizeGone         containers that are gone (finalize.cc)
+  //   RecoverPending       records not recovered yet (recover.cc)
+  //   AdoptNew             containers seen for the first time
+  //   ApplyOverrides       operator choices into the records
+  //   NoteVerdicts         each container's verdict and last activity
+  //   MarkPressureDemotions  whom the fast tier's high watermark demotes
+  //   ConvergeAll          each container onto its desired tiers
+  //   KeepSpare            one empty partition ready (partitions.cc)
+  struct CycleInput {
+    std::vector<ContainerVerdictView> view;
+    std::map<std::string, std::pair<std::string, TierOverride>> overrides;  // id -> (cgroup, choice)
+    std::set<std::string> prompt;  // ids with an operator request since the last cycle
+    bool have_view = false;
+  };
+  using ViewById = std::map<std::string, const ContainerVerdictView*>;
   void Cycle();
-  absl::Status Recover(TierRecord& record);
+  CycleInput TakeInput();
+  void FinalizeGone();
+  void RecoverPending();
+  void AdoptNew(const CycleInput& in, const ViewById& by_id);
   absl::Status Adopt(const std::string& container_id, const std::string& cgroup);
+  void ApplyOverrides(const CycleInput& in);
+  void NoteVerdicts(const ViewById& by_id);
+  // statvfs of the fast root, less the partitions set aside and being freed.
+  absl::StatusOr<SpaceUsage> FastUsageLessFreeing();
+  absl::StatusOr<SpaceUsage> MarkPressureDemotions();
+  void ConvergeAll(const absl::StatusOr<SpaceUsage>& fs);
+  // The tiers `record`'s directories should be on now: the verdict's (or
+  // override's), held on the slow tier while pressure-demoted.
+  std::map<std::string, Tier> DesiredNow(const TierRecord& record, Live& live,
+                                         const absl::StatusOr<SpaceUsage>& fs);
+  bool MayPromote(const TierRecord& record);
+  bool AnyPressureDemoted() const;
   absl::Status Converge(TierRecord& record, Live& live, const std::map<std::string, Tier>& desired,
                         bool may_promote);
+
+  // What is mounted at `path` in the container: our slow overlay, our fast
+  // overlay, nothing of ours, or a foreign overlay (an error).
+  enum class Observed { kNone, kSlow, kFast };
+
+  // step.cc: the opening and closing that promote and demote share.
+  //   LookUp      the container's process and what `path` shows now
+  //   RecordTier  `path` already shows the tier wanted: only the record moves
+  //   BeginStep   the step, and the freeze about to happen, recorded in one write
+  //   Freeze      the cgroup frozen (AbandonStep when that fails)
+  //   EndStep     the outcome recorded, the step cleared, the cgroup thawed
+  struct Found {
+    pid_t pid = 0;
+    Observed seen = Observed::kNone;
+    uint64_t mount_id = 0;  // of what is mounted at the path
+  };
+  absl::StatusOr<Found> LookUp(const TierRecord& record, const std::string& path);
+  absl::Status RecordTier(TierRecord& record, const std::string& path, Tier tier);
+  absl::Status BeginStep(TierRecord& record, TierOp op, const std::string& path);
+  absl::StatusOr<ScopedFreeze> Freeze(TierRecord& record);
+  // A step that could not start: cleared from the record, which is saved as
+  // it was, and a partition that no directory uses is freed.
+  absl::Status AbandonStep(TierRecord& record, absl::Status why);
+  absl::Status EndStep(TierRecord& record, const std::string& path, Tier reached, ScopedFreeze& freeze,
+                       absl::Status result);
+  // Thaws what `freeze` froze and records that; a failed thaw leaves
+  // record.froze set, so the next cycle recovers (and thaws) the container.
+  absl::Status Thaw(TierRecord& record, ScopedFreeze& freeze);
+
+  // promote.cc
   absl::Status Promote(TierRecord& record, const std::string& path);
+  // The slow overlay mounted again under a directory that lost it, before
+  // it is promoted; `found` then describes it.
+  absl::Status RestoreSlowBeforePromotion(TierRecord& record, const std::string& path, Found& found);
+  // The container's partition mounted, and `path`'s fast layer in it empty.
+  absl::Status PreparePartition(const TierRecord& record, const PartitionPaths& part, bool mounted,
+                                const std::string& path);
+  // With the container frozen: the slow overlay swapped for the fast one
+  // (the slow one put back when the fast one cannot be mounted).
+  absl::Status SwapSlowForFast(const Found& found, const TierRecord& record, const std::string& path,
+                               uint64_t* fast_mount);
+
+  // demote.cc
   absl::Status Demote(TierRecord& record, const std::string& path);
+  // A fast overlay that was unmounted while gputierd ran, said once: returns
+  // the mount id it had, to look for references into it (0 when that id is
+  // in use again).
+  uint64_t ReportLostFastOverlay(const TierRecord& record, Live& live, pid_t pid, const std::string& path);
+  // Unavailable (retried soon) while a process of the container holds
+  // anything open on the fast overlay `fast_mount` (0: none to look for).
+  absl::Status CheckFastOverlayUnused(const TierRecord& record, uint64_t fast_mount, bool lost,
+                                      const std::string& path);
+  // With the container frozen: the fast overlay unmounted (unless lost),
+  // its layer folded into the slow one, and the slow overlay mounted (the
+  // fast one put back when that fails after the unmount).
+  absl::Status SwapFastForSlow(const Found& found, bool lost, const TierRecord& record, Live& live,
+                               const std::string& path);
+
+  // finalize.cc: the container is gone.
   absl::Status Finalize(TierRecord& record);
+
+  // recover.cc
+  absl::Status Recover(TierRecord& record);
+  // Finishes or rolls back a step left in flight; the directories whose fast
+  // layers it folded into their slow ones are added to `folded`.
+  absl::Status FinishInterruptedStep(pid_t pid, TierRecord& record, std::vector<std::string>& folded);
   // Gives each recorded directory that lost its overlay while gputierd ran
   // the one its record names: the slow overlay again, or, for a fast one,
   // a demotion without the unmount (its fast layer folded into the slow one).
   absl::Status CheckOverlays(TierRecord& record, Live& live);
   absl::Status RemountSlow(pid_t pid, const TierRecord& record, const std::string& path);
+  // Thaws a cgroup that the record says gputierd froze (recovery, exit).
+  absl::Status ThawRecorded(TierRecord& record);
 
-  // What is mounted at `path` in the container: our slow overlay, our fast
-  // overlay, nothing of ours, or a foreign overlay (an error).
-  enum class Observed { kNone, kSlow, kFast };
+  // overlays.cc: one directory's two overlays.
   // Where one tiered directory's two layers live: the slow one under the
   // slow root, the fast one inside the container's partition.
   struct PathLayouts {
@@ -164,12 +265,12 @@ class TierManager {
   absl::StatusOr<PathLayouts> LayoutsOf(const TierRecord& record, const std::string& path) const;
   absl::StatusOr<Observed> Observe(pid_t pid, const TierRecord& record, const std::string& path,
                                    uint64_t* mount_id);
-  absl::StatusOr<pid_t> PidOf(const TierRecord& record);
-  absl::Status Save(const TierRecord& record);
   absl::Status MountSlow(pid_t pid, const TierRecord& record, const std::string& path);
   absl::Status MountFast(pid_t pid, const TierRecord& record, const std::string& path,
                          uint64_t* mount_id = nullptr);
   absl::Status FoldFastIntoSlow(const TierRecord& record, const std::string& path, uint64_t* bytes);
+
+  // partitions.cc: the container's fast partition, the spare, and freeing.
   // After `path`'s fast layer was folded into its slow one, that layer must
   // never be mounted again (its stale copies would hide newer slow files):
   // the partition goes when no directory is fast any more, else the layer.
@@ -185,17 +286,12 @@ class TierManager {
   void KeepSpare(bool wanted);
   // At stop, with the worker joined: releases the spare in place (logged).
   void ReleaseSpareAtStop();
-  // Thaws what `freeze` froze and records that; a failed thaw leaves
-  // record.froze set, so the next cycle recovers (and thaws) the container.
-  absl::Status Thaw(TierRecord& record, ScopedFreeze& freeze);
-  // Thaws a cgroup that the record says gputierd froze (recovery, exit).
-  absl::Status ThawRecorded(TierRecord& record);
-  std::string CgroupDir(const TierRecord& record) const;
+
+  // status.cc: what `gputierctl status` and the metrics show.
   void Publish();
   void RefreshBytes(const TierRecord& record, Live& live, bool force);
-  void NoteError(const std::string& container_id, const absl::Status& status, absl::Duration retry);
 
-  // The thread that frees partitions set aside.
+  // partitions.cc: the thread that frees partitions set aside.
   struct Freeing {
     AsidePartition part;
     std::string error;  // of the last failed attempt; retried at retry_at

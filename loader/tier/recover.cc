@@ -1,7 +1,8 @@
-// TierManager's recovery: checking each record against what is mounted in
-// its container and finishing or rolling back a step left in flight
-// (Recover), checking every second that each directory still carries its
-// overlay (CheckOverlays, RemountSlow), and thawing a cgroup gputierd froze.
+// Recovery: on start (and after a failed thaw), each record is checked
+// against what is mounted in its container and a step left in flight is
+// finished or rolled back (Recover); while running, each directory is
+// checked every second to still carry its overlay (CheckOverlays,
+// RemountSlow); and a cgroup gputierd froze is thawed (ThawRecorded).
 #include <string>
 #include <vector>
 
@@ -18,32 +19,7 @@ absl::Status TierManager::Recover(TierRecord& record) {
   if (!pid.ok()) return absl::OkStatus();  // gone: the next cycle finalizes it
   std::vector<std::string> folded;  // fast layers now in the slow ones: never to be mounted again
   if (record.op != TierOp::kNone) {
-    const std::string path = record.op_path;
-    absl::StatusOr<Observed> seen = Observe(*pid, record, path, nullptr);
-    if (!seen.ok()) return seen.status();
-    LogInfo("tier: container %s: finishing a %s of %s interrupted by a restart (found %s)",
-            record.container_id, TierOpName(record.op), path,
-            *seen == Observed::kFast ? "the fast overlay" : *seen == Observed::kSlow ? "the slow overlay"
-                                                                                     : "no overlay");
-    if (record.op == TierOp::kPromote) {
-      if (*seen == Observed::kFast) record.paths[path] = Tier::kFast;
-      if (*seen == Observed::kNone) {
-        if (absl::Status s = MountSlow(*pid, record, path); !s.ok()) return s;
-        record.paths[path] = Tier::kSlow;
-      }
-    } else {
-      if (*seen == Observed::kNone) {
-        if (absl::Status s = FoldFastIntoSlow(record, path, nullptr); !s.ok()) return s;
-        if (absl::Status s = MountSlow(*pid, record, path); !s.ok()) return s;
-      }
-      if (*seen != Observed::kFast) {
-        record.paths[path] = Tier::kSlow;
-        folded.push_back(path);
-      }
-    }
-    record.op = TierOp::kNone;
-    record.op_path.clear();
-    if (absl::Status s = Save(record); !s.ok()) return s;
+    if (absl::Status s = FinishInterruptedStep(*pid, record, folded); !s.ok()) return s;
   }
   // Every recorded directory must carry the overlay its record names.
   for (auto& [path, tier] : record.paths) {
@@ -71,6 +47,34 @@ absl::Status TierManager::Recover(TierRecord& record) {
     if (absl::Status s = DiscardFastLayer(record, path); !s.ok()) return s;
   }
   return FreePartitionIfUnused(record);
+}
+
+absl::Status TierManager::FinishInterruptedStep(pid_t pid, TierRecord& record, std::vector<std::string>& folded) {
+  const std::string path = record.op_path;
+  absl::StatusOr<Observed> seen = Observe(pid, record, path, nullptr);
+  if (!seen.ok()) return seen.status();
+  LogInfo("tier: container %s: finishing a %s of %s interrupted by a restart (found %s)", record.container_id,
+          TierOpName(record.op), path,
+          *seen == Observed::kFast ? "the fast overlay" : *seen == Observed::kSlow ? "the slow overlay" : "no overlay");
+  if (record.op == TierOp::kPromote) {
+    if (*seen == Observed::kFast) record.paths[path] = Tier::kFast;
+    if (*seen == Observed::kNone) {
+      if (absl::Status s = MountSlow(pid, record, path); !s.ok()) return s;
+      record.paths[path] = Tier::kSlow;
+    }
+  } else {
+    if (*seen == Observed::kNone) {
+      if (absl::Status s = FoldFastIntoSlow(record, path, nullptr); !s.ok()) return s;
+      if (absl::Status s = MountSlow(pid, record, path); !s.ok()) return s;
+    }
+    if (*seen != Observed::kFast) {
+      record.paths[path] = Tier::kSlow;
+      folded.push_back(path);
+    }
+  }
+  record.op = TierOp::kNone;
+  record.op_path.clear();
+  return Save(record);
 }
 
 absl::Status TierManager::CheckOverlays(TierRecord& record, Live& live) {

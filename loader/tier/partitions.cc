@@ -1,6 +1,9 @@
-// TierManager's fast partitions: the spare kept ready for the next
-// promotion, freeing a partition no directory uses any more, and the thread
-// that releases partitions set aside (FreerLoop).
+// Freeing a fast partition, and the spare: a partition no directory uses
+// any more (or a fast layer that was folded back) is discarded
+// (FreePartitionIfUnused, DiscardFastLayer); a partition is set aside in one
+// rename and released on the freeing thread (FreePartition, FreerLoop); one
+// empty spare partition is kept ready for the next promotion (KeepSpare,
+// TakePartition) and released at stop.
 #include <fcntl.h>
 #include <unistd.h>
 
