@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@
 
 namespace gputier {
 namespace {
+
+// podman lists every container of its storage in one file.
+constexpr size_t kMaxPodmanNamesBytes = size_t{16} << 20;
 
 // openat2 beneath `dir_fd`, no symlinks anywhere, no crossing mounts.
 int OpenBeneath(int dir_fd, const std::string& name, uint64_t flags) {
@@ -57,9 +61,9 @@ absl::StatusOr<RuntimeState> ReadState(const std::string& root, const std::strin
   Fd dir(OpenBeneath(root_fd.get(), relative, O_PATH | O_DIRECTORY));
   if (!dir.valid()) return absl::NotFoundError(absl::StrCat(root, "/", relative, " does not exist"));
   const std::string shown = absl::StrCat(root, "/", relative);
-  absl::StatusOr<std::string> text = ReadBeneath(dir.get(), std::string(kRuncStateFile), shown);
+  absl::StatusOr<std::string> text = ReadBeneath(dir.get(), std::string(kRuncStateFile), shown, kMaxRuntimeFileBytes);
   if (text.ok()) return ParseRuncState(*text);
-  text = ReadBeneath(dir.get(), std::string(kCrunStateFile), shown);
+  text = ReadBeneath(dir.get(), std::string(kCrunStateFile), shown, kMaxRuntimeFileBytes);
   if (text.ok()) return ParseCrunStatus(*text);
   return absl::NotFoundError(absl::StrCat(shown, " holds no ", kRuncStateFile, " or ", kCrunStateFile));
 }
@@ -81,7 +85,8 @@ bool Within(absl::string_view inner, absl::string_view outer) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadBeneath(int dir_fd, const std::string& name, const std::string& shown) {
+absl::StatusOr<std::string> ReadBeneath(int dir_fd, const std::string& name, const std::string& shown,
+                                        size_t max_bytes) {
   Fd fd(OpenBeneath(dir_fd, name, O_RDONLY | O_NONBLOCK));
   if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", shown, "/", name));
   struct stat st;
@@ -89,17 +94,17 @@ absl::StatusOr<std::string> ReadBeneath(int dir_fd, const std::string& name, con
   if (!S_ISREG(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(shown, "/", name, " is not a regular file"));
   }
-  if (static_cast<uint64_t>(st.st_size) > kMaxRuntimeFileBytes) {
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     return absl::FailedPreconditionError(
-        absl::StrCat(shown, "/", name, " is larger than ", kMaxRuntimeFileBytes, " bytes"));
+        absl::StrCat(shown, "/", name, " is larger than ", max_bytes, " bytes"));
   }
   std::string text;
-  if (int err = ReadAll(fd.get(), &text, kMaxRuntimeFileBytes + 1); err != 0) {
+  if (int err = ReadAll(fd.get(), &text, max_bytes + 1); err != 0) {
     return absl::ErrnoToStatus(err, absl::StrCat("reading ", shown, "/", name));
   }
-  if (text.size() > kMaxRuntimeFileBytes) {
+  if (text.size() > max_bytes) {
     return absl::FailedPreconditionError(
-        absl::StrCat(shown, "/", name, " is larger than ", kMaxRuntimeFileBytes, " bytes"));
+        absl::StrCat(shown, "/", name, " is larger than ", max_bytes, " bytes"));
   }
   return text;
 }
@@ -109,7 +114,30 @@ absl::StatusOr<std::string> ReadBundleConfig(const std::string& bundle) {
   // /var/run; what lies beneath it is not followed through symlinks.
   Fd dir(open(bundle.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening bundle ", bundle));
-  return ReadBeneath(dir.get(), "config.json", bundle);
+  return ReadBeneath(dir.get(), "config.json", bundle, kMaxRuntimeFileBytes);
+}
+
+absl::StatusOr<OciWorkload> ReadWorkload(const ConfirmedContainer& container) {
+  const std::string& id = container.state.id;
+  absl::StatusOr<std::string> text = ReadBundleConfig(container.state.bundle);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<OciWorkload> workload = ParseOciConfig(*text, id);
+  if (!workload.ok()) {
+    return absl::Status(workload.status().code(),
+                        absl::StrCat(container.state.bundle, "/", workload.status().message()));
+  }
+  const WorkloadIdentity& who = workload->identity;
+  if (container.runtime == "podman" && who.pod.empty() && who.pod_namespace.empty() && who.container.empty()) {
+    if (std::optional<std::string> names = PodmanNamesFile(container.state.bundle, id)) {
+      const std::string dir = names->substr(0, names->rfind('/'));
+      Fd fd(open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      absl::StatusOr<std::string> list =
+          fd.valid() ? ReadBeneath(fd.get(), "containers.json", dir, kMaxPodmanNamesBytes)
+                     : absl::StatusOr<std::string>(absl::NotFoundError(dir));
+      if (list.ok()) workload->identity.container = PodmanNameOf(*list, id);
+    }
+  }
+  return workload;
 }
 
 absl::StatusOr<ConfirmedContainer> ConfirmWithRuntime(const TierConfig& config,

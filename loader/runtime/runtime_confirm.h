@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "loader/config/config.h"
+#include "loader/runtime/oci_config.h"
 #include "loader/runtime/runtime_table.h"
 
 namespace gputier {
@@ -36,14 +37,22 @@ absl::StatusOr<ConfirmedContainer> ConfirmWithRuntime(const TierConfig& config,
                                                       const std::string& id,
                                                       const std::string& cgroup);
 
+// The confirmed container's identity and overrides: its bundle's
+// config.json annotations, and podman's name for it where the bundle is in
+// podman's storage. A bundle that cannot be read or parsed is an error (the
+// caller names the container by its short id and applies the config).
+absl::StatusOr<OciWorkload> ReadWorkload(const ConfirmedContainer& container);
+
 // Reads <bundle>/config.json as root reads a file it does not trust: the
 // bundle directory opened O_DIRECTORY, config.json beneath it with
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS and O_NOFOLLOW, a regular file of at
 // most kMaxRuntimeFileBytes.
 absl::StatusOr<std::string> ReadBundleConfig(const std::string& bundle);
 
-// Reads a runtime-written file `name` under directory fd `dir_fd` the same way.
-absl::StatusOr<std::string> ReadBeneath(int dir_fd, const std::string& name, const std::string& shown);
+// Reads a runtime-written file `name` under directory fd `dir_fd` the same
+// way, refusing one larger than `max_bytes`.
+absl::StatusOr<std::string> ReadBeneath(int dir_fd, const std::string& name, const std::string& shown,
+                                        size_t max_bytes);
 
 }  // namespace gputier
 
