@@ -41,6 +41,7 @@
 #include "loader/observe/observer.h"
 #include "loader/observe/pin_dir.h"
 #include "loader/report.h"
+#include "loader/runtime/runtime_table.h"
 #include "loader/tier/tier_manager.h"
 #include "loader/tier/tier_plan.h"
 #include "loader/classify/verdict_service.h"
@@ -284,7 +285,9 @@ absl::StatusOr<Config> LoadConfig() {
     return DefaultConfig();
   }
   absl::StatusOr<Config> loaded = LoadConfigFile(path);
-  if (loaded.ok()) LogInfo("config: %s", path);
+  if (!loaded.ok()) return loaded;
+  LogInfo("config: %s", path);
+  for (const std::string& note : loaded->notes) LogWarning("config: %s", note);
   return loaded;
 }
 
@@ -396,7 +399,7 @@ absl::StatusOr<std::unique_ptr<VerdictService>> StartVerdicts(const Config& conf
   verdict_options.policy = config.policy;
   verdict_options.classes = config.classes;
   verdict_options.state_dir = state_dir;
-  verdict_options.runc_roots = config.tiers.runc_roots;
+  verdict_options.runc_roots = RootsOf(config.tiers, *FindRuntime("runc"));
   verdict_options.gpu_selectors = SelectorPairs(devices);
   absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
       verdict_options, observer.map_fd(GT_MAP_CG_STATS), observer.map_fd(GT_MAP_VERDICTS), resolver);

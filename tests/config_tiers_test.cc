@@ -1,6 +1,8 @@
 // The tiering part of the config: tiers:, tiered_paths:, gpu_data_paths:,
-// runc_roots: — defaults, every key, and one clear error per bad value.
+// runtime_roots: and the deprecated runc_roots: — defaults, every key, and one clear error per bad value.
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
@@ -20,7 +22,7 @@ TEST(TierConfig, DefaultIsTheLocalDiskAndNothingTiered) {
   EXPECT_TRUE(t.tiered_paths.empty());
   EXPECT_TRUE(t.gpu_data_paths.empty());
   EXPECT_EQ(t.partition_size, uint64_t{2} << 30);
-  EXPECT_EQ(t.runc_roots, std::vector<std::string>{"/run/runc"});
+  EXPECT_TRUE(t.runtime_roots.empty());  // every runtime keeps its defaults
 }
 
 TEST(TierConfig, EveryKeyIsRead) {
@@ -29,7 +31,7 @@ TEST(TierConfig, EveryKeyIsRead) {
       "  high_watermark: 0.8\n  low_watermark: 0.6\n"
       "tiered_paths: [/data, /var//cache/./x]\n"
       "gpu_data_paths: [/ckpt]\n"
-      "runc_roots: [/run/runc, /tmp/r]\n",
+      "runtime_roots:\n  runc: [/run/runc, /tmp/r/]\n  containerd: [/tmp/c]\n",
       "t.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   const TierConfig& t = c->tiers;
@@ -41,7 +43,37 @@ TEST(TierConfig, EveryKeyIsRead) {
   EXPECT_DOUBLE_EQ(t.low_watermark, 0.6);
   EXPECT_EQ(t.tiered_paths, (std::vector<std::string>{"/data", "/var/cache/x"}));
   EXPECT_EQ(t.gpu_data_paths, std::vector<std::string>{"/ckpt"});
-  EXPECT_EQ(t.runc_roots, (std::vector<std::string>{"/run/runc", "/tmp/r"}));
+  EXPECT_EQ(t.runtime_roots, (std::map<std::string, std::vector<std::string>>{
+                                 {"runc", {"/run/runc", "/tmp/r"}}, {"containerd", {"/tmp/c"}}}));
+  EXPECT_TRUE(c->notes.empty());
+}
+
+TEST(TierConfig, DeprecatedRuncRootsStillWorkAndSayWhatToWriteInstead) {
+  absl::StatusOr<Config> c = ParseConfig("runc_roots: [/tmp/r]\n", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tiers.runtime_roots.at("runc"), std::vector<std::string>{"/tmp/r"});
+  ASSERT_EQ(c->notes.size(), 1u);
+  EXPECT_EQ(c->notes[0], "t.yaml: runc_roots is deprecated; write runtime_roots: {runc: [/tmp/r]} instead");
+}
+
+TEST(TierConfig, BadRuntimeRootsAreRefusedWithTheFix) {
+  struct Case {
+    const char* yaml;
+    const char* said;
+  };
+  const Case cases[] = {
+      {"runtime_roots: [/run/runc]\n", "not a mapping"},
+      {"runtime_roots:\n  rkt: [/run/rkt]\n", "name one of runc, podman, containerd, cri-o, docker"},
+      {"runtime_roots:\n  runc: /run/runc\n", "not a list"},
+      {"runtime_roots:\n  runc: [run/runc]\n", "runtime_roots.runc[0]"},
+      {"runtime_roots:\n  podman: [/run/crun, /run/crun]\n", "listed twice"},
+      {"runc_roots: [/a]\nruntime_roots:\n  runc: [/b]\n", "remove the deprecated runc_roots"},
+      {"runtime_roots:\n  runc: [/b]\nrunc_roots: [/a]\n", "remove the deprecated runc_roots"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = ErrorOf(c.yaml);
+    EXPECT_TRUE(absl::StrContains(s.message(), c.said)) << c.yaml << " -> " << s;
+  }
 }
 
 TEST(TierConfig, OnlyOneTierIsRefusedNamingBoth) {

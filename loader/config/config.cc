@@ -33,7 +33,7 @@ namespace {
 
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
-    "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
+    "runtime_roots, runc_roots (deprecated), enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
     "control_read_group, metrics";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
@@ -472,8 +472,20 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       status = ParseContainerPathList(source, value, key, &config.tiers.tiered_paths);
     } else if (key == "gpu_data_paths") {
       status = ParseContainerPathList(source, value, key, &config.tiers.gpu_data_paths);
+    } else if (key == "runtime_roots") {
+      if (config.tiers.runtime_roots.count("runc") && value.IsMap() && value["runc"]) {
+        status = Invalid(source, value, "runtime_roots.runc", "repeats runc_roots",
+                         "keep runtime_roots.runc and remove the deprecated runc_roots");
+      } else {
+        status = ParseRuntimeRoots(source, value, &config.tiers.runtime_roots);
+      }
     } else if (key == "runc_roots") {
-      status = ParseRuncRoots(source, value, &config.tiers.runc_roots);
+      if (config.tiers.runtime_roots.count("runc")) {
+        status = Invalid(source, value, "runc_roots", "repeats runtime_roots.runc",
+                         "keep runtime_roots.runc and remove the deprecated runc_roots");
+      } else {
+        status = ParseRuncRoots(source, value, &config.tiers.runtime_roots, &config.notes);
+      }
     } else if (key == "enforcement") {
       status = ParseEnforcementMode(source, value, &config.enforcement);
     } else if (key == "enforcement_if_unavailable") {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -75,9 +76,11 @@ struct TierConfig {
   std::vector<std::string> tiered_paths;
   // Directories of MIXED containers that go fast (the rest stays slow).
   std::vector<std::string> gpu_data_paths;
-  // runc state directories (`runc --root`), for telling runc containers
-  // from other cgroups.
-  std::vector<std::string> runc_roots = {"/run/runc"};
+  // `runtime_roots:`: per runtime (a name of KnownRuntimeNames()), the
+  // directories its OCI runtime keeps container state in, where a container
+  // found by its cgroup is confirmed before anything is mounted. A runtime
+  // not named keeps its defaults (loader/runtime/runtime_table.cc).
+  std::map<std::string, std::vector<std::string>> runtime_roots;
 };
 
 // The fast-tier guard and tamper watch (LSM mode only); docs/AUDIT.md.
@@ -121,6 +124,9 @@ struct Config {
   // control commands (status, explain); empty: root only.
   std::string control_read_group;
   MetricsConfig metrics;
+  // What the file says that still works but should be written otherwise
+  // (a deprecated key): one sentence each, logged by gputierd at start.
+  std::vector<std::string> notes;
 };
 
 // The configuration used when no --config is given.

@@ -1,12 +1,15 @@
 #include "loader/config/config_tiers.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "loader/config/container_path.h"
 #include "loader/config/yaml_fields.h"
 
@@ -225,21 +228,74 @@ absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& 
   return absl::OkStatus();
 }
 
-absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
-                            std::vector<std::string>* out) {
+const std::vector<std::string>& KnownRuntimeNames() {
+  static const std::vector<std::string>* const names =
+      new std::vector<std::string>{"runc", "podman", "containerd", "cri-o", "docker"};
+  return *names;
+}
+
+namespace {
+
+// A list of absolute directories, each once.
+absl::Status ParseRootList(absl::string_view source, const YAML::Node& node, const std::string& key,
+                           std::vector<std::string>* out) {
   if (!node.IsSequence()) {
-    return Invalid(source, node, "runc_roots", absl::StrCat("is ", KindOf(node), ", not a list"),
-                   "write a list of runc state directories, such as [/run/runc]");
+    return Invalid(source, node, key, absl::StrCat("is ", KindOf(node), ", not a list"),
+                   "write a list of the runtime's state directories, such as [/run/runc]");
   }
   out->clear();
   for (size_t i = 0; i < node.size(); ++i) {
     const YAML::Node item = node[i];
-    if (!item.IsScalar() || item.Scalar().empty() || item.Scalar()[0] != '/') {
-      return Invalid(source, item, absl::StrCat("runc_roots[", i, "]"), "is not an absolute directory",
-                     "write runc's --root directory, such as /run/runc");
+    const std::string where = absl::StrCat(key, "[", i, "]");
+    std::string path = item.IsScalar() ? item.Scalar() : "";
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    if (absl::Status s = ValidateTierRoot(path); !s.ok() || path == "/") {
+      return Invalid(source, item, where, "is not an absolute directory",
+                     "write the runtime's --root directory, such as /run/runc");
     }
-    out->push_back(item.Scalar());
+    for (const std::string& seen : *out) {
+      if (seen == path) {
+        return Invalid(source, item, where, absl::StrCat(Quote(path), " is listed twice"),
+                       "list each directory once");
+      }
+    }
+    out->push_back(path);
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ParseRuntimeRoots(absl::string_view source, const YAML::Node& node,
+                               std::map<std::string, std::vector<std::string>>* out) {
+  const std::string names = absl::StrJoin(KnownRuntimeNames(), ", ");
+  if (!node.IsMap()) {
+    return Invalid(source, node, "runtime_roots", absl::StrCat("is ", KindOf(node), ", not a mapping"),
+                   absl::StrCat("write runtime: [directories] for runtimes of ", names,
+                                ", such as {runc: [/run/runc]}"));
+  }
+  absl::StatusOr<std::vector<MapEntry>> entries = MappingEntries(source, node, "runtime_roots");
+  if (!entries.ok()) return entries.status();
+  for (const MapEntry& e : *entries) {
+    const std::string key = absl::StrCat("runtime_roots.", e.key);
+    if (std::find(KnownRuntimeNames().begin(), KnownRuntimeNames().end(), e.key) ==
+        KnownRuntimeNames().end()) {
+      return Invalid(source, e.key_node, key, "is not a runtime gputier knows",
+                     absl::StrCat("name one of ", names));
+    }
+    if (absl::Status s = ParseRootList(source, e.value, key, &(*out)[e.key]); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
+                            std::map<std::string, std::vector<std::string>>* out,
+                            std::vector<std::string>* notes) {
+  std::vector<std::string> roots;
+  if (absl::Status s = ParseRootList(source, node, "runc_roots", &roots); !s.ok()) return s;
+  notes->push_back(absl::StrCat(source, ": runc_roots is deprecated; write runtime_roots: {runc: [",
+                                absl::StrJoin(roots, ", "), "]} instead"));
+  (*out)["runc"] = std::move(roots);
   return absl::OkStatus();
 }
 

@@ -1,9 +1,11 @@
 // The tiering part of the config (internal to config.cc): `tiers:`,
-// `tiered_paths:`, `gpu_data_paths:` and `runc_roots:`.
+// `tiered_paths:`, `gpu_data_paths:`, `runtime_roots:` and
+// the deprecated `runc_roots:`.
 #ifndef GPUTIER_LOADER_CONFIG_CONFIG_TIERS_H_
 #define GPUTIER_LOADER_CONFIG_CONFIG_TIERS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,9 +30,20 @@ absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& 
 // error names the path and why.
 absl::Status RefuseRuntimeManagedPath(absl::string_view path);
 
-// `runc_roots: [DIR, ...]`.
+// The runtimes `runtime_roots:` may name: runc, podman, containerd, cri-o,
+// docker (loader/runtime/runtime_table.cc has one entry for each).
+const std::vector<std::string>& KnownRuntimeNames();
+
+// `runtime_roots: {RUNTIME: [DIR, ...], ...}` into `out` (runtimes not named
+// are left out: they keep their defaults).
+absl::Status ParseRuntimeRoots(absl::string_view source, const YAML::Node& node,
+                               std::map<std::string, std::vector<std::string>>* out);
+
+// The deprecated `runc_roots: [DIR, ...]`: the same as `runtime_roots: {runc:
+// [DIR, ...]}`; adds a note saying so to `notes`.
 absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
-                            std::vector<std::string>* out);
+                            std::map<std::string, std::vector<std::string>>* out,
+                            std::vector<std::string>* notes);
 
 // Checks across keys: tiered_paths and gpu_data_paths never overlap or nest.
 absl::Status ValidateTierPaths(absl::string_view source, const TierConfig& tiers);

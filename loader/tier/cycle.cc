@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -16,8 +17,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "loader/base/log.h"
+#include "loader/cgroup/cgroup_path.h"
 #include "loader/config/config_tiers.h"
 #include "loader/config/container_path.h"
+#include "loader/runtime/oci_config.h"
+#include "loader/runtime/runtime_confirm.h"
 #include "loader/tier/fs/tier_partition.h"
 #include "loader/tier/tier_manager.h"
 #include "loader/tier/tier_manager_internal.h"
@@ -130,13 +134,42 @@ absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup
   record.cgroup = cgroup;
   absl::StatusOr<pid_t> pid = PidOf(record);
   if (!pid.ok()) return pid.status();
+  // A cgroup's name is anyone's choice: the runtime must know the container
+  // and run its init in this cgroup before anything is mounted. Not known
+  // yet is looked at again soon (a runtime writes its state as it starts).
+  const std::optional<ContainerIdentity> named = IdentifyContainer(cgroup);
+  absl::StatusOr<ConfirmedContainer> confirmed =
+      ConfirmWithRuntime(options_.config, named ? named->runtime : "", id, cgroup);
+  if (!confirmed.ok()) {
+    const absl::Status& s = confirmed.status();
+    return absl::IsNotFound(s) ? absl::UnavailableError(s.message()) : s;
+  }
   struct stat st;
   if (stat(absl::StrCat("/proc/", *pid, "/ns/mnt").c_str(), &st) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("reading the mount namespace of pid ", *pid));
   }
   record.mnt_ns = st.st_ino;
+  // Who it is and what its annotations override, from its OCI config.json.
+  std::string name = DisplayName({}, id);
+  if (absl::StatusOr<OciWorkload> workload = ReadWorkload(*confirmed); workload.ok()) {
+    name = DisplayName(workload->identity, id);
+    for (const std::string& warning : workload->warnings) LogWarning("tier: %s", warning);
+    if (workload->overrides.tier) {
+      if (absl::StatusOr<TierOverride> tier = ParseTierOverride(*workload->overrides.tier); tier.ok()) {
+        record.override_tier = *tier;
+      }
+    }
+  } else {
+    LogWarning("tier: container %s: its OCI config is not read (%s); it is named by its short id, the config applies",
+               name, workload.status().message());
+  }
   if (absl::Status s = Save(record); !s.ok()) return s;
-  LogInfo("tier: adopted container %s (cgroup %s)", id, cgroup);
+  LogInfo("tier: adopted container %s (id %s, cgroup %s, confirmed by %s in %s%s)", name, id, cgroup,
+          confirmed->runtime, confirmed->state_dir,
+          record.override_tier == TierOverride::kAuto
+              ? ""
+              : absl::StrCat(", annotation gputier.io/tier=", TierOverrideName(record.override_tier)));
+  live_[id].name = name;
   records_[id] = std::move(record);
   live_[id].cgroup = cgroup;
   live_[id].recovered = true;

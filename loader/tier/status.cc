@@ -73,6 +73,7 @@ void TierManager::Publish() {
       (tier == Tier::kFast ? any_fast : any_slow) = true;
     }
     nlohmann::json row = {{"container_id", id},
+                          {"name", live.name.empty() ? id.substr(0, 12) : live.name},
                           {"cgroup", r.cgroup},
                           {"tier", any_fast ? (any_slow ? "mixed" : "fast") : "slow"},
                           {"paths", paths},

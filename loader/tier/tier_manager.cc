@@ -296,7 +296,7 @@ void TierManager::NoteError(const std::string& id, const absl::Status& status, a
   Live& live = live_[id];
   const std::string text(status.message());
   if (text != live.last_error) {
-    LogWarning("tier: container %s: %s", id, text);
+    LogWarning("tier: container %s: %s", live.name.empty() ? id : absl::StrCat(live.name, " (", id, ")"), text);
     live.last_error = text;
   }
   live.retry_at = absl::Now() + retry;

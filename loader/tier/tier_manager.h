@@ -111,6 +111,9 @@ class TierManager {
   // Per container, in memory only.
   struct Live {
     std::string cgroup;
+    // namespace/pod/container, podman's name or the short id (OCI annotations
+    // read at adoption; empty for a record recovered after a restart).
+    std::string name;
     Verdict verdict = Verdict::kUnknown;
     uint64_t last_active_ns = 0;
     std::string last_error;

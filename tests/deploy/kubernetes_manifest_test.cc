@@ -179,7 +179,9 @@ TEST_F(KubernetesManifests, EveryNodePathGputierdUsesIsTheSameHostPath) {
                            {flags_["state-dir"], false},
                            {config->tiers.fast_root, true},
                            {config->tiers.slow_root, true}};
-  for (const std::string& r : config->tiers.runc_roots) uses.push_back({r, false});
+  for (const auto& [runtime, roots] : config->tiers.runtime_roots) {
+    for (const std::string& r : roots) uses.push_back({r, false});
+  }
   for (const Use& u : uses) {
     ASSERT_FALSE(u.path.empty()) << "a path flag is missing from the DaemonSet's args";
     auto [host, mount] = MountOf(u.path);

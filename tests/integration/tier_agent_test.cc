@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -481,6 +482,34 @@ class TierAgentTest : public ::testing::Test {
                                  " (spare), ", Lines(stray_loops), " (other)"));
     }
     return absl::StrJoin(out, "\n");
+  }
+
+  // Runs `tenant` in `cgroup_dir` (a container's cgroup in name only) while
+  // the agent is asked to tier container `id`: the log must say `refusal`,
+  // and nothing may be made for it (no record, tier directory or mount).
+  void ExpectNeverTiered(const std::string& id, const std::string& cgroup_dir, const std::string& refusal,
+                         const std::function<int()>& tenant) {
+    std::thread in_cgroup([&] { testing::RunInCgroup(cgroup_dir, tenant); });
+    // Checked while the tenant runs: the agent sees it within a tick or two.
+    bool adopted = false;
+    const bool refused = WaitFor(
+        [&] {
+          adopted = adopted || Row(id).is_object();
+          return absl::StrContains(agent_->LogTail(), refusal);
+        },
+        seconds(5), milliseconds(50));
+    absl::StatusOr<std::string> asked = Tier(id, "fast", "1s");
+    adopted = adopted || Row(id).is_object();
+    const bool slow_dir = PathExists(absl::StrCat(slow_root_, "/", id));
+    const bool fast_dir = PathExists(FastDir(id));
+    const std::vector<std::string> mounted = HostMountsUnder(slow_root_);
+    in_cgroup.join();
+    EXPECT_TRUE(refused) << "no \"" << refusal << "\" in the log\n" << Diag();
+    EXPECT_FALSE(adopted) << "a record was made for it\n" << Diag();
+    EXPECT_FALSE(slow_dir) << "a slow tier directory was made for it";
+    EXPECT_FALSE(fast_dir) << "a fast tier directory was made for it";
+    for (const std::string& m : mounted) ADD_FAILURE() << "mounted: " << m;
+    (void)asked;  // its wait times out or reports the error; the checks above are what counts
   }
 
   std::string cgroup_root_;
@@ -977,37 +1006,48 @@ TEST_F(TierAgentTest, ACgroupNamedLikeAContainerInTheHostsNamespaceIsNeverMounte
   const std::string fake = absl::StrCat(parent.path(), "/docker-", id, ".scope");
   ASSERT_EQ(mkdir(fake.c_str(), 0755), 0) << fake << ": " << strerror(errno);
   ASSERT_TRUE(StartAgent().ok()) << Diag();
-  std::thread tenant([&] {
-    testing::RunInCgroup(fake, [] {
-      for (int i = 0; i < 60; ++i) {  // 6 s of opens in the host's namespace
-        int fd = open("/etc/hostname", O_RDONLY);
-        if (fd >= 0) close(fd);
-        usleep(100 * 1000);
-      }
-      return 0;
-    });
+  ExpectNeverTiered(id, fake, "is still starting", [] {
+    for (int i = 0; i < 60; ++i) {  // 6 s of opens in the host's namespace
+      int fd = open("/etc/hostname", O_RDONLY);
+      if (fd >= 0) close(fd);
+      usleep(100 * 1000);
+    }
+    return 0;
   });
-  // Checked while the tenant runs: the agent sees it within a tick or two.
-  bool adopted = false;
-  const bool refused = WaitFor(
-      [&] {
-        adopted = adopted || Row(id).is_object();
-        return absl::StrContains(agent_->LogTail(), "is still starting");
-      },
-      seconds(5), milliseconds(50));
-  absl::StatusOr<std::string> asked = Tier(id, "fast", "1s");
-  adopted = adopted || Row(id).is_object();
-  const bool slow_dir = PathExists(absl::StrCat(slow_root_, "/", id));
-  const bool fast_dir = PathExists(FastDir(id));
-  const std::vector<std::string> mounted = HostMountsUnder(slow_root_);
-  tenant.join();
   rmdir(fake.c_str());
-  EXPECT_TRUE(refused) << "no refusal in the log\n" << Diag();
-  EXPECT_FALSE(adopted) << "a record was made for it\n" << Diag();
-  EXPECT_FALSE(slow_dir) << "a slow tier directory was made for it";
-  EXPECT_FALSE(fast_dir) << "a fast tier directory was made for it";
-  for (const std::string& m : mounted) ADD_FAILURE() << "mounted: " << m;
-  (void)asked;  // its wait times out or reports the error; the checks above are what counts
+}
+
+// A cgroup named like a podman container's (libpod-<64 hex>) whose process
+// has left the host's mount namespace and root, as a container's has, but
+// that no runtime knows (no state under any runtime root): nothing is
+// mounted, no record or tier directory is made, and the log says which roots
+// were looked in. The namespace check alone let such a process through.
+TEST_F(TierAgentTest, AContainerNoRuntimeKnowsIsNeverMounted) {
+  testing::TestCgroup parent("fake-libpod");
+  const std::string id(64, 'e');
+  const std::string fake = absl::StrCat(parent.path(), "/libpod-", id);
+  ASSERT_EQ(mkdir(fake.c_str(), 0755), 0) << fake << ": " << strerror(errno);
+  char root_tmpl[] = "/tmp/gputier-fake-root-XXXXXX";
+  ASSERT_NE(mkdtemp(root_tmpl), nullptr);
+  const std::string fake_root = root_tmpl;
+  ASSERT_EQ(mkdir((fake_root + "/data").c_str(), 0755), 0);
+  std::ofstream(fake_root + "/data/x.pt") << "weights";
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ExpectNeverTiered(id, fake, absl::StrCat("no container runtime knows container ", id), [&] {
+    // Its own mount namespace and root, as a container's process has.
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        chroot(fake_root.c_str()) != 0 || chdir("/") != 0) {
+      return 1;
+    }
+    for (int i = 0; i < 60; ++i) {  // 6 s of opens of its data
+      int fd = open("/data/x.pt", O_RDONLY);
+      if (fd >= 0) close(fd);
+      usleep(100 * 1000);
+    }
+    return 0;
+  });
+  rmdir(fake.c_str());
+  std::filesystem::remove_all(fake_root);
 }
 
 // A recovery that fails (here: the record cannot be saved, the state
