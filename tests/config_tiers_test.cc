@@ -20,13 +20,14 @@ TEST(TierConfig, DefaultIsTheLocalDiskAndNothingTiered) {
   EXPECT_TRUE(t.tiered_paths.empty());
   EXPECT_TRUE(t.gpu_data_paths.empty());
   EXPECT_EQ(t.partition_size, uint64_t{2} << 30);
+  EXPECT_EQ(t.demote_wait, absl::Seconds(60));
   EXPECT_EQ(t.runc_roots, std::vector<std::string>{"/run/runc"});
 }
 
 TEST(TierConfig, EveryKeyIsRead) {
   absl::StatusOr<Config> c = ParseConfig(
       "tiers:\n  fast: /mnt/nvme/gt/\n  slow: /mnt/sata/gt\n  partition_size: 512MiB\n"
-      "  high_watermark: 0.8\n  low_watermark: 0.6\n"
+      "  high_watermark: 0.8\n  low_watermark: 0.6\n  demote_wait: 90s\n"
       "tiered_paths: [/data, /var//cache/./x]\n"
       "gpu_data_paths: [/ckpt]\n"
       "runc_roots: [/run/runc, /tmp/r]\n",
@@ -39,6 +40,7 @@ TEST(TierConfig, EveryKeyIsRead) {
   EXPECT_EQ(t.partition_size, uint64_t{512} << 20);
   EXPECT_DOUBLE_EQ(t.high_watermark, 0.8);
   EXPECT_DOUBLE_EQ(t.low_watermark, 0.6);
+  EXPECT_EQ(t.demote_wait, absl::Seconds(90));
   EXPECT_EQ(t.tiered_paths, (std::vector<std::string>{"/data", "/var/cache/x"}));
   EXPECT_EQ(t.gpu_data_paths, std::vector<std::string>{"/ckpt"});
   EXPECT_EQ(t.runc_roots, (std::vector<std::string>{"/run/runc", "/tmp/r"}));
@@ -60,6 +62,13 @@ TEST(TierConfig, RootsThatOverlayOptionsCannotCarryAreRefused) {
     EXPECT_FALSE(s.ok()) << bad;
     EXPECT_TRUE(absl::StrContains(s.message(), "tiers.fast")) << s;
   }
+}
+
+TEST(TierConfig, DemoteWaitIsADurationWithinBounds) {
+  EXPECT_EQ(ParseConfig("tiers:\n  demote_wait: 2m\n", "t.yaml")->tiers.demote_wait, absl::Minutes(2));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: soon\n").message(), "not a duration"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: 1ms\n").message(), "tiers.demote_wait"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: 48h\n").message(), "outside"));
 }
 
 TEST(TierConfig, WatermarksMustBeOrderedFractions) {

@@ -16,6 +16,7 @@ using yaml_fields::IsPlainScalar;
 using yaml_fields::KindOf;
 using yaml_fields::MapEntry;
 using yaml_fields::MappingEntries;
+using yaml_fields::ParseDurationValue;
 using yaml_fields::ParseBoundedInt;
 using yaml_fields::Quote;
 
@@ -37,26 +38,6 @@ absl::StatusOr<double> ParseNumber(absl::string_view source, const MapEntry& e, 
                    absl::StrCat(meaning));
   }
   return v;
-}
-
-absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view source, const MapEntry& e,
-                                                  const std::string& key, absl::Duration min,
-                                                  absl::Duration max) {
-  absl::Duration d;
-  if (!IsPlainScalar(e.value) || !absl::ParseDuration(e.value.Scalar(), &d)) {
-    return Invalid(source, e.Location(), key,
-                   absl::StrCat("is ", e.value.IsScalar() ? Quote(e.value.Scalar()) : KindOf(e.value),
-                                ", not a duration"),
-                   "write a duration such as 500ms, 2s or 1m");
-  }
-  if (d < min || d > max) {
-    return Invalid(source, e.Location(), key,
-                   absl::StrCat(absl::FormatDuration(d), " is outside ", absl::FormatDuration(min), "..",
-                                absl::FormatDuration(max)),
-                   absl::StrCat("write a duration in ", absl::FormatDuration(min), "..",
-                                absl::FormatDuration(max)));
-  }
-  return d;
 }
 
 absl::Status ParseThresholds(absl::string_view source, const YAML::Node& node, PolicyConfig* p) {
