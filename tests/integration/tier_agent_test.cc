@@ -975,7 +975,8 @@ TEST_F(TierAgentTest, DemotionBlockedByAnOpenFileBacksOffPastDemoteWaitAndLosesN
   ASSERT_TRUE(Adopted(c)) << Diag();
   ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
   absl::StatusOr<CommandResult> held =
-      c.Exec("(exec 3>>/data/held.txt; echo kept >&3; exec sleep 99999) </dev/null >/dev/null 2>&1 &");
+      c.Exec("(exec 3>>/data/held.txt; echo kept >&3; while [ ! -e /tmp/release ]; do sleep 0.1; done) "
+             "</dev/null >/dev/null 2>&1 &");
   ASSERT_TRUE(held.ok()) << held.status();
   ASSERT_TRUE(WaitFor([&] { return SlurpFile(FastUpper(c.id()) + "/held.txt") == "kept\n"; }, seconds(10)))
       << Diag();
@@ -992,10 +993,18 @@ TEST_F(TierAgentTest, DemotionBlockedByAnOpenFileBacksOffPastDemoteWaitAndLosesN
       << "the blocked demotion never passed tiers.demote_wait\n" << Diag();
   EXPECT_TRUE(WaitFor([&] { return backing_off(400); }, seconds(10), milliseconds(20)))
       << "no growing backoff past the deadline (retry_in_ms " << retry_ms << ")\n" << Diag();
-  ASSERT_TRUE(c.Exec("pkill -f 'sleep 99999'").ok());
-  EXPECT_TRUE(WaitFor([&] { return Row(c.id())["tier"] == "slow"; }, seconds(15)))
+  ASSERT_TRUE(c.Exec("touch /tmp/release").ok());
+  // The file is closed; a request sent again is attempted at once, whatever the backoff.
+  EXPECT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json row = Row(c.id());
+        return row.is_object() && row["tier"] == "slow" && row["demotions"] == 1;
+      },
+      seconds(15)))
       << "not demoted once the file was closed\n" << Diag();
-  EXPECT_EQ(SlurpFile(SlowUpper(c.id()) + "/held.txt"), "kept\n");
+  EXPECT_TRUE(WaitFor([&] { return SlurpFile(SlowUpper(c.id()) + "/held.txt") == "kept\n"; }, seconds(5)))
+      << "the held file was not written back\n" << Diag();
 }
 
 // A cgroup named like a container's (docker-<64 hex>.scope) whose process
