@@ -15,7 +15,19 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/parse.h"
+
 namespace gputier::bench {
+
+// The opening every benchmark's main() shares: parses the flags and, as the
+// benchmark needs root (`root_for` says what for), refuses to go on without
+// it. Returns 0 to go on, else main's exit code.
+inline int ParseFlagsAndRequireRoot(int argc, char** argv, const char* name, const char* root_for) {
+  absl::ParseCommandLine(argc, argv);
+  if (geteuid() == 0) return 0;
+  fprintf(stderr, "%s: needs root (%s); run it with sudo\n", name, root_for);
+  return 1;
+}
 
 inline double Median(std::vector<double> v) {
   if (v.empty()) return 0;

@@ -42,7 +42,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/bench_common.h"
@@ -129,11 +128,7 @@ double Cpu(const LoopTime& t) { return t.cpu_ns; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  if (geteuid() != 0) {
-    fprintf(stderr, "gputier_bench_open_close: needs root (starts gputierd); run it with sudo\n");
-    return 1;
-  }
+  if (int rc = gputier::bench::ParseFlagsAndRequireRoot(argc, argv, "gputier_bench_open_close", "starts gputierd"); rc != 0) return rc;
   const int iterations = absl::GetFlag(FLAGS_iterations);
   const int rounds = absl::GetFlag(FLAGS_rounds);
   if (iterations <= 0 || rounds <= 0) {

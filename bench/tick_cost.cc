@@ -26,10 +26,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_common.h"
 #include "gputier/abi.h"
 #include "loader/cgroup/cgroup_resolver.h"
 #include "tests/integration/agent_harness.h"
@@ -181,11 +181,7 @@ int RunSize(int n, int ticks, double active, int holders) {
 }  // namespace gputier
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  if (geteuid() != 0) {
-    fprintf(stderr, "needs root (starts gputierd, makes cgroups)\n");
-    return 1;
-  }
+  if (int rc = gputier::bench::ParseFlagsAndRequireRoot(argc, argv, "gputier_bench_tick_cost", "starts gputierd, makes cgroups"); rc != 0) return rc;
   printf("classification tick of gputierd (tick 1 s, window 30 s)\n");
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
     int n = 0;

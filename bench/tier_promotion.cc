@@ -41,6 +41,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/container_mounts.h"
 #include "loader/base/clock.h"
 #include "loader/control/control.h"
 #include "loader/base/mount_refs.h"
@@ -60,27 +61,11 @@ namespace {
 
 using testing::AgentProcess;
 using testing::RuncContainer;
+using bench::DataOn;
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Whether /data in the container is an overlay whose upper is on `tier_root`.
-bool DataOn(pid_t pid, const std::string& tier_root) {
-  absl::StatusOr<std::vector<MountinfoEntry>> mounts =
-      ParseMountinfo(Slurp(absl::StrCat("/proc/", pid, "/mountinfo")));
-  if (!mounts.ok()) return false;
-  bool on = false;
-  for (const MountinfoEntry& m : *mounts) {
-    if (m.mount_point != "/data") continue;
-    on = false;  // the last mount at /data is the visible one
-    if (m.fstype != "overlay") continue;
-    for (const std::string& o : m.super_options) {
-      if (absl::StartsWith(o, absl::StrCat("upperdir=", tier_root, "/"))) on = true;
-    }
-  }
-  return on;
 }
 
 double Percentile(std::vector<double> v, double p) {

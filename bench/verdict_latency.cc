@@ -24,9 +24,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/bench_common.h"
 #include "gputier/abi.h"
 #include "loader/base/clock.h"
 #include "tests/integration/agent_harness.h"
@@ -119,10 +119,6 @@ int Main() {
 }  // namespace gputier
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  if (geteuid() != 0) {
-    fprintf(stderr, "needs root (starts gputierd, makes cgroups)\n");
-    return 1;
-  }
+  if (int rc = gputier::bench::ParseFlagsAndRequireRoot(argc, argv, "gputier_bench_verdict_latency", "starts gputierd, makes cgroups"); rc != 0) return rc;
   return gputier::Main();
 }

@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/bench_common.h"
 #include "loader/tier/fs/tier_writeback.h"
 
 ABSL_FLAG(int, files, 2000, "regular files in the tree");
@@ -147,11 +147,7 @@ double Median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "gputier_bench_writeback: needs root (drop_caches, chown)\n");
-    return 1;
-  }
+  if (int rc = gputier::bench::ParseFlagsAndRequireRoot(argc, argv, "gputier_bench_writeback", "drop_caches, chown"); rc != 0) return rc;
   const int files = absl::GetFlag(FLAGS_files);
   const int64_t size = absl::GetFlag(FLAGS_file_size);
   const int rounds = absl::GetFlag(FLAGS_rounds);

@@ -26,19 +26,20 @@
  * gt_ext_index bucket (an array lookup the verifier inlines), one hash lookup
  * (the cgroup's counters) and two atomic adds. No clock read: see gt_now(). No
  * bpf_d_path, no string loops, no per-open ring-buffer traffic.
+ *
+ * What is decided from the values read (which syscall counts, what a mode
+ * counts as, how the counters and first-GPU flags move) lives in
+ * count_logic.bpf.h, which the unit tests compile as C++; this file reads the
+ * kernel and the maps. count_selftest.bpf.c runs these functions in the
+ * kernel without a hook.
  */
 #ifndef GPUTIER_COUNT_BPF_H
 #define GPUTIER_COUNT_BPF_H
 
 #include "gputier/abi.h"
+#include "count_logic.bpf.h"
 #include "ext_class.bpf.h"
 #include "maps.bpf.h"
-
-#define GT_S_IFMT 00170000
-#define GT_S_IFREG 0100000
-#define GT_S_IFCHR 0020000
-#define GT_MINORBITS 20
-#define GT_MINORMASK ((1u << GT_MINORBITS) - 1)
 
 enum gt_read {
 	GT_READ_PROBE = 0,
@@ -129,8 +130,7 @@ static __always_inline __u32 gt_gpu_kind(__u32 rdev, struct gt_dev_key *key)
 {
 	struct gt_dev_val *v;
 
-	key->major = rdev >> GT_MINORBITS;
-	key->minor = rdev & GT_MINORMASK;
+	gt_dev_key_of(rdev, key);
 	v = bpf_map_lookup_elem(&gt_gpu_devs, key);
 	if (!v) {
 		struct gt_dev_key any = { .major = key->major, .minor = GT_MINOR_ANY };
@@ -163,33 +163,11 @@ static __always_inline void gt_emit_gpu_event(__u32 type, __u32 kind, const stru
 }
 
 /*
+ * A GPU device was opened (is_ioctl == 0) or ioctl'ed: count it if selected.
  * A cgroup's first GPU access, and its first GPU ioctl, each raise one
  * ring-buffer event, so the agent decides within milliseconds instead of at
- * its next tick (an open alone is not yet GPU use; the first ioctl is).
+ * its next tick.
  */
-static __always_inline void gt_note_gpu(struct gt_cgroup_stats *s, __u32 kind,
-					const struct gt_dev_key *dev, __u64 now, __u64 cgid,
-					int is_ioctl)
-{
-	if (!(s->gpu_kinds & (1u << (kind & 31))))
-		s->gpu_kinds |= 1u << (kind & 31);
-	/*
-	 * Plain stores, not atomics: BPF atomics with fetch need 5.12 and the
-	 * matrix includes 5.10. Two CPUs racing on a cgroup's very first GPU
-	 * access may both emit; readers treat the events as idempotent.
-	 */
-	if (!(s->flags & GT_CG_GPU_SEEN)) {
-		s->flags |= GT_CG_GPU_SEEN;
-		s->gpu_first_ns = now;
-		gt_emit_gpu_event(GT_EV_FIRST_GPU_ACCESS, kind, dev, now, cgid);
-	}
-	if (is_ioctl && !(s->flags & GT_CG_GPU_IOCTL_SEEN)) {
-		s->flags |= GT_CG_GPU_IOCTL_SEEN;
-		gt_emit_gpu_event(GT_EV_FIRST_GPU_IOCTL, kind, dev, now, cgid);
-	}
-}
-
-/* A GPU device was opened (is_ioctl == 0) or ioctl'ed: count it if selected. */
 static __always_inline void gt_count_gpu(__u32 rdev, int is_ioctl, struct task_struct *task)
 {
 	struct gt_cgroup_stats *s;
@@ -203,11 +181,12 @@ static __always_inline void gt_count_gpu(__u32 rdev, int is_ioctl, struct task_s
 	s = gt_current_stats(now, task);
 	if (!s)
 		return;
-	if (is_ioctl)
-		__sync_fetch_and_add(&s->gpu_ioctls, 1);
-	else
-		__sync_fetch_and_add(&s->gpu_opens, 1);
-	gt_note_gpu(s, kind, &dev, now, gt_current_cgroup_id(task), is_ioctl);
+	gt_stats_count_gpu(s, is_ioctl);
+	gt_stats_note_gpu_kind(s, kind);
+	if (gt_stats_first_gpu_access(s, now))
+		gt_emit_gpu_event(GT_EV_FIRST_GPU_ACCESS, kind, &dev, now, gt_current_cgroup_id(task));
+	if (is_ioctl && gt_stats_first_gpu_ioctl(s))
+		gt_emit_gpu_event(GT_EV_FIRST_GPU_IOCTL, kind, &dev, now, gt_current_cgroup_id(task));
 }
 
 /*
@@ -245,15 +224,13 @@ static __always_inline __u32 gt_ext_class_of(const struct gt_ext_key *key)
 {
 	__u32 b = gt_ext_bucket_of(key);
 	struct gt_ext_bucket *bucket = bpf_map_lookup_elem(&gt_ext_index, &b);
-	__u32 c = GT_CLASS_OTHER;
+	__u32 c;
 	__u32 *cls;
 
 	if (!bucket)
 		return GT_CLASS_OTHER;
-	if (gt_ext_bucket_find(bucket, key, &c))
+	if (gt_ext_bucket_class(bucket, key, &c))
 		return c;
-	if (!bucket->overflow)
-		return GT_CLASS_OTHER;
 	cls = bpf_map_lookup_elem(&gt_ext_class, key);
 	return cls ? *cls : GT_CLASS_OTHER;
 }
@@ -269,13 +246,13 @@ static __always_inline int gt_file_ext(struct file *file, enum gt_read how, stru
 	const unsigned char *name = GT_READ(how, dentry, d_name.name);
 	__u32 len = GT_READ(how, dentry, d_name.len);
 	char tail[GT_NAME_TAIL] __attribute__((aligned(8)));
-	__u32 n = len < GT_NAME_TAIL ? len : GT_NAME_TAIL;
+	__u32 n = gt_name_tail_len(len);
 
 	if (gt_read_name_tail(tail, name, len, n, how) != 0) {
 		gt_drop(GT_DROP_NAME_READ);
 		return 0;
 	}
-	return gt_ext_from_tail(tail, n, len <= GT_NAME_TAIL, key);
+	return gt_ext_from_tail(tail, n, gt_name_tail_is_whole(len), key);
 }
 
 /*
@@ -289,32 +266,19 @@ static __always_inline void gt_count_open(struct file *file, enum gt_read how,
 	__u32 mode = GT_READ(how, inode, i_mode);
 	struct gt_cgroup_stats *s;
 	struct gt_ext_key key __attribute__((aligned(8)));
-	__u64 now;
+	int has_ext;
 
-	if ((mode & GT_S_IFMT) == GT_S_IFCHR) {
+	if (gt_mode_is_char_dev(mode)) {
 		gt_count_gpu(GT_READ(how, inode, i_rdev), 0, task);
 		return;
 	}
-	if ((mode & GT_S_IFMT) != GT_S_IFREG)
+	if (!gt_mode_is_regular(mode))
 		return;
-
-	{
-		int has_ext = gt_file_ext(file, how, &key);
-
-		now = gt_now();
-		s = gt_current_stats(now, task);
-		if (!s)
-			return;
-		__sync_fetch_and_add(&s->opens_total, 1);
-		if (!has_ext) {
-			__sync_fetch_and_add(&s->opens_noext, 1);
-		} else {
-			__u32 c = gt_ext_class_of(&key);
-
-			if (c < GT_CLASS_MAX)
-				__sync_fetch_and_add(&s->opens_by_class[c], 1);
-		}
-	}
+	has_ext = gt_file_ext(file, how, &key);
+	s = gt_current_stats(gt_now(), task);
+	if (!s)
+		return;
+	gt_stats_count_open(s, has_ext, has_ext ? gt_ext_class_of(&key) : GT_CLASS_OTHER);
 }
 
 /* An ioctl on a file: counted when the file is a selected GPU device. */
@@ -322,9 +286,8 @@ static __always_inline void gt_count_ioctl(struct file *file, enum gt_read how,
 					   struct task_struct *task)
 {
 	struct inode *inode = GT_READ(how, file, f_inode);
-	__u32 mode = GT_READ(how, inode, i_mode);
 
-	if ((mode & GT_S_IFMT) != GT_S_IFCHR)
+	if (!gt_mode_is_char_dev(GT_READ(how, inode, i_mode)))
 		return;
 	gt_count_gpu(GT_READ(how, inode, i_rdev), 1, task);
 }
@@ -335,19 +298,16 @@ static __always_inline void gt_count_write(struct file *file, long bytes, enum g
 {
 	struct gt_cgroup_stats *s;
 	struct inode *inode;
-	__u32 mode;
 
 	if (bytes <= 0)
 		return;
 	inode = GT_READ(how, file, f_inode);
-	mode = GT_READ(how, inode, i_mode);
-	if ((mode & GT_S_IFMT) != GT_S_IFREG)
+	if (!gt_mode_is_regular(GT_READ(how, inode, i_mode)))
 		return;
 	s = gt_current_stats(gt_now(), task);
 	if (!s)
 		return;
-	__sync_fetch_and_add(&s->bytes_written, bytes);
-	__sync_fetch_and_add(&s->writes, 1);
+	gt_stats_count_write(s, bytes);
 }
 
 /* A cgroup was removed: its counters go with it. */

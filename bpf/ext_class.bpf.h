@@ -208,4 +208,19 @@ static __always_inline int gt_ext_bucket_find(const struct gt_ext_bucket *b,
 	return 0;
 }
 
+/*
+ * The class id of `key` as far as its bucket `b` tells: 1 and *cls (its class,
+ * or GT_CLASS_OTHER when the bucket does not hold it and never overflowed), or
+ * 0 when the bucket overflowed without holding it: then only gt_ext_class
+ * knows, and *cls is GT_CLASS_OTHER.
+ */
+static __always_inline int gt_ext_bucket_class(const struct gt_ext_bucket *b,
+					       const struct gt_ext_key *key, __u32 *cls)
+{
+	*cls = GT_CLASS_OTHER;
+	if (gt_ext_bucket_find(b, key, cls))
+		return 1;
+	return !b->overflow;
+}
+
 #endif /* GPUTIER_EXT_CLASS_BPF_H */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The maps shared by every gputier BPF object. Each is pinned by name under
- * the agent's pin directory (LIBBPF_PIN_BY_NAME + pin_root_path), so the LSM
+ * the agent's pin directory (LIBBPF_PIN_BY_NAME + pin_root_path; see
+ * GT_MAPS_UNPINNED below for the exception), so the LSM
  * and tracepoint objects, a restarted agent and `gputierctl audit` all see the
  * same counters. Keys and values come from include/gputier/abi.h and carry BTF,
  * so `bpftool map dump pinned ...` prints field names.
@@ -16,13 +17,24 @@
 
 #include "gputier/abi.h"
 
+/*
+ * An object that defines GT_MAPS_UNPINNED before including this file gets the
+ * same maps unpinned: its own, created at its load and gone with it, never
+ * meeting the agent's pins (the self-test, count_selftest.bpf.c).
+ */
+#ifdef GT_MAPS_UNPINNED
+#define GT_MAP_PINNING
+#else
+#define GT_MAP_PINNING __uint(pinning, LIBBPF_PIN_BY_NAME);
+#endif
+
 /* cgroup v2 id -> counters. Written by the programs, read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, GT_DEFAULT_MAX_CGROUPS);
 	__type(key, __u64);
 	__type(value, struct gt_cgroup_stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_cg_stats SEC(".maps");
 
 /* lower-cased extension -> class id. Filled by the agent from config; the
@@ -34,7 +46,7 @@ struct {
 	__type(key, struct gt_ext_key);
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_ext_class SEC(".maps");
 
 /* bucket -> up to GT_EXT_WAYS (extension, class id): the programs' inlined
@@ -46,7 +58,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gt_ext_bucket);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_ext_index SEC(".maps");
 
 /* class id -> class name, for readers of the pins (the programs never read it). */
@@ -56,7 +68,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gt_class_name);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_class_names SEC(".maps");
 
 /* (major, minor or GT_MINOR_ANY) -> GPU kind. Filled by the agent. */
@@ -66,14 +78,14 @@ struct {
 	__type(key, struct gt_dev_key);
 	__type(value, struct gt_dev_val);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_gpu_devs SEC(".maps");
 
 /* One record per cgroup on its first GPU device access. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, GT_EVENTS_BYTES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_events SEC(".maps");
 
 /* ABI version and attach record, written by the agent; see struct gt_meta. */
@@ -83,7 +95,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gt_meta);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_meta SEC(".maps");
 
 /* Events the programs had to drop, per enum gt_drop_reason. */
@@ -92,7 +104,7 @@ struct {
 	__uint(max_entries, GT_DROP_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_drops SEC(".maps");
 
 /* cgroup v2 id -> verdict. Written by the agent on a verdict change. */
@@ -102,7 +114,7 @@ struct {
 	__type(key, __u64);
 	__type(value, struct gt_verdict);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_verdicts SEC(".maps");
 
 /* ---- Fast-tier guard and tamper watch (LSM mode; see guard_lsm.bpf.c) ---- */
@@ -114,7 +126,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gt_guard_cfg);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_guard_cfg SEC(".maps");
 
 /* dev_t (kernel encoding) of each fast-tier filesystem -> 1. */
@@ -124,7 +136,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_guard_fs SEC(".maps");
 
 /* cgroup v2 id of each exempt host cgroup -> 1. */
@@ -134,7 +146,7 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_guard_exempt SEC(".maps");
 
 /* cgroup v2 id -> guard and tamper counters. Written by the programs. */
@@ -143,7 +155,7 @@ struct {
 	__uint(max_entries, GT_DEFAULT_MAX_CGROUPS);
 	__type(key, __u64);
 	__type(value, struct gt_guard_stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_guard_cg SEC(".maps");
 
 /* gputier's own maps and links (kind, id) -> 1, for the tamper watch. */
@@ -153,7 +165,7 @@ struct {
 	__type(key, struct gt_obj_key);
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_own_objs SEC(".maps");
 
 /* The newest GT_AUDIT_SLOTS guard/tamper records of each CPU (a ring per
@@ -163,7 +175,7 @@ struct {
 	__uint(max_entries, GT_AUDIT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct gt_audit_record);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_audit_log SEC(".maps");
 
 /* [0]: records written so far on each CPU (the next slot is this mod
@@ -173,7 +185,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	GT_MAP_PINNING
 } gt_audit_head SEC(".maps");
 
 #endif /* GPUTIER_MAPS_BPF_H */

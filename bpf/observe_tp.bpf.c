@@ -40,84 +40,9 @@
 
 #define GT_HAVE_RDONLY_CAST
 #include "count.bpf.h"
-#include "fd_file.bpf.h"
+#include "sys_exit.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
-#define GT_NR_write 1
-#define GT_NR_open 2
-#define GT_NR_ioctl 16
-#define GT_NR_pwrite64 18
-#define GT_NR_writev 20
-#define GT_NR_openat 257
-#define GT_NR_pwritev 296
-#define GT_NR_pwritev2 328
-#define GT_NR_openat2 437
-
-/* arch/x86/include/asm/thread_info.h: a 32-bit syscall is running. */
-#define GT_TS_COMPAT 0x0002
-
-/* True while the current task runs a 32-bit (compat) syscall. Read only
- * for the syscall numbers counted, so other syscalls stay as cheap. */
-static __always_inline bool gt_in_compat_syscall(enum gt_read how, struct task_struct **task)
-{
-	if (how == GT_READ_PROBE) {
-		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-
-		return BPF_CORE_READ(t, thread_info.status) & GT_TS_COMPAT;
-	}
-	*task = bpf_get_current_task_btf();
-	return (*task)->thread_info.status & GT_TS_COMPAT;
-}
-
-/* Both builds: `how` is a compile-time constant, so each gets its own code. */
-static __always_inline int gt_sys_exit(struct pt_regs *regs, long ret, enum gt_read how)
-{
-	long nr = regs->orig_ax;
-	struct task_struct *task = NULL;
-	struct file *file;
-	long fd;
-
-	switch (nr) {
-	case GT_NR_open:
-	case GT_NR_openat:
-	case GT_NR_openat2:
-		if (ret < 0)
-			return 0;
-		fd = ret;
-		break;
-	case GT_NR_ioctl:
-	case GT_NR_write:
-	case GT_NR_pwrite64:
-	case GT_NR_writev:
-	case GT_NR_pwritev:
-	case GT_NR_pwritev2:
-		if (nr != GT_NR_ioctl && ret <= 0)
-			return 0;
-		fd = (int)regs->di;
-		break;
-	default:
-		return 0;
-	}
-	if (gt_in_compat_syscall(how, &task))
-		return 0;
-
-	if (how == GT_READ_PROBE)
-		file = gt_fd_file_probe(fd);
-	else
-		file = gt_fd_file_btf(task, fd);
-	if (!file)
-		return 0;
-
-	if (nr == GT_NR_open || nr == GT_NR_openat || nr == GT_NR_openat2)
-		gt_count_open(file, how, task);
-	else if (nr == GT_NR_ioctl)
-		gt_count_ioctl(file, how, task);
-	else
-		gt_count_write(file, ret, how, task);
-	return 0;
-}
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(gt_tp_sys_exit, struct pt_regs *regs, long ret)

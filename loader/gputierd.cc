@@ -60,6 +60,9 @@ ABSL_FLAG(std::string, ready_file, "",
           "write this file once the programs are attached and verified (for supervisors/tests)");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
           "HOST:PORT serving Prometheus /metrics, /healthz and /readyz (docs/METRICS.md); off disables");
+ABSL_FLAG(bool, check_config, false,
+          "parse and validate --config (and --mode, --metrics-address), print the result and exit: "
+          "0 valid, 1 not (for ExecStartPre= and deploy checks); loads nothing");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
 
 namespace gputier {
@@ -239,10 +242,30 @@ std::vector<uint64_t> OnFastTier(const nlohmann::json& tiering, const std::vecto
   return out;
 }
 
-int Run() {
-  // First: a supervisor may stop the agent as soon as it reports ready (or
-  // before), and SIGTERM must always mean a clean stop, never the default
-  // kill. The flag is checked once the loop runs.
+// --check-config: the config file and the flags that shape the start, checked
+// without root and without touching the node. Tier roots and devices are the
+// node's and are checked when gputierd starts.
+int CheckConfig() {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  absl::StatusOr<Config> config = path.empty() ? absl::StatusOr<Config>(DefaultConfig()) : LoadConfigFile(path);
+  absl::Status status = config.status();
+  if (status.ok()) status = ParseObserveMode(absl::GetFlag(FLAGS_mode)).status();
+  if (status.ok()) status = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address)).status();
+  if (!status.ok()) {
+    fprintf(stderr, "gputierd --check-config: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  printf("gputierd --check-config: %s is valid (tiers: fast %s, slow %s%s; %zu tiered path(s))\n",
+         path.empty() ? "the built-in default config" : path.c_str(), config->tiers.fast_root.c_str(),
+         config->tiers.slow_root.c_str(), config->tiers.embedded_roots ? ", built in" : "",
+         config->tiers.tiered_paths.size() + config->tiers.gpu_data_paths.size());
+  return 0;
+}
+
+// A supervisor may stop the agent as soon as it reports ready (or before),
+// and SIGTERM must always mean a clean stop, never the default kill. The
+// flag is checked once the loop runs.
+void InstallSignalHandlers() {
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
   sa.sa_flags = SA_RESTART;  // start-up syscalls carry on; the poll loop sees EINTR
@@ -251,6 +274,279 @@ int Run() {
   // A control client that goes away before reading its reply must not kill
   // the agent (sends use MSG_NOSIGNAL too).
   signal(SIGPIPE, SIG_IGN);
+}
+
+// The config file (or the built-in defaults), logged.
+absl::StatusOr<Config> LoadConfig() {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) {
+    LogInfo("config: built-in defaults (no --config given)");
+    return DefaultConfig();
+  }
+  absl::StatusOr<Config> loaded = LoadConfigFile(path);
+  if (loaded.ok()) LogInfo("config: %s", path);
+  return loaded;
+}
+
+// The group whose members may ask for status and explain (none: root only).
+absl::StatusOr<std::optional<uint32_t>> ControlReadGroup(const Config& config) {
+  if (config.control_read_group.empty()) return std::nullopt;
+  const group* g = getgrnam(config.control_read_group.c_str());
+  if (g == nullptr) {
+    return absl::NotFoundError(absl::StrFormat(
+        "control_read_group: no group named \"%s\" on this node; create it or remove the key",
+        config.control_read_group));
+  }
+  LogInfo("control socket: root, and members of group %s (gid %u) for status and explain",
+          config.control_read_group, g->gr_gid);
+  return g->gr_gid;
+}
+
+// The metrics server, listening (null when --metrics-address=off).
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(const Config& config, const std::string& ports) {
+  if (ports.empty()) {
+    LogInfo("metrics: off (--metrics-address=off)");
+    return nullptr;
+  }
+  MetricsServer::Options metrics_options;
+  metrics_options.address = absl::GetFlag(FLAGS_metrics_address);
+  metrics_options.listening_ports = ports;
+  metrics_options.max_containers = config.metrics.max_containers;
+  metrics_options.stale_after = std::max(absl::Seconds(5), 5 * config.policy.tick);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(metrics_options);
+  if (started.ok()) LogInfo("metrics: http://%s/metrics (and /healthz, /readyz)", metrics_options.address);
+  return started;
+}
+
+// The run, state and pin directories, made and checked.
+absl::Status PrepareDirectories(const std::string& run_dir, const std::string& state_dir,
+                                const std::string& pin_dir, std::optional<uint32_t> read_group) {
+  if (absl::Status s = MakeDir(run_dir); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), "; pass a writable --run-dir"));
+  }
+  if (absl::Status s = CheckRunDir(run_dir, read_group); !s.ok()) return s;
+  if (absl::Status s = MakeDir(state_dir); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), "; pass a writable --state-dir"));
+  }
+  return EnsurePinDir(pin_dir);
+}
+
+// --ready-file: written whole, then renamed, so a watcher never reads a
+// half-written file.
+void WriteReadyFile(absl::string_view mode_name) {
+  const std::string ready = absl::GetFlag(FLAGS_ready_file);
+  if (ready.empty()) return;
+  const std::string tmp = ready + ".tmp";
+  std::ofstream out(tmp);
+  out << mode_name << "\n";
+  out.close();
+  if (!out || rename(tmp.c_str(), ready.c_str()) != 0) LogWarning("could not write --ready-file %s", ready);
+}
+
+// The live counters of the cgroups whose counters changed since they were
+// last shown (--interval, unless --quiet).
+void PrintChangedCounters(int stats_fd, const CgroupResolver& resolver, const ClassNames& names, absl::Time now,
+                          absl::flat_hash_map<uint64_t, gt_cgroup_stats>* shown) {
+  absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd);
+  if (!counters.ok()) {
+    LogWarning("%s", counters.status().message());
+    return;
+  }
+  CgroupCounters changed;
+  for (const auto& [id, stats] : *counters) {
+    auto it = shown->find(id);
+    if (it == shown->end() || memcmp(&it->second, &stats, sizeof(stats)) != 0) {
+      changed.emplace_back(id, stats);
+      (*shown)[id] = stats;
+    }
+  }
+  if (changed.empty()) return;
+  std::string table = RowsToTable(BuildRows(changed, resolver), names);
+  printf("--- %s: %zu of %zu cgroups changed (lifetime counters)\n%s",
+         absl::FormatTime("%H:%M:%S", now, absl::UTCTimeZone()).c_str(), changed.size(), counters->size(),
+         table.c_str());
+  fflush(stdout);
+}
+
+// The observer loaded and attached in `mode` (or what auto chose), logged.
+absl::StatusOr<std::unique_ptr<Observer>> StartObserver(ObserveMode mode, const Config& config,
+                                                        const std::vector<GpuDevice>& devices,
+                                                        const std::string& pin_dir, const std::string& run_dir) {
+  ObserverOptions options;
+  options.mode = mode;
+  options.pin_dir = pin_dir;
+  options.max_cgroups = config.max_cgroups;
+  options.classes = config.classes;
+  options.gpu_devices = devices;
+  options.probe_dir = run_dir;
+  absl::StatusOr<std::unique_ptr<Observer>> observer = Observer::Start(options);
+  if (!observer.ok()) return observer;
+  LogInfo("mode: %s: %s", ObserveModeName((*observer)->mode()), (*observer)->reason());
+  if ((*observer)->mode() == ObserveMode::kTracepoint) {
+    LogInfo("observe only: tracepoint mode counts but can never deny or enforce anything");
+  }
+  return observer;
+}
+
+absl::StatusOr<std::unique_ptr<VerdictService>> StartVerdicts(const Config& config, const std::string& state_dir,
+                                                              const std::vector<GpuDevice>& devices,
+                                                              const Observer& observer,
+                                                              const CgroupResolver* resolver) {
+  VerdictService::Options verdict_options;
+  verdict_options.policy = config.policy;
+  verdict_options.classes = config.classes;
+  verdict_options.state_dir = state_dir;
+  verdict_options.runc_roots = config.tiers.runc_roots;
+  verdict_options.gpu_selectors = SelectorPairs(devices);
+  absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
+      verdict_options, observer.map_fd(GT_MAP_CG_STATS), observer.map_fd(GT_MAP_VERDICTS), resolver);
+  if (!verdicts.ok()) return verdicts;
+  LogInfo("classifier: %s decides; state in %s; a tick every %s", (*verdicts)->Describe(), state_dir,
+          absl::FormatDuration(config.policy.tick));
+  return verdicts;
+}
+
+absl::StatusOr<std::unique_ptr<TierManager>> CreateTiers(const Config& config, const std::string& state_dir,
+                                                         const CgroupResolver& resolver) {
+  TierManager::Options tier_options;
+  tier_options.config = config.tiers;
+  tier_options.state_dir = state_dir;
+  tier_options.cgroup_root = resolver.mount_point();
+  return TierManager::Create(tier_options);
+}
+
+absl::StatusOr<std::unique_ptr<EnforcementService>> StartEnforcement(const Config& config,
+                                                                     const std::string& pin_dir,
+                                                                     Observer& observer,
+                                                                     const CgroupResolver& resolver) {
+  EnforcementService::Options enforcement_options;
+  enforcement_options.config = config.enforcement;
+  enforcement_options.fast_root = config.tiers.fast_root;
+  enforcement_options.pin_dir = pin_dir;
+  enforcement_options.max_cgroups = config.max_cgroups;
+  return EnforcementService::Start(enforcement_options, observer, resolver);
+}
+
+// What the main loop drives; owned by Run.
+struct Agent {
+  Observer* observer;
+  const CgroupResolver* resolver;
+  VerdictService* verdicts;
+  TierManager* tiers;
+  EnforcementService* enforcement;
+  MetricsServer* metrics;  // null when off
+  int stats_fd;
+  int guard_cg_fd;
+  int drops_fd;
+};
+
+// One classification tick, and what follows from it: the tier manager and
+// the guard get the new verdicts, the metrics a new snapshot.
+void Tick(const Agent& agent, const absl::StatusOr<ClassNames>& names, MetricsFeed* feed, DropCounts* drops) {
+  const absl::Time tick_start = absl::Now();
+  if (absl::Status s = agent.verdicts->Tick(); !s.ok()) {
+    LogWarning("classification tick: %s", s.message());
+    feed->CountError("tick");
+  }
+  feed->ObserveTick(absl::Now() - tick_start);
+  CheckDrops(agent.drops_fd, drops);
+  std::vector<ContainerVerdictView> containers = agent.verdicts->Containers();
+  agent.tiers->UpdateContainers(containers);
+  if (agent.enforcement->active()) agent.enforcement->Refresh(OnFastTier(agent.tiers->StatusJson(), containers));
+  if (agent.metrics != nullptr) {
+    const absl::Time snapshot_start = absl::Now();
+    agent.metrics->Publish(feed->Take(VerdictRowsOf(containers), agent.tiers->StatusJson(), agent.stats_fd,
+                                      agent.drops_fd, names.ok() ? *names : ClassNames{}));
+    agent.metrics->SetReady();
+    feed->ObserveSnapshot(absl::Now() - snapshot_start);
+  }
+}
+
+// GPU devices that appeared or went since `*devices`: the observer and the
+// classifier follow them.
+void RescanGpuDevices(const Agent& agent, const Config& config, std::vector<GpuDevice>* devices) {
+  std::vector<std::string> ignored;
+  absl::StatusOr<std::vector<GpuDevice>> fresh = ResolveGpuDevices(config.gpu_devices, &ignored);
+  if (!fresh.ok() || SelectorsOf(*fresh) == SelectorsOf(*devices)) return;
+  LogInfo("GPU devices changed on the node");
+  LogGpuDevices(*fresh);
+  if (absl::Status s = agent.observer->SetGpuDevices(*fresh); !s.ok()) LogWarning("%s", s.message());
+  agent.verdicts->SetGpuSelectors(SelectorPairs(*fresh));
+  *devices = *std::move(fresh);
+}
+
+// What gt_drops counted before this start (pins reused): reported once, not
+// warned about again.
+DropCounts DropsAtStart(int drops_fd) {
+  absl::StatusOr<DropCounts> drops = ReadDrops(drops_fd);
+  if (!drops.ok()) return {};
+  if ((*drops)[GT_DROP_CGROUP_MAP_FULL] + (*drops)[GT_DROP_RINGBUF_FULL] > 0) {
+    LogInfo("gt_drops from earlier runs: %d new cgroup(s) not counted, %d event(s) lost",
+            (*drops)[GT_DROP_CGROUP_MAP_FULL], (*drops)[GT_DROP_RINGBUF_FULL]);
+  }
+  return *drops;
+}
+
+// The main loop, until SIGINT or SIGTERM: BPF events, control requests,
+// classification ticks, GPU device rescans, sweeps of removed cgroups, and
+// the live counters.
+void ServeUntilStopped(const Agent& agent, const Config& config, ring_buffer* rb, ControlServer* control,
+                       std::vector<GpuDevice>* devices) {
+  absl::StatusOr<ClassNames> names = ReadClassNames(agent.observer->map_fd(GT_MAP_CLASS_NAMES));
+  // The enforcement in force ("off" where the guard is not running).
+  MetricsFeed feed(ObserveModeName(agent.observer->mode()), agent.enforcement->StatusJson().value("mode", "off"));
+  absl::flat_hash_map<uint64_t, gt_cgroup_stats> shown;
+  const absl::Duration interval = absl::GetFlag(FLAGS_interval);
+  absl::Time next_print = absl::Now() + interval;
+  absl::Time next_rescan = absl::Now() + absl::Seconds(10);
+  absl::Time next_sweep = absl::Now() + absl::Minutes(5);
+  absl::Time next_tick = absl::Now();
+  DropCounts drops = DropsAtStart(agent.drops_fd);
+  std::vector<pollfd> fds;
+  while (!g_stop) {
+    const int wait_ms = static_cast<int>(
+        std::clamp<int64_t>(absl::ToInt64Milliseconds(next_tick - absl::Now()), 0, 200));
+    fds.assign({{ring_buffer__epoll_fd(rb), POLLIN, 0}});
+    control->AddPollFds(&fds);
+    if (poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
+      LogError("poll: %s", strerror(errno));
+      break;
+    }
+    if (int n = ring_buffer__consume(rb); n < 0 && n != -EINTR) {
+      LogError("reading gt_events: %s", strerror(-n));
+      break;
+    }
+    // Every connection moves on as far as it can without blocking; one
+    // that stalls only runs into its own deadline.
+    control->Serve([&](const ControlRequest& request) {
+      nlohmann::json answer = HandleRequest(request, agent.verdicts, agent.tiers, agent.enforcement, drops);
+      if (!answer.value("ok", false)) feed.CountError("control_request");
+      return answer;
+    });
+    absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      next_tick = now + config.policy.tick;
+      Tick(agent, names, &feed, &drops);
+    }
+    if (now >= next_rescan) {
+      next_rescan = now + absl::Seconds(10);
+      RescanGpuDevices(agent, config, devices);
+    }
+    if (now >= next_sweep) {
+      // The cgroup_rmdir hook removes entries as cgroups go; this only catches
+      // what was removed while no agent was attached (resolving every id costs
+      // two syscalls each, so it runs rarely).
+      next_sweep = now + absl::Minutes(5);
+      SweepRemovedCgroups(agent.stats_fd, agent.guard_cg_fd, *agent.resolver);
+    }
+    if (now < next_print || absl::GetFlag(FLAGS_quiet) || !names.ok()) continue;
+    next_print = now + interval;
+    PrintChangedCounters(agent.stats_fd, *agent.resolver, *names, now, &shown);
+  }
+}
+
+int Run() {
+  InstallSignalHandlers();
 
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
   const std::string run_dir = absl::GetFlag(FLAGS_run_dir);
@@ -261,18 +557,12 @@ int Run() {
     LogError("%s", mode.status().message());
     return 2;
   }
-  Config config = DefaultConfig();
-  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    absl::StatusOr<Config> loaded = LoadConfigFile(path);
-    if (!loaded.ok()) {
-      LogError("%s", loaded.status().message());
-      return 2;
-    }
-    config = std::move(*loaded);
-    LogInfo("config: %s", path);
-  } else {
-    LogInfo("config: built-in defaults (no --config given)");
+  absl::StatusOr<Config> loaded = LoadConfig();
+  if (!loaded.ok()) {
+    LogError("%s", loaded.status().message());
+    return 2;
   }
+  const Config config = *std::move(loaded);
   absl::StatusOr<std::string> metrics_ports = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address));
   if (!metrics_ports.ok()) {
     LogError("%s", metrics_ports.status().message());
@@ -282,50 +572,20 @@ int Run() {
     LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
     return 1;
   }
-  std::optional<uint32_t> read_group;
-  if (!config.control_read_group.empty()) {
-    const group* g = getgrnam(config.control_read_group.c_str());
-    if (g == nullptr) {
-      LogError("control_read_group: no group named \"%s\" on this node; create it or remove the key",
-               config.control_read_group);
-      return 2;
-    }
-    read_group = g->gr_gid;
-    LogInfo("control socket: root, and members of group %s (gid %u) for status and explain",
-            config.control_read_group, g->gr_gid);
+  absl::StatusOr<std::optional<uint32_t>> read_group = ControlReadGroup(config);
+  if (!read_group.ok()) {
+    LogError("%s", read_group.status().message());
+    return 2;
   }
   // Bound before anything is made or loaded: a port in use stops the start
   // at once and leaves nothing behind.
-  std::unique_ptr<MetricsServer> metrics;
-  if (!metrics_ports->empty()) {
-    MetricsServer::Options metrics_options;
-    metrics_options.address = absl::GetFlag(FLAGS_metrics_address);
-    metrics_options.listening_ports = *metrics_ports;
-    metrics_options.max_containers = config.metrics.max_containers;
-    metrics_options.stale_after = std::max(absl::Seconds(5), 5 * config.policy.tick);
-    absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(metrics_options);
-    if (!started.ok()) {
-      LogError("%s", started.status().message());
-      return 1;
-    }
-    metrics = std::move(*started);
-    LogInfo("metrics: http://%s/metrics (and /healthz, /readyz)", metrics_options.address);
-  } else {
-    LogInfo("metrics: off (--metrics-address=off)");
-  }
-  if (absl::Status s = MakeDir(run_dir); !s.ok()) {
-    LogError("%s; pass a writable --run-dir", s.message());
+  absl::StatusOr<std::unique_ptr<MetricsServer>> started = StartMetrics(config, *metrics_ports);
+  if (!started.ok()) {
+    LogError("%s", started.status().message());
     return 1;
   }
-  if (absl::Status s = CheckRunDir(run_dir, read_group); !s.ok()) {
-    LogError("%s", s.message());
-    return 1;
-  }
-  if (absl::Status s = MakeDir(state_dir); !s.ok()) {
-    LogError("%s; pass a writable --state-dir", s.message());
-    return 1;
-  }
-  if (absl::Status s = EnsurePinDir(pin_dir); !s.ok()) {
+  std::unique_ptr<MetricsServer> metrics = *std::move(started);
+  if (absl::Status s = PrepareDirectories(run_dir, state_dir, pin_dir, *read_group); !s.ok()) {
     LogError("%s", s.message());
     return 1;
   }
@@ -358,23 +618,12 @@ int Run() {
   }
   LogInfo("cgroup2 mount: %s", resolver->mount_point());
 
-  ObserverOptions options;
-  options.mode = *mode;
-  options.pin_dir = pin_dir;
-  options.max_cgroups = config.max_cgroups;
-  options.classes = config.classes;
-  options.gpu_devices = *devices;
-  options.probe_dir = run_dir;
-  absl::StatusOr<std::unique_ptr<Observer>> observer = Observer::Start(options);
+  absl::StatusOr<std::unique_ptr<Observer>> observer = StartObserver(*mode, config, *devices, pin_dir, run_dir);
   if (!observer.ok()) {
     LogError("%s", observer.status().message());
     // libbpf removed the pins it made; leave no empty directory behind either.
     if (*pins == PinState::kEmpty) rmdir(pin_dir.c_str());
     return 1;
-  }
-  LogInfo("mode: %s: %s", ObserveModeName((*observer)->mode()), (*observer)->reason());
-  if ((*observer)->mode() == ObserveMode::kTracepoint) {
-    LogInfo("observe only: tracepoint mode counts but can never deny or enforce anything");
   }
 
   if (metrics) metrics->SetBpfObjects((*observer)->ProgramIds(), (*observer)->MapIds());
@@ -382,37 +631,19 @@ int Run() {
   const int guard_cg_fd = (*observer)->map_fd(GT_MAP_GUARD_CG);
   SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
 
-  VerdictService::Options verdict_options;
-  verdict_options.policy = config.policy;
-  verdict_options.classes = config.classes;
-  verdict_options.state_dir = state_dir;
-  verdict_options.runc_roots = config.tiers.runc_roots;
-  verdict_options.gpu_selectors = SelectorPairs(*devices);
-  absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
-      verdict_options, stats_fd, (*observer)->map_fd(GT_MAP_VERDICTS), &*resolver);
+  absl::StatusOr<std::unique_ptr<VerdictService>> verdicts =
+      StartVerdicts(config, state_dir, *devices, **observer, &*resolver);
   if (!verdicts.ok()) {
     LogError("%s", verdicts.status().message());
     return 1;
   }
-  LogInfo("classifier: %s decides; state in %s; a tick every %s", (*verdicts)->Describe(), state_dir,
-          absl::FormatDuration(config.policy.tick));
-
-  TierManager::Options tier_options;
-  tier_options.config = config.tiers;
-  tier_options.state_dir = state_dir;
-  tier_options.cgroup_root = resolver->mount_point();
-  absl::StatusOr<std::unique_ptr<TierManager>> tiers = TierManager::Create(tier_options);
+  absl::StatusOr<std::unique_ptr<TierManager>> tiers = CreateTiers(config, state_dir, *resolver);
   if (!tiers.ok()) {
     LogError("%s", tiers.status().message());
     return 1;
   }
-  EnforcementService::Options enforcement_options;
-  enforcement_options.config = config.enforcement;
-  enforcement_options.fast_root = config.tiers.fast_root;
-  enforcement_options.pin_dir = pin_dir;
-  enforcement_options.max_cgroups = config.max_cgroups;
   absl::StatusOr<std::unique_ptr<EnforcementService>> enforcement =
-      EnforcementService::Start(enforcement_options, **observer, *resolver);
+      StartEnforcement(config, pin_dir, **observer, *resolver);
   if (!enforcement.ok()) {
     LogError("%s", enforcement.status().message());
     return 1;
@@ -428,7 +659,7 @@ int Run() {
   }
   const std::string socket_path = absl::StrCat(run_dir, "/", kControlSocketName);
   ControlServer::Options control_options;
-  control_options.read_group = read_group;
+  control_options.read_group = *read_group;
   absl::StatusOr<ControlServer> control = ControlServer::Listen(socket_path, control_options);
   if (!control.ok()) {
     LogError("%s", control.status().message());
@@ -436,118 +667,12 @@ int Run() {
     return 1;
   }
 
-  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    // Written whole, then renamed: a watcher never reads a half-written file.
-    const std::string tmp = ready + ".tmp";
-    std::ofstream out(tmp);
-    out << ObserveModeName((*observer)->mode()) << "\n";
-    out.close();
-    if (!out || rename(tmp.c_str(), ready.c_str()) != 0) LogWarning("could not write --ready-file %s", ready);
-  }
+  WriteReadyFile(ObserveModeName((*observer)->mode()));
   LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", pin_dir);
 
-
-  absl::StatusOr<ClassNames> names = ReadClassNames((*observer)->map_fd(GT_MAP_CLASS_NAMES));
-  const int drops_fd = (*observer)->map_fd(GT_MAP_DROPS);
-  // The enforcement in force ("off" where the guard is not running).
-  MetricsFeed feed(ObserveModeName((*observer)->mode()), (*enforcement)->StatusJson().value("mode", "off"));
-  absl::flat_hash_map<uint64_t, gt_cgroup_stats> shown;
-  const absl::Duration interval = absl::GetFlag(FLAGS_interval);
-  absl::Time next_print = absl::Now() + interval;
-  absl::Time next_rescan = absl::Now() + absl::Seconds(10);
-  absl::Time next_sweep = absl::Now() + absl::Minutes(5);
-  absl::Time next_tick = absl::Now();
-  DropCounts drops = {};
-  if (absl::StatusOr<DropCounts> d = ReadDrops(drops_fd); d.ok()) {
-    drops = *d;  // counted before this start (pins reused): reported, not warned about again
-    if (drops[GT_DROP_CGROUP_MAP_FULL] + drops[GT_DROP_RINGBUF_FULL] > 0) {
-      LogInfo("gt_drops from earlier runs: %d new cgroup(s) not counted, %d event(s) lost",
-              drops[GT_DROP_CGROUP_MAP_FULL], drops[GT_DROP_RINGBUF_FULL]);
-    }
-  }
-  std::vector<pollfd> fds;
-  while (!g_stop) {
-    const int wait_ms = static_cast<int>(
-        std::clamp<int64_t>(absl::ToInt64Milliseconds(next_tick - absl::Now()), 0, 200));
-    fds.assign({{ring_buffer__epoll_fd(rb), POLLIN, 0}});
-    control->AddPollFds(&fds);
-    if (poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
-      LogError("poll: %s", strerror(errno));
-      break;
-    }
-    if (int n = ring_buffer__consume(rb); n < 0 && n != -EINTR) {
-      LogError("reading gt_events: %s", strerror(-n));
-      break;
-    }
-    // Every connection moves on as far as it can without blocking; one
-    // that stalls only runs into its own deadline.
-    control->Serve([&](const ControlRequest& request) {
-      nlohmann::json answer = HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get(), drops);
-      if (!answer.value("ok", false)) feed.CountError("control_request");
-      return answer;
-    });
-    absl::Time now = absl::Now();
-    if (now >= next_tick) {
-      next_tick = now + config.policy.tick;
-      const absl::Time tick_start = absl::Now();
-      if (absl::Status s = (*verdicts)->Tick(); !s.ok()) {
-        LogWarning("classification tick: %s", s.message());
-        feed.CountError("tick");
-      }
-      feed.ObserveTick(absl::Now() - tick_start);
-      CheckDrops(drops_fd, &drops);
-      std::vector<ContainerVerdictView> containers = (*verdicts)->Containers();
-      (*tiers)->UpdateContainers(containers);
-      if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
-      if (metrics) {
-        const absl::Time snapshot_start = absl::Now();
-        metrics->Publish(feed.Take(VerdictRowsOf(containers), (*tiers)->StatusJson(), stats_fd, drops_fd,
-                                   names.ok() ? *names : ClassNames{}));
-        metrics->SetReady();
-        feed.ObserveSnapshot(absl::Now() - snapshot_start);
-      }
-    }
-    if (now >= next_rescan) {
-      next_rescan = now + absl::Seconds(10);
-      std::vector<std::string> ignored;
-      absl::StatusOr<std::vector<GpuDevice>> fresh = ResolveGpuDevices(config.gpu_devices, &ignored);
-      if (fresh.ok() && SelectorsOf(*fresh) != SelectorsOf(*devices)) {
-        LogInfo("GPU devices changed on the node");
-        LogGpuDevices(*fresh);
-        if (absl::Status s = (*observer)->SetGpuDevices(*fresh); !s.ok()) LogWarning("%s", s.message());
-        (*verdicts)->SetGpuSelectors(SelectorPairs(*fresh));
-        devices = std::move(fresh);
-      }
-    }
-    if (now >= next_sweep) {
-      // The cgroup_rmdir hook removes entries as cgroups go; this only catches
-      // what was removed while no agent was attached (resolving every id costs
-      // two syscalls each, so it runs rarely).
-      next_sweep = now + absl::Minutes(5);
-      SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
-    }
-    if (now < next_print || absl::GetFlag(FLAGS_quiet) || !names.ok()) continue;
-    next_print = now + interval;
-    absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd);
-    if (!counters.ok()) {
-      LogWarning("%s", counters.status().message());
-      continue;
-    }
-    CgroupCounters changed;
-    for (const auto& [id, stats] : *counters) {
-      auto it = shown.find(id);
-      if (it == shown.end() || memcmp(&it->second, &stats, sizeof(stats)) != 0) {
-        changed.emplace_back(id, stats);
-        shown[id] = stats;
-      }
-    }
-    if (changed.empty()) continue;
-    std::string table = RowsToTable(BuildRows(changed, *resolver), *names);
-    printf("--- %s: %zu of %zu cgroups changed (lifetime counters)\n%s",
-           absl::FormatTime("%H:%M:%S", now, absl::UTCTimeZone()).c_str(), changed.size(), counters->size(),
-           table.c_str());
-    fflush(stdout);
-  }
+  const Agent agent{observer->get(), &*resolver,         verdicts->get(), tiers->get(), enforcement->get(),
+                    metrics.get(),   stats_fd,            guard_cg_fd,     (*observer)->map_fd(GT_MAP_DROPS)};
+  ServeUntilStopped(agent, config, rb, &*control, &*devices);
   ring_buffer__free(rb);
   LogInfo("stopping: programs detached, maps stay pinned in %s", pin_dir);
   return 0;
@@ -564,11 +689,15 @@ int main(int argc, char** argv) {
       "tracepoints otherwise), pins its maps for `gputierctl audit`, and prints live\n"
       "per-container counters.\n\n"
       "Usage: gputierd [--mode=auto|lsm|tracepoint] [--config=FILE] [--pin-dir=DIR] [-v]\n"
+      "       gputierd --check-config [--config=FILE]\n"
       "Flags may be spelled with - or _ (--pin-dir or --pin_dir).");
   if (!rest.empty()) {
     fprintf(stderr, "gputierd: unexpected argument '%s'; see gputierd --help\n", rest[0].c_str());
     return 2;
   }
+  if (absl::GetFlag(FLAGS_check_config)) return gputier::CheckConfig();
+  // Under systemd with stderr on the journal: "<N>message" lines.
+  gputier::SetLogFormat(gputier::LogFormatFor(STDERR_FILENO, getenv("JOURNAL_STREAM")));
   if (absl::GetFlag(FLAGS_verbose)) gputier::SetLogLevel(gputier::LogLevel::kDebug);
   gputier::RouteLibbpfLogs();
   return gputier::Run();

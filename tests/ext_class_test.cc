@@ -1,32 +1,31 @@
 // gt_ext_from_tail (bpf/ext_class.bpf.h) compiled as C++ and driven the way
 // the BPF programs drive it (bpf/count.bpf.h): only the last GT_NAME_TAIL
 // bytes of a name are visible to it.
-#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
 
+#include "count_logic.bpf.h"
 #include "ext_class.bpf.h"
 #include "gtest/gtest.h"
 
 namespace gputier {
 namespace {
 
-// Emulates the BPF caller: reads the last min(len, GT_NAME_TAIL) bytes of the
-// name into a GT_NAME_TAIL buffer whose remaining bytes are garbage, and says
-// whether those bytes are the whole name. Returns the extension, or nullopt
-// when the name counts as having none.
+// Emulates the BPF caller (gt_file_ext): reads the gt_name_tail_len() last
+// bytes of the name into a GT_NAME_TAIL buffer whose remaining bytes are
+// garbage, and says whether those bytes are the whole name. Returns the
+// extension, or nullopt when the name counts as having none.
 std::optional<std::string> ExtensionSeenByBpf(const std::string& name) {
-  const size_t len = name.size();
-  const size_t n = std::min<size_t>(len, GT_NAME_TAIL);
+  const __u32 len = static_cast<__u32>(name.size());
+  const __u32 n = gt_name_tail_len(len);
   char tail[GT_NAME_TAIL];
   std::memset(tail, 'X', sizeof(tail));  // bytes past the name are not NULs
   std::memcpy(tail, name.data() + len - n, n);
 
   gt_ext_key key;
   std::memset(&key, 0x5a, sizeof(key));  // the function must clear it
-  const int has_ext =
-      gt_ext_from_tail(tail, static_cast<__u32>(n), len <= GT_NAME_TAIL, &key);
+  const int has_ext = gt_ext_from_tail(tail, n, gt_name_tail_is_whole(len), &key);
   if (!has_ext) {
     for (char c : key.ext) EXPECT_EQ(c, '\0') << "key not cleared for " << name;
     return std::nullopt;

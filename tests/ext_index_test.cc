@@ -26,9 +26,8 @@ uint32_t ClassSeenByBpf(const std::vector<gt_ext_bucket>& index,
                         int* hash_lookups = nullptr) {
   const gt_ext_key key = ExtKey(ext);
   const uint32_t b = gt_ext_bucket_of(&key);
-  __u32 cls = GT_CLASS_OTHER;
-  if (gt_ext_bucket_find(&index.at(b), &key, &cls)) return cls;
-  if (!index.at(b).overflow) return GT_CLASS_OTHER;
+  __u32 cls;
+  if (gt_ext_bucket_class(&index.at(b), &key, &cls)) return cls;
   if (hash_lookups != nullptr) ++*hash_lookups;
   auto it = table.find(ext);
   return it == table.end() ? uint32_t{GT_CLASS_OTHER} : it->second;

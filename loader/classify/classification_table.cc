@@ -14,11 +14,17 @@
 #include <initializer_list>
 #include <iterator>
 #include <limits>
+#include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "gputier/abi.h"
 
 namespace gputier {
@@ -132,12 +138,54 @@ ALTER TABLE classifications ADD COLUMN gpu_context_recent REAL NOT NULL DEFAULT 
   CONSTRAINT gpu_context_recent_valid CHECK (gpu_context_recent IN (0.0, 1.0));
 )sql";
 
-// The column order of every SELECT and of the INSERT (id excluded there).
-constexpr char kColumns[] =
-    "id, time_unix_ns, cgroup_id, cgroup_path, container_id, gpu_ioctl_rate, "
-    "gpu_opened, ext_ratio, open_rate, write_rate, evidence, verdict, "
-    "rule_verdict, source, model_version, confidence_permille, gpu_busy_share, "
-    "gpu_context_recent";
+// Every column and the member of ClassificationRow it holds, in the order
+// of every SELECT and of the INSERT (id excluded there): the one list of the
+// row's fields that reading, writing and comparing rows go by.
+using RowMember = std::variant<int64_t ClassificationRow::*, uint64_t ClassificationRow::*,
+                               int32_t ClassificationRow::*, double ClassificationRow::*,
+                               std::string ClassificationRow::*>;
+struct Column {
+  const char* name;
+  RowMember member;
+};
+const Column kRowColumns[] = {
+    {"id", &ClassificationRow::id},
+    {"time_unix_ns", &ClassificationRow::time_unix_ns},
+    {"cgroup_id", &ClassificationRow::cgroup_id},
+    {"cgroup_path", &ClassificationRow::cgroup_path},
+    {"container_id", &ClassificationRow::container_id},
+    {"gpu_ioctl_rate", &ClassificationRow::gpu_ioctl_rate},
+    {"gpu_opened", &ClassificationRow::gpu_opened},
+    {"ext_ratio", &ClassificationRow::ext_ratio},
+    {"open_rate", &ClassificationRow::open_rate},
+    {"write_rate", &ClassificationRow::write_rate},
+    {"evidence", &ClassificationRow::evidence},
+    {"verdict", &ClassificationRow::verdict},
+    {"rule_verdict", &ClassificationRow::rule_verdict},
+    {"source", &ClassificationRow::source},
+    {"model_version", &ClassificationRow::model_version},
+    {"confidence_permille", &ClassificationRow::confidence_permille},
+    {"gpu_busy_share", &ClassificationRow::gpu_busy_share},
+    {"gpu_context_recent", &ClassificationRow::gpu_context_recent},
+};
+constexpr size_t kInsertedColumns = std::size(kRowColumns) - 1;  // all but id
+
+// "id, time_unix_ns, ..." (or without id): the column list of a statement.
+std::string ColumnNames(bool with_id) {
+  std::vector<std::string> names;
+  for (const Column& c : kRowColumns) {
+    if (with_id || std::string_view(c.name) != "id") names.push_back(c.name);
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+// "?1, ?2, ...": the INSERT's parameters, one per column but id.
+std::string InsertParameters() {
+  std::vector<std::string> params;
+  for (size_t i = 1; i <= kInsertedColumns; ++i) params.push_back(absl::StrCat("?", i));
+  return absl::StrJoin(params, ", ");
+}
+
 constexpr char kLabelled[] = "verdict IN ('gpu', 'cpu', 'mixed')";
 
 struct StmtFinalizer {
@@ -253,25 +301,50 @@ std::string ColumnText(sqlite3_stmt* stmt, int column) {
 
 ClassificationRow ReadRow(sqlite3_stmt* stmt) {
   ClassificationRow row;
-  row.id = sqlite3_column_int64(stmt, 0);
-  row.time_unix_ns = sqlite3_column_int64(stmt, 1);
-  row.cgroup_id = static_cast<uint64_t>(sqlite3_column_int64(stmt, 2));
-  row.cgroup_path = ColumnText(stmt, 3);
-  row.container_id = ColumnText(stmt, 4);
-  row.gpu_ioctl_rate = sqlite3_column_double(stmt, 5);
-  row.gpu_opened = sqlite3_column_double(stmt, 6);
-  row.ext_ratio = sqlite3_column_double(stmt, 7);
-  row.open_rate = sqlite3_column_double(stmt, 8);
-  row.write_rate = sqlite3_column_double(stmt, 9);
-  row.evidence = static_cast<uint64_t>(sqlite3_column_int64(stmt, 10));
-  row.verdict = ColumnText(stmt, 11);
-  row.rule_verdict = ColumnText(stmt, 12);
-  row.source = ColumnText(stmt, 13);
-  row.model_version = sqlite3_column_int64(stmt, 14);
-  row.confidence_permille = sqlite3_column_int(stmt, 15);
-  row.gpu_busy_share = sqlite3_column_double(stmt, 16);
-  row.gpu_context_recent = sqlite3_column_double(stmt, 17);
+  int column = 0;
+  for (const Column& c : kRowColumns) {
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(row.*member)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            row.*member = ColumnText(stmt, column);
+          } else if constexpr (std::is_same_v<T, double>) {
+            row.*member = sqlite3_column_double(stmt, column);
+          } else if constexpr (std::is_same_v<T, int32_t>) {
+            row.*member = sqlite3_column_int(stmt, column);
+          } else {
+            row.*member = static_cast<T>(sqlite3_column_int64(stmt, column));
+          }
+        },
+        c.member);
+    ++column;
+  }
   return row;
+}
+
+// Binds every column of `row` but id to the INSERT's parameters ?1, ?2, ...
+// (texts are not copied: `row` must outlive the statement's step).
+void BindRow(sqlite3_stmt* stmt, const ClassificationRow& row) {
+  int param = 0;
+  for (const Column& c : kRowColumns) {
+    if (std::string_view(c.name) == "id") continue;
+    ++param;
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(row.*member)>;
+          const T& value = row.*member;
+          if constexpr (std::is_same_v<T, std::string>) {
+            sqlite3_bind_text(stmt, param, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+          } else if constexpr (std::is_same_v<T, double>) {
+            sqlite3_bind_double(stmt, param, value);
+          } else if constexpr (std::is_same_v<T, int32_t>) {
+            sqlite3_bind_int(stmt, param, value);
+          } else {
+            sqlite3_bind_int64(stmt, param, static_cast<int64_t>(value));
+          }
+        },
+        c.member);
+  }
 }
 
 // Creates the file owner-only before SQLite sees it (SQLite gives its -wal
@@ -306,14 +379,11 @@ absl::Status CreateOwnerOnly(const std::string& path) {
 }  // namespace
 
 bool ClassificationRow::operator==(const ClassificationRow& o) const {
-  return id == o.id && time_unix_ns == o.time_unix_ns && cgroup_id == o.cgroup_id &&
-         cgroup_path == o.cgroup_path && container_id == o.container_id &&
-         gpu_ioctl_rate == o.gpu_ioctl_rate && gpu_opened == o.gpu_opened &&
-         ext_ratio == o.ext_ratio && open_rate == o.open_rate && write_rate == o.write_rate &&
-         evidence == o.evidence && verdict == o.verdict && rule_verdict == o.rule_verdict &&
-         source == o.source && model_version == o.model_version &&
-         confidence_permille == o.confidence_permille && gpu_busy_share == o.gpu_busy_share &&
-         gpu_context_recent == o.gpu_context_recent;
+  for (const Column& c : kRowColumns) {
+    const bool same = std::visit([&](auto member) { return this->*member == o.*member; }, c.member);
+    if (!same) return false;
+  }
+  return true;
 }
 
 absl::Status ValidateRow(const ClassificationRow& row) {
@@ -459,28 +529,7 @@ struct ClassificationTable::Db {
   absl::Status Insert(const ClassificationRow& row) {
     StmtUse use(insert);
     sqlite3_stmt* s = use.get();
-    sqlite3_bind_int64(s, 1, row.time_unix_ns);
-    sqlite3_bind_int64(s, 2, static_cast<int64_t>(row.cgroup_id));
-    sqlite3_bind_text(s, 3, row.cgroup_path.data(), static_cast<int>(row.cgroup_path.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, row.container_id.data(), static_cast<int>(row.container_id.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_double(s, 5, row.gpu_ioctl_rate);
-    sqlite3_bind_double(s, 6, row.gpu_opened);
-    sqlite3_bind_double(s, 7, row.ext_ratio);
-    sqlite3_bind_double(s, 8, row.open_rate);
-    sqlite3_bind_double(s, 9, row.write_rate);
-    sqlite3_bind_int64(s, 10, static_cast<int64_t>(row.evidence));
-    sqlite3_bind_text(s, 11, row.verdict.data(), static_cast<int>(row.verdict.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s, 12, row.rule_verdict.data(), static_cast<int>(row.rule_verdict.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s, 13, row.source.data(), static_cast<int>(row.source.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_int64(s, 14, row.model_version);
-    sqlite3_bind_int(s, 15, row.confidence_permille);
-    sqlite3_bind_double(s, 16, row.gpu_busy_share);
-    sqlite3_bind_double(s, 17, row.gpu_context_recent);
+    BindRow(s, row);
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) return absl::OkStatus();
     return Error(rc, absl::StrCat("recording the row for cgroup ", row.cgroup_id));
@@ -576,14 +625,14 @@ struct ClassificationTable::Db {
   }
 
   absl::Status PrepareAll() {
-    const std::string select = absl::StrCat("SELECT ", kColumns, " FROM classifications");
+    const std::string select = absl::StrCat("SELECT ", ColumnNames(/*with_id=*/true), " FROM classifications");
     const std::pair<Stmt*, std::string> statements[] = {
         {&begin, "BEGIN IMMEDIATE"},
         {&commit, "COMMIT"},
         {&rollback, "ROLLBACK"},
         {&insert,
-         absl::StrCat("INSERT INTO classifications (", std::string(kColumns).substr(4),
-                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")},
+         absl::StrCat("INSERT INTO classifications (", ColumnNames(/*with_id=*/false), ") VALUES (",
+                      InsertParameters(), ")")},
         {&counts, "SELECT agent_rows, operator_rows FROM classification_counts WHERE id = 1"},
         {&prune_agent,
          "DELETE FROM classifications WHERE id IN (SELECT id FROM classifications"

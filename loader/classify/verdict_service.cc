@@ -13,6 +13,7 @@
 #include "loader/base/clock.h"
 #include "loader/base/log.h"
 #include "loader/observe/maps.h"
+#include "loader/classify/decision_row.h"
 #include "loader/classify/model_store.h"
 #include "policy/rule.h"
 #include "policy/trainer.h"
@@ -49,21 +50,6 @@ std::string SourceName(uint32_t source) {
     case GT_SOURCE_OPERATOR: return "operator";
     default: return "none";
   }
-}
-
-Features FeaturesOfRow(const ClassificationRow& row) {
-  Features f;
-  f.gpu_ioctl_rate = row.gpu_ioctl_rate;
-  f.gpu_opened = row.gpu_opened;
-  f.ext_ratio = row.ext_ratio;
-  f.ext_ratio_defined = true;
-  f.open_rate = row.open_rate;
-  f.write_rate = row.write_rate;
-  f.evidence = row.evidence;
-  f.gpu_busy_share = row.gpu_busy_share;
-  f.gpu_busy_share_defined = true;
-  f.gpu_context_recent = row.gpu_context_recent;
-  return f;
 }
 
 absl::StatusOr<EngineOptions> EngineOptionsOf(const VerdictService::Options& o) {
@@ -191,6 +177,15 @@ const VerdictService::Identity& VerdictService::IdentityOf(uint64_t cgroup_id) {
 }
 
 absl::Status VerdictService::Apply(EngineUpdate& update) {
+  absl::Status written = WriteChangedVerdicts(update);
+  ForgetRemoved(update);
+  if (update.records.empty()) return written;
+  RecordDecisions(update);
+  RetrainWhenDue();
+  return written;
+}
+
+absl::Status VerdictService::WriteChangedVerdicts(const EngineUpdate& update) {
   absl::Status first_error;
   for (const auto& [id, v] : update.changed) {
     absl::Status s = WriteVerdict(verdicts_fd_, id, v);
@@ -200,60 +195,56 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
             who.path.empty() ? "?" : who.path, VerdictName(FromKernelVerdict(v.verdict)),
             SourceName(v.source), v.confidence_permille);
   }
+  return first_error;
+}
+
+void VerdictService::ForgetRemoved(const EngineUpdate& update) {
   for (uint64_t id : update.removed) {
     gpu_use_->Forget(id);
     (void)DeleteVerdict(verdicts_fd_, id);
     identities_.erase(id);
     last_active_ns_.erase(id);
   }
-  if (update.records.empty()) return first_error;
+}
+
+RowSubject VerdictService::SubjectOf(uint64_t cgroup_id, int64_t time_unix_ns) {
+  const Identity& who = IdentityOf(cgroup_id);
+  return {time_unix_ns, cgroup_id, who.path, who.container ? who.container->container_id : ""};
+}
+
+void VerdictService::RecordDecisions(const EngineUpdate& update) {
   std::vector<ClassificationRow> rows;
   rows.reserve(update.records.size());
   const int64_t now = UnixNs();
   for (const DecisionRecord& r : update.records) {
-    const Identity& who = IdentityOf(r.cgroup_id);
-    ClassificationRow row;
-    row.time_unix_ns = now;
-    row.cgroup_id = r.cgroup_id;
-    row.cgroup_path = who.path;
-    row.container_id = who.container ? who.container->container_id : "";
-    row.gpu_ioctl_rate = r.features.gpu_ioctl_rate;
-    row.gpu_opened = r.features.gpu_opened;
-    row.ext_ratio = r.features.ext_ratio;
-    row.open_rate = r.features.open_rate;
-    row.write_rate = r.features.write_rate;
-    row.evidence = r.features.evidence;
-    row.gpu_busy_share = r.features.gpu_busy_share;
-    row.gpu_context_recent = r.features.gpu_context_recent;
-    row.verdict = std::string(VerdictName(r.decision.verdict));
-    row.rule_verdict = std::string(VerdictName(r.decision.rule_verdict));
-    row.source = std::string(DecisionSourceName(r.decision.source));
-    row.model_version = r.decision.model_version;
-    row.confidence_permille = r.decision.confidence_permille;
-    rows.push_back(std::move(row));
+    rows.push_back(DecisionRow(SubjectOf(r.cgroup_id, now), r.features, r.decision));
   }
   absl::StatusOr<BatchResult> result = table_.RecordBatch(rows);
   if (!result.ok()) {
     LogWarning("classification table: %s", result.status().message());
-  } else {
-    for (const BatchResult::Rejected& r : result->rejected) {
-      LogWarning("classification table: row for cgroup %d rejected: %s", rows[r.index].cgroup_id,
-                 r.reason.message());
-    }
+    return;
   }
-  // Retrain every retrain_every_rows new labelled rows.
+  for (const BatchResult::Rejected& r : result->rejected) {
+    LogWarning("classification table: row for cgroup %d rejected: %s", rows[r.index].cgroup_id,
+               r.reason.message());
+  }
+}
+
+// Retrain every retrain_every_rows new labelled rows, at most every
+// min_retrain_interval: a flood of rows costs one retraining a minute.
+void VerdictService::RetrainWhenDue() {
   absl::StatusOr<int64_t> fresh = table_.CountLabelledSince(trained_through_row_);
-  if (fresh.ok() && *fresh >= options_.policy.retrain_every_rows) {
-    absl::StatusOr<int> version = TrainNow();
-    if (version.ok()) {
-      LogInfo("model: retrained, version %d", *version);
-      retrain_failed_logged_ = false;
-    } else if (!retrain_failed_logged_) {
-      LogInfo("model: not retrained yet: %s", version.status().message());
-      retrain_failed_logged_ = true;
-    }
+  if (!fresh.ok() || *fresh < options_.policy.retrain_every_rows) return;
+  if (absl::Now() - last_retrain_at_ < options_.policy.min_retrain_interval) return;
+  last_retrain_at_ = absl::Now();
+  absl::StatusOr<int> version = TrainNow();
+  if (version.ok()) {
+    LogInfo("model: retrained, version %d", *version);
+    retrain_failed_logged_ = false;
+  } else if (!retrain_failed_logged_) {
+    LogInfo("model: not retrained yet: %s", version.status().message());
+    retrain_failed_logged_ = true;
   }
-  return first_error;
 }
 
 absl::Status VerdictService::Tick() {
@@ -283,9 +274,12 @@ absl::StatusOr<int> VerdictService::TrainNow() {
   for (const ClassificationRow& r : *rows) {
     absl::StatusOr<Verdict> label = ParseVerdict(r.verdict);
     if (!label.ok() || *label == Verdict::kUnknown) continue;
-    training.push_back({ModelInputs(FeaturesOfRow(r)), *label,
-                        r.source == "operator" ? RowSource::kOperator : RowSource::kAgent});
+    const RowSource source = r.source == "operator" ? RowSource::kOperator
+                             : r.source == "model"  ? RowSource::kModel
+                                                    : RowSource::kAgent;
+    training.push_back({ModelInputs(FeaturesOfRow(r)), *label, source, r.cgroup_id});
   }
+  training = GuardTrainingRows(std::move(training), {options_.policy.max_training_rows_per_cgroup});
   const int previous = engine_.model() == nullptr ? 0 : engine_.model()->version();
   absl::StatusOr<NaiveBayesModel> model = gputier::Train(training, previous, UnixNs(), options_.policy.operator_weight);
   trained_through_row_ = *max_id;
@@ -407,6 +401,7 @@ nlohmann::json VerdictService::Explain(const std::string& target) {
       model["log_likelihood"] = ll;
       model["verdict"] = std::string(VerdictName(p->verdict));
       model["confidence"] = p->confidence_permille;
+      model["vetoed"] = d->model_vetoed;  // said gpu/mixed for a cgroup without GPU use
     }
   }
   if (!d->model_not_used.empty()) model["not_used_because"] = d->model_not_used;
@@ -460,23 +455,7 @@ nlohmann::json VerdictService::Label(const std::string& target, const std::strin
   if (!id.ok()) return Error(id.status().message());
   std::optional<CgroupVerdict> v = engine_.Lookup(*id, MonotonicNs());
   if (!v) return Error(absl::StrCat("cgroup ", *id, " has no features yet"));
-  const Identity& who = IdentityOf(*id);
-  ClassificationRow row;
-  row.time_unix_ns = UnixNs();
-  row.cgroup_id = *id;
-  row.cgroup_path = who.path;
-  row.container_id = who.container ? who.container->container_id : "";
-  row.gpu_ioctl_rate = v->features.gpu_ioctl_rate;
-  row.gpu_opened = v->features.gpu_opened;
-  row.ext_ratio = v->features.ext_ratio;
-  row.open_rate = v->features.open_rate;
-  row.write_rate = v->features.write_rate;
-  row.evidence = v->features.evidence;
-  row.gpu_busy_share = v->features.gpu_busy_share;
-  row.gpu_context_recent = v->features.gpu_context_recent;
-  row.verdict = std::string(VerdictName(*label));
-  row.source = "operator";
-  row.confidence_permille = 1000;
+  const ClassificationRow row = LabelRow(SubjectOf(*id, UnixNs()), v->features, *label);
   if (absl::Status s = table_.Record(row); !s.ok()) return Error(s.message());
   return {{"ok", true}, {"cgroup_id", *id}, {"label", verdict}};
 }

@@ -18,6 +18,7 @@
 #include "loader/cgroup/cgroup_path.h"
 #include "loader/cgroup/cgroup_resolver.h"
 #include "loader/classify/classification_table.h"
+#include "loader/classify/decision_row.h"
 #include "loader/config/config.h"
 #include "loader/control/control_request.h"
 #include "loader/gpu_use/gpu_use_monitor.h"
@@ -91,7 +92,16 @@ class VerdictService {
     std::optional<ContainerIdentity> container;
   };
   const Identity& IdentityOf(uint64_t cgroup_id);
+  // What one engine update changes, in order: the verdicts in gt_verdicts
+  // (logged), the cgroups gone forgotten, the decisions recorded in the
+  // table, and the model retrained when enough new labelled rows are in.
+  // Returns the first failed verdict write.
   absl::Status Apply(EngineUpdate& update);
+  absl::Status WriteChangedVerdicts(const EngineUpdate& update);
+  void ForgetRemoved(const EngineUpdate& update);
+  void RecordDecisions(const EngineUpdate& update);
+  void RetrainWhenDue();
+  RowSubject SubjectOf(uint64_t cgroup_id, int64_t time_unix_ns);
   absl::StatusOr<int> TrainNow();
   absl::StatusOr<uint64_t> ResolveTarget(const std::string& target);
 
@@ -113,6 +123,7 @@ class VerdictService {
   absl::flat_hash_map<uint64_t, uint64_t> last_active_ns_;
   int64_t trained_through_row_ = 0;
   bool retrain_failed_logged_ = false;
+  absl::Time last_retrain_at_ = absl::InfinitePast();
 };
 
 }  // namespace gputier

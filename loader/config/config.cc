@@ -31,15 +31,6 @@
 namespace gputier {
 namespace {
 
-using yaml_fields::Invalid;
-using yaml_fields::IsPlainScalar;
-using yaml_fields::KindOf;
-using yaml_fields::MapEntry;
-using yaml_fields::MappingEntries;
-using yaml_fields::ParseBoundedInt;
-using yaml_fields::Quote;
-using yaml_fields::Where;
-
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
     "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
@@ -155,91 +146,84 @@ struct ExtensionOrigin {
   std::string key_path;
 };
 
-absl::Status ParseExtensions(absl::string_view source, const YAML::Node& node,
-                             Config& config) {
-  if (node.IsNull()) return absl::OkStatus();
-  if (!node.IsMap()) {
-    return Invalid(source, node, "extensions",
-                   absl::StrCat("is ", KindOf(node),
-                                ", not a mapping of class name to extensions"),
-                   "write e.g. \"extensions: {image: [jpg, png]}\"");
+// Extensions from the file, per class, with their nodes for errors.
+struct FileClass {
+  uint32_t id;
+  std::string name;
+  std::vector<std::pair<std::string, YAML::Node>> extensions;
+};
+
+// The id of the class `name` of the file: a built-in class's own, else the
+// next free custom one.
+absl::StatusOr<uint32_t> ClassIdOf(absl::string_view source, const std::string& name,
+                                   const YAML::Node& name_node, const std::string& path,
+                                   const Config& config, uint32_t* next_custom_id) {
+  if (name == "other") {
+    return Invalid(source, name_node, path,
+                   "\"other\" is reserved for extensions in no class",
+                   "choose another class name");
   }
-  absl::StatusOr<std::vector<MapEntry>> entries =
-      MappingEntries(source, node, "extensions");
-  if (!entries.ok()) return entries.status();
+  if (!IsValidClassName(name)) {
+    return Invalid(source, name_node, path,
+                   absl::StrCat(Quote(name), " is not a valid class name"),
+                   absl::StrCat("use 1 to ", GT_CLASS_NAME_LEN - 1,
+                                " characters from a-z, 0-9, _ and -"));
+  }
+  auto builtin = std::find_if(
+      config.classes.begin(), config.classes.end(),
+      [&class_name = name](const ExtensionClass& c) { return c.name == class_name; });
+  if (builtin != config.classes.end()) return builtin->id;
+  if (*next_custom_id >= GT_CLASS_MAX) {
+    return Invalid(source, name_node, path,
+                   absl::StrCat("is a new class beyond the ",
+                                GT_CLASS_MAX - GT_CLASS_FIRST_CUSTOM,
+                                " that fit next to the built-in ones"),
+                   "merge it into another class");
+  }
+  return (*next_custom_id)++;
+}
 
-  // Extensions from the file, per class, with their nodes for errors.
-  struct FileClass {
-    uint32_t id;
-    std::string name;
-    std::vector<std::pair<std::string, YAML::Node>> extensions;
-  };
-  std::vector<FileClass> file_classes;
-  uint32_t next_custom_id = GT_CLASS_FIRST_CUSTOM;
-
-  for (const auto& [name, name_node, list] : *entries) {
-    const std::string path = absl::StrCat("extensions.", name);
-    if (name == "other") {
-      return Invalid(source, name_node, path,
-                     "\"other\" is reserved for extensions in no class",
-                     "choose another class name");
-    }
-    if (!IsValidClassName(name)) {
-      return Invalid(source, name_node, path,
-                     absl::StrCat(Quote(name), " is not a valid class name"),
-                     absl::StrCat("use 1 to ", GT_CLASS_NAME_LEN - 1,
-                                  " characters from a-z, 0-9, _ and -"));
-    }
-    auto builtin = std::find_if(
-        config.classes.begin(), config.classes.end(),
-        [&class_name = name](const ExtensionClass& c) { return c.name == class_name; });
-    uint32_t id = 0;
-    if (builtin != config.classes.end()) {
-      id = builtin->id;
-    } else {
-      if (next_custom_id >= GT_CLASS_MAX) {
-        return Invalid(source, name_node, path,
-                       absl::StrCat("is a new class beyond the ",
-                                    GT_CLASS_MAX - GT_CLASS_FIRST_CUSTOM,
-                                    " that fit next to the built-in ones"),
-                       "merge it into another class");
-      }
-      id = next_custom_id++;
-    }
-    if (list.IsNull() || (list.IsSequence() && list.size() == 0)) {
-      return Invalid(source, name_node, path, "is an empty class",
-                     "list at least one extension, or remove the class");
-    }
-    if (!list.IsSequence()) {
+// One class of the file: a non-empty list of extensions, each once.
+absl::StatusOr<FileClass> ParseFileClass(absl::string_view source, uint32_t id, const std::string& name,
+                                         const YAML::Node& name_node, const YAML::Node& list,
+                                         const std::string& path) {
+  if (list.IsNull() || (list.IsSequence() && list.size() == 0)) {
+    return Invalid(source, name_node, path, "is an empty class",
+                   "list at least one extension, or remove the class");
+  }
+  if (!list.IsSequence()) {
+    return Invalid(
+        source, list, path,
+        absl::StrCat("is ", KindOf(list), ", not a list of extensions"),
+        absl::StrCat("write a list, e.g. \"", name, ": [ext1, ext2]\""));
+  }
+  FileClass file_class{id, name, {}};
+  absl::flat_hash_map<std::string, size_t> index_of;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node item = list[i];
+    const std::string item_path = absl::StrCat(path, "[", i, "]");
+    absl::StatusOr<std::string> ext =
+        NormaliseExtension(source, item, item_path);
+    if (!ext.ok()) return ext.status();
+    auto [it, inserted] = index_of.emplace(*ext, i);
+    if (!inserted) {
       return Invalid(
-          source, list, path,
-          absl::StrCat("is ", KindOf(list), ", not a list of extensions"),
-          absl::StrCat("write a list, e.g. \"", name, ": [ext1, ext2]\""));
+          source, item, item_path,
+          absl::StrCat(Quote(*ext), " is listed twice in class ", Quote(name),
+                       " (also at [", it->second, "])"),
+          "keep one of them");
     }
-    FileClass file_class{id, name, {}};
-    absl::flat_hash_map<std::string, size_t> index_of;
-    for (size_t i = 0; i < list.size(); ++i) {
-      const YAML::Node item = list[i];
-      const std::string item_path = absl::StrCat(path, "[", i, "]");
-      absl::StatusOr<std::string> ext =
-          NormaliseExtension(source, item, item_path);
-      if (!ext.ok()) return ext.status();
-      auto [it, inserted] = index_of.emplace(*ext, i);
-      if (!inserted) {
-        return Invalid(
-            source, item, item_path,
-            absl::StrCat(Quote(*ext), " is listed twice in class ", Quote(name),
-                         " (also at [", it->second, "])"),
-            "keep one of them");
-      }
-      file_class.extensions.emplace_back(*std::move(ext), item);
-    }
-    file_classes.push_back(std::move(file_class));
+    file_class.extensions.emplace_back(*std::move(ext), item);
   }
+  return file_class;
+}
 
-  // Every extension in exactly one class: built-in lists that the file did
-  // not replace first, then the file's lists in file order, so a conflict is
-  // reported at the file's line.
+// Every extension in exactly one class: built-in lists that the file did
+// not replace first, then the file's lists in file order, so a conflict is
+// reported at the file's line. And no more than the map holds.
+absl::Status CheckEachExtensionInOneClass(absl::string_view source, const YAML::Node& node,
+                                          const Config& config,
+                                          const std::vector<FileClass>& file_classes) {
   absl::flat_hash_map<std::string, ExtensionOrigin> owner;
   size_t total = 0;
   for (const ExtensionClass& c : config.classes) {
@@ -285,7 +269,12 @@ absl::Status ParseExtensions(absl::string_view source, const YAML::Node& node,
                      GT_MAX_EXTENSIONS, " the map holds"),
         "remove some");
   }
+  return absl::OkStatus();
+}
 
+// The file's classes replace the built-in ones of the same name or join
+// them; the classes end up in id order.
+void MergeFileClasses(std::vector<FileClass> file_classes, Config& config) {
   for (FileClass& f : file_classes) {
     std::vector<std::string> extensions;
     extensions.reserve(f.extensions.size());
@@ -304,6 +293,32 @@ absl::Status ParseExtensions(absl::string_view source, const YAML::Node& node,
             [](const ExtensionClass& a, const ExtensionClass& b) {
               return a.id < b.id;
             });
+}
+
+absl::Status ParseExtensions(absl::string_view source, const YAML::Node& node,
+                             Config& config) {
+  if (node.IsNull()) return absl::OkStatus();
+  if (!node.IsMap()) {
+    return Invalid(source, node, "extensions",
+                   absl::StrCat("is ", KindOf(node),
+                                ", not a mapping of class name to extensions"),
+                   "write e.g. \"extensions: {image: [jpg, png]}\"");
+  }
+  absl::StatusOr<std::vector<MapEntry>> entries =
+      MappingEntries(source, node, "extensions");
+  if (!entries.ok()) return entries.status();
+  std::vector<FileClass> file_classes;
+  uint32_t next_custom_id = GT_CLASS_FIRST_CUSTOM;
+  for (const auto& [name, name_node, list] : *entries) {
+    const std::string path = absl::StrCat("extensions.", name);
+    absl::StatusOr<uint32_t> id = ClassIdOf(source, name, name_node, path, config, &next_custom_id);
+    if (!id.ok()) return id.status();
+    absl::StatusOr<FileClass> file_class = ParseFileClass(source, *id, name, name_node, list, path);
+    if (!file_class.ok()) return file_class.status();
+    file_classes.push_back(*std::move(file_class));
+  }
+  if (absl::Status s = CheckEachExtensionInOneClass(source, node, config, file_classes); !s.ok()) return s;
+  MergeFileClasses(std::move(file_classes), config);
   return absl::OkStatus();
 }
 

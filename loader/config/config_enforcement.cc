@@ -9,11 +9,6 @@
 namespace gputier {
 namespace {
 
-using yaml_fields::Invalid;
-using yaml_fields::IsPlainScalar;
-using yaml_fields::KindOf;
-using yaml_fields::Quote;
-
 // "/a/b" with no empty, "." or ".." parts and no trailing slash ("/" alone is
 // the root cgroup, which is refused: it would exempt every host process).
 bool IsCgroupPath(absl::string_view p) {

@@ -8,12 +8,6 @@
 namespace gputier {
 namespace {
 
-using yaml_fields::Invalid;
-using yaml_fields::KindOf;
-using yaml_fields::MapEntry;
-using yaml_fields::MappingEntries;
-using yaml_fields::ParseBoundedInt;
-
 constexpr absl::string_view kKnownMetricsKeys = "max_containers";
 constexpr uint32_t kMinMetricsContainers = 1;
 constexpr uint32_t kMaxMetricsContainers = 100000;

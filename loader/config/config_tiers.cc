@@ -13,14 +13,6 @@
 namespace gputier {
 namespace {
 
-using yaml_fields::Invalid;
-using yaml_fields::IsPlainScalar;
-using yaml_fields::KindOf;
-using yaml_fields::MapEntry;
-using yaml_fields::MappingEntries;
-using yaml_fields::Quote;
-using yaml_fields::ParseDurationValue;
-
 constexpr uint64_t kMinPartition = uint64_t{16} << 20;
 
 std::string Shown(const YAML::Node& value) {

@@ -7,7 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
-namespace gputier::yaml_fields {
+namespace gputier {
 
 // Where a node sits in the input, for the prefix of an error:
 // "<source>:<line>: <key path>: ".
@@ -134,4 +134,4 @@ absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view source, cons
   return d;
 }
 
-}  // namespace gputier::yaml_fields
+}  // namespace gputier

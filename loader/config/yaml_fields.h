@@ -1,5 +1,6 @@
 // Small helpers for reading YAML config values with errors that name the
-// file, line and key (shared by the config parsers).
+// file, line and key: the vocabulary of the config parsers, and included by
+// them only (loader/config/*.cc), so they use these names unqualified.
 #ifndef GPUTIER_LOADER_CONFIG_YAML_FIELDS_H_
 #define GPUTIER_LOADER_CONFIG_YAML_FIELDS_H_
 
@@ -13,7 +14,7 @@
 #include "absl/time/time.h"
 #include "yaml-cpp/yaml.h"
 
-namespace gputier::yaml_fields {
+namespace gputier {
 
 // "<source>:<line>: <key path>"
 std::string Where(absl::string_view source, const YAML::Node& node, absl::string_view key_path);
@@ -57,6 +58,6 @@ absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view source, cons
                                                   const std::string& key, absl::Duration min,
                                                   absl::Duration max);
 
-}  // namespace gputier::yaml_fields
+}  // namespace gputier
 
 #endif  // GPUTIER_LOADER_CONFIG_YAML_FIELDS_H_

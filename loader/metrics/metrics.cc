@@ -159,33 +159,16 @@ std::vector<ContainerSample> ContainerSamples(const nlohmann::json& verdict_rows
   return out;
 }
 
-std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot& snapshot,
-                                                          uint32_t max_containers) {
+namespace {
+
+// The per-container families: each container of `own` with its own series,
+// then `other` (when given) as container="_other", with how many of the
+// others have each verdict and tier.
+void AddContainerSeries(prometheus::Registry& registry, const std::vector<const ContainerSample*>& own,
+                        const ContainerSample* other, const std::map<std::string, double>* other_verdicts,
+                        const std::map<std::string, double>* other_tiers, double other_confidence) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
-  using prometheus::BuildHistogram;
-  prometheus::Registry registry;
-
-  // Which containers get their own series.
-  std::vector<const ContainerSample*> order;
-  for (const ContainerSample& c : snapshot.containers) order.push_back(&c);
-  std::stable_sort(order.begin(), order.end(), [](const ContainerSample* a, const ContainerSample* b) {
-    if (Prominent(*a) != Prominent(*b)) return Prominent(*a);
-    return a->container_id < b->container_id;
-  });
-  const size_t own = std::min<size_t>(order.size(), max_containers);
-  ContainerSample other;
-  other.container_id = kOther;
-  std::map<std::string, double> other_verdicts, other_tiers;
-  double other_confidence = 0;
-  for (size_t i = own; i < order.size(); ++i) {
-    AddInto(other, *order[i]);
-    other_verdicts[order[i]->verdict] += 1;
-    if (!order[i]->tier.empty()) other_tiers[order[i]->tier] += 1;
-    other_confidence += order[i]->confidence;
-  }
-  const size_t others = order.size() - own;
-
   auto& verdict = BuildGauge().Name("gputier_container_verdict")
                       .Help("1 for the container's verdict in force, 0 for the others; for "
                             "container=\"_other\": how many of those containers have it")
@@ -257,11 +240,39 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot&
     gpu_ioctls.Add(labels).Increment(static_cast<double>(c.gpu_ioctls));
     written.Add(labels).Increment(static_cast<double>(c.bytes_written));
   };
-  for (size_t i = 0; i < own; ++i) add_container(*order[i], nullptr, nullptr, order[i]->confidence);
-  if (others > 0) {
-    other.tier = other_tiers.empty() ? "" : "_other";
-    add_container(other, &other_verdicts, &other_tiers, other_confidence / static_cast<double>(others));
+  for (const ContainerSample* c : own) add_container(*c, nullptr, nullptr, c->confidence);
+  if (other != nullptr) add_container(*other, other_verdicts, other_tiers, other_confidence);
+}
+
+// Every container: the most prominent max_containers with their own series,
+// the rest summed into container="_other"; and how many are in each.
+void AddContainerFamilies(prometheus::Registry& registry, const MetricsSnapshot& snapshot,
+                          uint32_t max_containers) {
+  using prometheus::BuildGauge;
+  // Which containers get their own series.
+  std::vector<const ContainerSample*> order;
+  for (const ContainerSample& c : snapshot.containers) order.push_back(&c);
+  std::stable_sort(order.begin(), order.end(), [](const ContainerSample* a, const ContainerSample* b) {
+    if (Prominent(*a) != Prominent(*b)) return Prominent(*a);
+    return a->container_id < b->container_id;
+  });
+  const size_t own = std::min<size_t>(order.size(), max_containers);
+  ContainerSample other;
+  other.container_id = kOther;
+  std::map<std::string, double> other_verdicts, other_tiers;
+  double other_confidence = 0;
+  for (size_t i = own; i < order.size(); ++i) {
+    AddInto(other, *order[i]);
+    other_verdicts[order[i]->verdict] += 1;
+    if (!order[i]->tier.empty()) other_tiers[order[i]->tier] += 1;
+    other_confidence += order[i]->confidence;
   }
+  const size_t others = order.size() - own;
+
+  const std::vector<const ContainerSample*> own_series(order.begin(), order.begin() + own);
+  if (others > 0) other.tier = other_tiers.empty() ? "" : "_other";
+  AddContainerSeries(registry, own_series, others > 0 ? &other : nullptr, &other_verdicts, &other_tiers,
+                     others > 0 ? other_confidence / static_cast<double>(others) : 0);
 
   auto& containers = BuildGauge().Name("gputier_containers")
                          .Help("Containers with counters: with their own series, and summed into "
@@ -270,12 +281,22 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot&
   containers.Add({{"series", "own"}}).Set(static_cast<double>(own));
   containers.Add({{"series", "other"}}).Set(static_cast<double>(others));
 
-  // The agent.
+}
+
+// The agent's own: mode and enforcement.
+void AddAgentInfo(prometheus::Registry& registry, const MetricsSnapshot& snapshot) {
+  using prometheus::BuildGauge;
   BuildGauge().Name("gputier_agent_info")
       .Help("1; the observation mode and the enforcement setting in force as labels")
       .Register(registry)
       .Add({{"mode", SafeLabelValue(snapshot.mode)}, {"enforcement", SafeLabelValue(snapshot.enforcement)}})
       .Set(1);
+}
+
+// The BPF side: each program's run time and runs, each map's fill, drops.
+void AddBpfFamilies(prometheus::Registry& registry, const MetricsSnapshot& snapshot) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
   if (!snapshot.programs.empty()) {
     auto& run_time = BuildCounter().Name("gputier_bpf_program_run_seconds_total")
                          .Help("Time the kernel accounted to the BPF program (run_time_ns; only "
@@ -311,6 +332,13 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot&
   for (const auto& [reason, n] : snapshot.drops) {
     drops.Add({{"reason", SafeLabelValue(reason)}}).Increment(static_cast<double>(n));
   }
+}
+
+// Errors, durations (histograms), the fast tier's use and the last tick.
+void AddAgentHealth(prometheus::Registry& registry, const MetricsSnapshot& snapshot) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
   auto& errors = BuildCounter().Name("gputier_errors_total")
                      .Help("Errors since gputierd started, by kind")
                      .Register(registry);
@@ -344,6 +372,17 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot&
       .Register(registry)
       .Add({})
       .Set(snapshot.last_tick_unix_seconds);
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> BuildMetricFamilies(const MetricsSnapshot& snapshot,
+                                                          uint32_t max_containers) {
+  prometheus::Registry registry;
+  AddContainerFamilies(registry, snapshot, max_containers);
+  AddAgentInfo(registry, snapshot);
+  AddBpfFamilies(registry, snapshot);
+  AddAgentHealth(registry, snapshot);
   return registry.Collect();
 }
 

@@ -109,7 +109,9 @@ absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Option
     fs::create_directories(c->rootfs_ + "/" + sub, ec);
     if (ec) return absl::InternalError(absl::StrCat("mkdir rootfs/", sub, ": ", ec.message()));
   }
-  for (const std::string& d : options.directories) {
+  std::vector<std::string> directories = options.directories;
+  for (const auto& [host, in_container] : options.binds) directories.push_back(in_container);
+  for (const std::string& d : directories) {
     fs::create_directories(RootfsPath(c->rootfs_, d), ec);
     if (ec) return absl::InternalError(absl::StrCat("mkdir rootfs", d, ": ", ec.message()));
   }
@@ -138,6 +140,10 @@ absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Option
   config["process"]["args"] = {"sh", "-c", options.script};
   config["root"]["readonly"] = false;
   config["hostname"] = c->id_;
+  for (const auto& [host, in_container] : options.binds) {
+    config["mounts"].push_back(
+        {{"destination", in_container}, {"type", "bind"}, {"source", host}, {"options", {"rbind", "rw"}}});
+  }
   std::ofstream(bundle + "/config.json") << config.dump(2);
 
   std::string pid_file = dir + "/init.pid";

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -55,6 +56,9 @@ class RuncContainer {
     // containers so that one agent config names them all. Empty: a private
     // one in the container's temp directory.
     std::string state_root;
+    // Host directories bind-mounted into the container (read-write), as
+    // {host path, container path}; the container path is created first.
+    std::vector<std::pair<std::string, std::string>> binds;
   };
 
   // Builds the rootfs and config, runs the container detached, waits until

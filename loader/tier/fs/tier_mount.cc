@@ -51,6 +51,31 @@ absl::StatusOr<MountFacts> FactsOf(int fd, absl::string_view what) {
   return facts;
 }
 
+// The one message a child in the container's mount namespace sends back:
+// an errno, and room for one fd passed with SCM_RIGHTS. Sent and received
+// in place (it points into itself); no allocation, so the child may build it
+// after fork.
+struct ChildAnswer {
+  int err;
+  struct iovec iov;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+
+  ChildAnswer(int initial_err, bool room_for_fd) : err(initial_err) {
+    std::memset(control, 0, sizeof(control));
+    std::memset(&msg, 0, sizeof(msg));
+    iov = {&err, sizeof(err)};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (room_for_fd) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+    }
+  }
+  ChildAnswer(const ChildAnswer&) = delete;
+  ChildAnswer& operator=(const ChildAnswer&) = delete;
+};
+
 // Runs `body` in a forked child that has entered the mount namespace
 // `mntns_fd`. `body` returns 0 or an errno and may hand back one fd, which
 // arrives in `*received` (may be null when no fd is expected). `body` runs
@@ -74,47 +99,31 @@ absl::Status RunInMountNamespace(int mntns_fd,
     } else {
       err = body(&out_fd);
     }
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof(msg));
-    struct iovec iov = {&err, sizeof(err)};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (err == 0 && out_fd >= 0) {
-      std::memset(control, 0, sizeof(control));
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    ChildAnswer answer(err, /*room_for_fd=*/err == 0 && out_fd >= 0);
+    if (answer.msg.msg_control != nullptr) {
+      struct cmsghdr* cmsg = CMSG_FIRSTHDR(&answer.msg);
       cmsg->cmsg_level = SOL_SOCKET;
       cmsg->cmsg_type = SCM_RIGHTS;
       cmsg->cmsg_len = CMSG_LEN(sizeof(int));
       std::memcpy(CMSG_DATA(cmsg), &out_fd, sizeof(int));
     }
-    _exit(sendmsg(child_end.get(), &msg, MSG_NOSIGNAL) < 0 ? 1 : 0);
+    _exit(sendmsg(child_end.get(), &answer.msg, MSG_NOSIGNAL) < 0 ? 1 : 0);
   }
   child_end.Reset();
 
-  int err = EPROTO;
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof(msg));
-  struct iovec iov = {&err, sizeof(err)};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
+  ChildAnswer answer(EPROTO, /*room_for_fd=*/true);
   ssize_t n;
   do {
-    n = recvmsg(parent_end.get(), &msg, MSG_CMSG_CLOEXEC);
+    n = recvmsg(parent_end.get(), &answer.msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   int recv_errno = errno;
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
   Fd fd;
-  if (n == static_cast<ssize_t>(sizeof(err))) {
-    for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr;
-         cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+  if (n == static_cast<ssize_t>(sizeof(answer.err))) {
+    for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&answer.msg); cmsg != nullptr;
+         cmsg = CMSG_NXTHDR(&answer.msg, cmsg)) {
       if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
         int got;
         std::memcpy(&got, CMSG_DATA(cmsg), sizeof(int));
@@ -126,7 +135,7 @@ absl::Status RunInMountNamespace(int mntns_fd,
                           absl::StrCat(what, ": no answer from the child in "
                                              "the container's namespace"));
   }
-  if (err != 0) return absl::ErrnoToStatus(err, what);
+  if (answer.err != 0) return absl::ErrnoToStatus(answer.err, what);
   if (received != nullptr) {
     if (!fd.valid()) {
       return absl::ErrnoToStatus(EPROTO, absl::StrCat(what, ": no fd came back"));
@@ -243,6 +252,23 @@ absl::Status FsConfigFd(int fs_fd, const char* key, int fd, const std::string& n
   return absl::OkStatus();
 }
 
+// A container path opened inside the container's root, and what is mounted
+// there.
+struct OpenedPath {
+  Fd fd;
+  MountFacts facts;
+};
+
+absl::StatusOr<OpenedPath> OpenWithFacts(pid_t pid, const ContainerPath& path) {
+  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
+  if (!root.ok()) return root.status();
+  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
+  if (!facts.ok()) return facts.status();
+  return OpenedPath{*std::move(target), *facts};
+}
+
 }  // namespace
 
 absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
@@ -265,7 +291,9 @@ absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
   return layout;
 }
 
-absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
+namespace {
+
+absl::Status CheckRequest(const TierMountRequest& request) {
   const TierLayout& layout = request.layout;
   const std::string& cpath = request.path.path;
   if (cpath.size() < 2 || cpath[0] != '/') {
@@ -280,38 +308,58 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   for (const std::string& lower : request.extra_lowers) {
     if (absl::Status s = CheckLayerPath(lower, "extra lower layer"); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
 
-  // 1. Resolve the container path from the host, safely.
-  absl::StatusOr<Fd> root = OpenContainerRoot(request.pid);
-  if (!root.ok()) return root.status();
-  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), request.path);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), cpath);
-  if (!facts.ok()) return facts.status();
-  if (facts->overlay && facts->mount_root) {
+// The container path to tier, opened from the host, and the container's
+// mount namespace.
+struct MountTarget {
+  Fd fd;
+  struct stat st;  // its owner and mode, for the upper layer
+  Fd mntns;
+};
+
+absl::StatusOr<MountTarget> OpenMountTarget(const TierMountRequest& request) {
+  const std::string& cpath = request.path.path;
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(request.pid, request.path);
+  if (!opened.ok()) return opened.status();
+  if (opened->facts.overlay && opened->facts.mount_root) {
     return absl::AlreadyExistsError(absl::StrCat(
         "container path '", cpath,
         "' is already the root of an overlay mount (tiered already?); "
         "unmount it first"));
   }
-  struct stat target_st;
-  if (fstat(target->get(), &target_st) != 0) {
+  MountTarget target;
+  target.fd = std::move(opened->fd);
+  if (fstat(target.fd.get(), &target.st) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("stat of container path '", cpath, "'"));
   }
   std::string ns_path = absl::StrCat("/proc/", request.pid, "/ns/mnt");
-  Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
+  target.mntns = Fd(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!target.mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
+  return target;
+}
 
-  // The extra lowers: opened once, handed to the overlay as these fds.
+// The extra lowers: opened once, handed to the overlay as these fds.
+absl::StatusOr<std::vector<Fd>> OpenExtraLowers(const TierMountRequest& request) {
   std::vector<Fd> lowers;
   for (const std::string& lower : request.extra_lowers) {
     absl::StatusOr<Fd> fd = OpenHostDirectory(lower, O_PATH, "extra lower layer");
     if (!fd.ok()) return fd.status();
     lowers.push_back(*std::move(fd));
   }
+  return lowers;
+}
 
-  // The tier directories. `upper` becomes the overlay's root directory, so
-  // it takes the owner and mode of the directory it replaces.
+struct TierLayers {
+  Fd upper;
+  Fd work;
+};
+
+// The tier directories, made and opened. `upper` becomes the overlay's root
+// directory, so it takes the owner and mode of the directory it replaces.
+absl::StatusOr<TierLayers> PrepareTierLayers(const TierLayout& layout, const struct stat& target_st,
+                                             const std::string& cpath) {
   for (const std::string* dir : {&layout.upper, &layout.work}) {
     if (absl::Status s = MakeLayerDirectory(*dir, layout.root); !s.ok()) return s;
   }
@@ -324,12 +372,15 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
     return absl::ErrnoToStatus(errno, absl::StrCat("copying owner and mode of '", cpath,
                                                    "' to ", layout.upper));
   }
+  return TierLayers{*std::move(upper), *std::move(work)};
+}
 
-  // 2. The current content of the path, as a detached mount.
-  int target_fd = target->get();
+// The current content of the path, as a detached mount.
+absl::StatusOr<Fd> CloneOriginal(const MountTarget& target, const std::string& cpath) {
+  int target_fd = target.fd.get();
   Fd original;
   absl::Status cloned = RunInMountNamespace(
-      mntns.get(),
+      target.mntns.get(),
       [target_fd](int* out_fd) {
         int fd = open_tree(target_fd, "",
                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
@@ -339,8 +390,15 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
       },
       &original, absl::StrCat("cloning container path '", cpath, "' (open_tree)"));
   if (!cloned.ok()) return cloned;
+  return original;
+}
 
-  // 3. The overlay, built in the agent's namespace, every layer as an fd.
+// The overlay, built in the agent's namespace, every layer as an fd:
+// [upper | lowers: the extra lowers, then the original content].
+absl::StatusOr<Fd> BuildOverlay(const TierMountRequest& request, const std::vector<Fd>& lowers,
+                                const Fd& original, const TierLayers& layers) {
+  const TierLayout& layout = request.layout;
+  const std::string& cpath = request.path.path;
   Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (!fs.valid()) {
     return absl::ErrnoToStatus(errno, "fsopen(\"overlay\") (is overlayfs available?)");
@@ -357,10 +415,10 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = FsConfigFd(fs.get(), "upperdir", upper->get(), layout.upper); !s.ok()) {
+  if (absl::Status s = FsConfigFd(fs.get(), "upperdir", layers.upper.get(), layout.upper); !s.ok()) {
     return s;
   }
-  if (absl::Status s = FsConfigFd(fs.get(), "workdir", work->get(), layout.work); !s.ok()) {
+  if (absl::Status s = FsConfigFd(fs.get(), "workdir", layers.work.get(), layout.work); !s.ok()) {
     return s;
   }
   for (const char* option : {"index", "redirect_dir", "metacopy", "xino"}) {
@@ -375,13 +433,15 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
   if (!overlay.valid()) {
     return absl::ErrnoToStatus(errno, absl::StrCat("fsmount of the overlay for '", cpath, "'"));
   }
-  absl::StatusOr<MountFacts> overlay_facts = FactsOf(overlay.get(), "the new overlay");
-  if (!overlay_facts.ok()) return overlay_facts.status();
+  return overlay;
+}
 
-  // 4. Onto the container path, inside the container's namespace.
+// The overlay onto the container path, inside the container's namespace.
+absl::Status MoveOntoTarget(const Fd& overlay, const MountTarget& target, const std::string& cpath) {
   int overlay_fd = overlay.get();
-  absl::Status moved = RunInMountNamespace(
-      mntns.get(),
+  int target_fd = target.fd.get();
+  return RunInMountNamespace(
+      target.mntns.get(),
       [overlay_fd, target_fd](int*) {
         if (move_mount(overlay_fd, "", target_fd, "",
                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
@@ -390,18 +450,39 @@ absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
         return 0;
       },
       nullptr, absl::StrCat("moving the overlay onto container path '", cpath, "'"));
-  if (!moved.ok()) return moved;
-  return TierMount{layout, overlay_facts->mount_id};
+}
+
+}  // namespace
+
+absl::StatusOr<TierMount> MountTier(const TierMountRequest& request) {
+  const std::string& cpath = request.path.path;
+  if (absl::Status s = CheckRequest(request); !s.ok()) return s;
+  // 1. Resolve the container path from the host, safely; open the layers.
+  absl::StatusOr<MountTarget> target = OpenMountTarget(request);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<std::vector<Fd>> lowers = OpenExtraLowers(request);
+  if (!lowers.ok()) return lowers.status();
+  absl::StatusOr<TierLayers> layers = PrepareTierLayers(request.layout, target->st, cpath);
+  if (!layers.ok()) return layers.status();
+  // 2. The current content of the path, as a detached mount.
+  absl::StatusOr<Fd> original = CloneOriginal(*target, cpath);
+  if (!original.ok()) return original.status();
+  // 3. The overlay, built in the agent's namespace.
+  absl::StatusOr<Fd> overlay = BuildOverlay(request, *lowers, *original, *layers);
+  if (!overlay.ok()) return overlay.status();
+  absl::StatusOr<MountFacts> overlay_facts = FactsOf(overlay->get(), "the new overlay");
+  if (!overlay_facts.ok()) return overlay_facts.status();
+  // 4. Onto the container path, inside the container's namespace.
+  if (absl::Status s = MoveOntoTarget(*overlay, *target, cpath); !s.ok()) return s;
+  return TierMount{request.layout, overlay_facts->mount_id};
 }
 
 absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
                          uint64_t expected_mount_id) {
-  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
-  if (!root.ok()) return root.status();
-  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
-  if (!facts.ok()) return facts.status();
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(pid, path);
+  if (!opened.ok()) return opened.status();
+  const Fd& target = opened->fd;
+  const MountFacts* facts = &opened->facts;
   if (!facts->overlay || !facts->mount_root) {
     return absl::FailedPreconditionError(absl::StrCat(
         "container path '", path.path, "' is not an overlay mount; nothing to unmount"));
@@ -414,7 +495,7 @@ absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
   std::string ns_path = absl::StrCat("/proc/", pid, "/ns/mnt");
   Fd mntns(open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!mntns.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("opening ", ns_path));
-  int target_fd = target->get();
+  int target_fd = target.get();
   return RunInMountNamespace(
       mntns.get(),
       [target_fd](int*) {
@@ -427,12 +508,9 @@ absl::Status UnmountTier(pid_t pid, const ContainerPath& path,
 }
 
 absl::StatusOr<PathMount> InspectContainerPath(pid_t pid, const ContainerPath& path) {
-  absl::StatusOr<Fd> root = OpenContainerRoot(pid);
-  if (!root.ok()) return root.status();
-  absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
-  if (!facts.ok()) return facts.status();
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(pid, path);
+  if (!opened.ok()) return opened.status();
+  const MountFacts* facts = &opened->facts;
   std::string mountinfo_path = absl::StrCat("/proc/", pid, "/mountinfo");
   absl::StatusOr<std::string> text = ReadFile(mountinfo_path);
   if (!text.ok()) return text.status();
