@@ -23,12 +23,13 @@ TEST(TierConfig, DefaultIsTheLocalDiskAndNothingTiered) {
   EXPECT_TRUE(t.gpu_data_paths.empty());
   EXPECT_EQ(t.partition_size, uint64_t{2} << 30);
   EXPECT_TRUE(t.runtime_roots.empty());  // every runtime keeps its defaults
+  EXPECT_EQ(t.demote_wait, absl::Seconds(60));
 }
 
 TEST(TierConfig, EveryKeyIsRead) {
   absl::StatusOr<Config> c = ParseConfig(
       "tiers:\n  fast: /mnt/nvme/gt/\n  slow: /mnt/sata/gt\n  partition_size: 512MiB\n"
-      "  high_watermark: 0.8\n  low_watermark: 0.6\n"
+      "  high_watermark: 0.8\n  low_watermark: 0.6\n  demote_wait: 90s\n"
       "tiered_paths: [/data, /var//cache/./x]\n"
       "gpu_data_paths: [/ckpt]\n"
       "runtime_roots:\n  runc: [/run/runc, /tmp/r/]\n  containerd: [/tmp/c]\n",
@@ -41,6 +42,7 @@ TEST(TierConfig, EveryKeyIsRead) {
   EXPECT_EQ(t.partition_size, uint64_t{512} << 20);
   EXPECT_DOUBLE_EQ(t.high_watermark, 0.8);
   EXPECT_DOUBLE_EQ(t.low_watermark, 0.6);
+  EXPECT_EQ(t.demote_wait, absl::Seconds(90));
   EXPECT_EQ(t.tiered_paths, (std::vector<std::string>{"/data", "/var/cache/x"}));
   EXPECT_EQ(t.gpu_data_paths, std::vector<std::string>{"/ckpt"});
   EXPECT_EQ(t.runtime_roots, (std::map<std::string, std::vector<std::string>>{
@@ -92,6 +94,13 @@ TEST(TierConfig, RootsThatOverlayOptionsCannotCarryAreRefused) {
     EXPECT_FALSE(s.ok()) << bad;
     EXPECT_TRUE(absl::StrContains(s.message(), "tiers.fast")) << s;
   }
+}
+
+TEST(TierConfig, DemoteWaitIsADurationWithinBounds) {
+  EXPECT_EQ(ParseConfig("tiers:\n  demote_wait: 2m\n", "t.yaml")->tiers.demote_wait, absl::Minutes(2));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: soon\n").message(), "not a duration"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: 1ms\n").message(), "tiers.demote_wait"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: 48h\n").message(), "outside"));
 }
 
 TEST(TierConfig, WatermarksMustBeOrderedFractions) {

@@ -89,5 +89,32 @@ TEST(PickDemotions, OperatorPinnedContainersGoLast) {
   EXPECT_EQ(PickDemotions(100, 95, c, h), std::vector<std::string>{"busy"});
 }
 
+TEST(BlockedStepRetry, EveryFiftyMillisecondsUntilTheDeadlineThenDoublingUpToAMinute) {
+  const absl::Duration deadline = absl::Seconds(60);
+  struct Case {
+    absl::Duration waited, retry;
+  } cases[] = {
+      {absl::ZeroDuration(), absl::Milliseconds(50)},
+      {absl::Seconds(59), absl::Milliseconds(50)},
+      {absl::Seconds(60), absl::Milliseconds(50)},
+      {absl::Seconds(60) + absl::Milliseconds(100), absl::Milliseconds(100)},
+      {absl::Seconds(60) + absl::Milliseconds(200), absl::Milliseconds(200)},
+      {absl::Seconds(70), absl::Seconds(10)},
+      {absl::Seconds(60 + 59), absl::Seconds(59)},
+      {absl::Hours(5), absl::Minutes(1)},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(BlockedStepRetry(c.waited, deadline), c.retry) << absl::FormatDuration(c.waited);
+  }
+  // Each retry past the deadline at least doubles the time waited past it.
+  absl::Duration waited = deadline;
+  int tries = 0;
+  while (waited < deadline + absl::Minutes(10)) {
+    waited += BlockedStepRetry(waited, deadline);
+    ++tries;
+  }
+  EXPECT_LT(tries, 30) << "retried too often past the deadline";
+}
+
 }  // namespace
 }  // namespace gputier

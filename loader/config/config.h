@@ -72,6 +72,12 @@ struct TierConfig {
   // containers are demoted until use is at or below `low`.
   double high_watermark = 0.90;
   double low_watermark = 0.80;
+  // How long a demotion may wait for the container to close what it holds
+  // open on the fast overlay (retried every 50 ms) before gputierd backs
+  // off: the container is left on the fast tier, the demotion retried at
+  // growing intervals (doubling, at most every minute) and reported
+  // (docs/TIERING.md, "A demotion blocked by open files").
+  absl::Duration demote_wait = absl::Seconds(60);
   // Absolute directories inside containers that are tiered (normalised).
   std::vector<std::string> tiered_paths;
   // Directories of MIXED containers that go fast (the rest stays slow).

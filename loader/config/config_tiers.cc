@@ -132,9 +132,15 @@ absl::Status ParseTiers(absl::string_view source, const YAML::Node& node, TierCo
                        "write the fraction of the fast tier's filesystem in use, such as 0.9");
       }
       (e.key == "high_watermark" ? tiers->high_watermark : tiers->low_watermark) = v;
+    } else if (e.key == "demote_wait") {
+      absl::StatusOr<absl::Duration> wait =
+          ParseDurationValue(source, e, key, absl::Milliseconds(100), absl::Hours(24));
+      if (!wait.ok()) return wait.status();
+      tiers->demote_wait = *wait;
     } else {
       return Invalid(source, e.key_node, key, "is not a known key",
-                     "the keys of tiers are fast, slow, partition_size, high_watermark, low_watermark");
+                     "the keys of tiers are fast, slow, partition_size, high_watermark, low_watermark, "
+                     "demote_wait");
     }
   }
   if (fast != slow) {

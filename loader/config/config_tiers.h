@@ -17,7 +17,7 @@
 
 namespace gputier {
 
-// `tiers: {fast, slow, partition_size, high_watermark, low_watermark}`.
+// `tiers: {fast, slow, partition_size, high_watermark, low_watermark, demote_wait}`.
 absl::Status ParseTiers(absl::string_view source, const YAML::Node& node, TierConfig* tiers);
 
 // A list of container directories (`key` is "tiered_paths" or "gpu_data_paths").

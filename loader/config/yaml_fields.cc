@@ -114,4 +114,24 @@ absl::StatusOr<std::vector<MapEntry>> MappingEntries(
   return entries;
 }
 
+absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view source, const MapEntry& e,
+                                                  const std::string& key, absl::Duration min,
+                                                  absl::Duration max) {
+  absl::Duration d;
+  if (!IsPlainScalar(e.value) || !absl::ParseDuration(e.value.Scalar(), &d)) {
+    return Invalid(source, e.Location(), key,
+                   absl::StrCat("is ", e.value.IsScalar() ? Quote(e.value.Scalar()) : KindOf(e.value),
+                                ", not a duration"),
+                   "write a duration such as 500ms, 2s or 1m");
+  }
+  if (d < min || d > max) {
+    return Invalid(source, e.Location(), key,
+                   absl::StrCat(absl::FormatDuration(d), " is outside ", absl::FormatDuration(min), "..",
+                                absl::FormatDuration(max)),
+                   absl::StrCat("write a duration in ", absl::FormatDuration(min), "..",
+                                absl::FormatDuration(max)));
+  }
+  return d;
+}
+
 }  // namespace gputier

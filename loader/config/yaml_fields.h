@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "yaml-cpp/yaml.h"
 
 namespace gputier {
@@ -50,6 +51,12 @@ struct MapEntry {
 absl::StatusOr<std::vector<MapEntry>> MappingEntries(absl::string_view source,
                                                      const YAML::Node& map,
                                                      absl::string_view key_path);
+
+// The duration (absl::ParseDuration: "500ms", "2s", "1m") of `e`, within
+// [min, max]; else one error naming `key`, what it is and what to write.
+absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view source, const MapEntry& e,
+                                                  const std::string& key, absl::Duration min,
+                                                  absl::Duration max);
 
 }  // namespace gputier
 

@@ -31,7 +31,6 @@ namespace {
 
 using tier_internal::kErrorRetry;
 
-constexpr absl::Duration kBusyRetry = absl::Milliseconds(50);
 // How often each container's directories are checked for their overlays.
 constexpr absl::Duration kOverlaysEvery = absl::Seconds(1);
 
@@ -256,14 +255,24 @@ void TierManager::ConvergeAll(const absl::StatusOr<SpaceUsage>& fs) {
     if (absl::Now() - live.overlays_checked_at >= kOverlaysEvery) {
       live.overlays_checked_at = absl::Now();
       if (absl::Status s = CheckOverlays(record, live); !s.ok()) {
-        if (absl::IsUnavailable(s)) live.overlays_checked_at = absl::InfinitePast();  // again with the retry
-        NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
+        if (absl::IsUnavailable(s)) {
+          live.overlays_checked_at = absl::InfinitePast();  // again with the retry
+          NoteWaiting(id, live, s);
+        } else {
+          NoteError(id, s, kErrorRetry);
+        }
         continue;
       }
     }
     const std::map<std::string, Tier> desired = DesiredNow(record, live, fs);
     absl::Status s = Converge(record, live, desired, MayPromote(record));
-    if (!s.ok()) NoteError(id, s, absl::IsUnavailable(s) ? kBusyRetry : kErrorRetry);
+    if (absl::IsUnavailable(s)) {
+      NoteWaiting(id, live, s);
+    } else if (!s.ok()) {
+      NoteError(id, s, kErrorRetry);
+    } else {
+      live.waiting_since = absl::InfinitePast();
+    }
     RefreshBytes(record, live, /*force=*/false);
   }
 }
@@ -332,6 +341,29 @@ absl::Status TierManager::Converge(TierRecord& record, Live& live,
   if (absl::Status s = FreePartitionIfUnused(record); !s.ok()) return s;
   live.last_error.clear();
   return absl::OkStatus();
+}
+
+// A step that waits on the container (it holds files open on the fast
+// overlay): retried every 50 ms until tiers.demote_wait has passed, then at
+// intervals that double (BlockedStepRetry), the container left where it is
+// and its data where it is being written. Never forced: a file held open
+// on the fast tier would otherwise keep writing into a layer being freed.
+void TierManager::NoteWaiting(const std::string& id, Live& live, const absl::Status& s) {
+  const absl::Time now = absl::Now();
+  if (live.waiting_since == absl::InfinitePast()) live.waiting_since = now;
+  const absl::Duration waited = now - live.waiting_since;
+  const absl::Duration deadline = options_.config.demote_wait;
+  if (waited < deadline) {
+    NoteError(id, s, kBusyRetry);
+    return;
+  }
+  NoteError(id,
+            absl::Status(s.code(), absl::StrCat(s.message(), "; waited past tiers.demote_wait (",
+                                                absl::FormatDuration(deadline),
+                                                "): left as it is, tried again at doubling intervals (at most "
+                                                "every ",
+                                                absl::FormatDuration(kBlockedRetryMax), ")")),
+            BlockedStepRetry(waited, deadline));
 }
 
 }  // namespace gputier

@@ -1,15 +1,13 @@
 // TierManager's status: the bytes each container holds on each tier, and
 // the status it publishes after every cycle for `gputierctl status` and the
 // metrics (Publish).
-#include <ftw.h>
-#include <sys/stat.h>
-
 #include <cstdint>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "loader/tier/fs/tier_partition.h"
+#include "loader/tier/fs/tree_walk.h"
 #include "loader/tier/tier_manager.h"
 
 namespace gputier {
@@ -17,20 +15,12 @@ namespace {
 
 constexpr absl::Duration kBytesEvery = absl::Seconds(30);
 
-uint64_t g_walk_bytes = 0;
-int AddBytes(const char*, const struct stat* st, int type, struct FTW*) {
-  if (type == FTW_F) g_walk_bytes += static_cast<uint64_t>(st->st_blocks) * 512;
-  return 0;
-}
-
-// Allocated bytes of the files below `dir` (0 when it does not exist). Never
-// follows symlinks or leaves the filesystem. Worker thread only.
+// Allocated bytes of the files below `dir` (0 when it does not exist),
+// walked with a bounded number of fds at any depth (tree_walk.h); never
+// follows symlinks or enters another mount. A walk that fails counts 0.
 uint64_t DirBytes(const std::string& dir) {
-  g_walk_bytes = 0;
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
-  nftw(dir.c_str(), AddBytes, 16, FTW_PHYS | FTW_MOUNT);
-  return g_walk_bytes;
+  absl::StatusOr<uint64_t> bytes = TreeAllocatedBytes(dir);
+  return bytes.ok() ? *bytes : 0;
 }
 
 }  // namespace

@@ -138,6 +138,9 @@ class TierManager {
     uint64_t fast_bytes = 0;
     uint64_t slow_bytes = 0;
     absl::Time bytes_at = absl::InfinitePast();
+    // Since when the container's steps wait on it (files held open on the
+    // fast overlay); InfinitePast when they do not.
+    absl::Time waiting_since = absl::InfinitePast();
   };
 
   // tier_manager.cc: the worker thread, and what every step uses.
@@ -146,6 +149,8 @@ class TierManager {
   absl::Status Save(const TierRecord& record);
   std::string CgroupDir(const TierRecord& record) const;
   void NoteError(const std::string& container_id, const absl::Status& status, absl::Duration retry);
+  // cycle.cc: a step that waits on the container, retried (tiers.demote_wait).
+  void NoteWaiting(const std::string& id, Live& live, const absl::Status& s);
 
   // cycle.cc: one pass of the worker over every container.
   //   TakeInput            the classifier's view and operator requests, copied

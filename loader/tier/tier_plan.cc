@@ -97,4 +97,9 @@ std::vector<std::string> PickDemotions(uint64_t total, uint64_t used, const Tier
   return out;
 }
 
+absl::Duration BlockedStepRetry(absl::Duration waited, absl::Duration deadline) {
+  if (waited < deadline) return kBusyRetry;
+  return std::min(std::max(waited - deadline, kBusyRetry), kBlockedRetryMax);
+}
+
 }  // namespace gputier

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "loader/config/config.h"
 #include "policy/verdict.h"
 
@@ -52,6 +53,15 @@ struct FastHolder {
 // watermark. Empty when at or below the high watermark.
 std::vector<std::string> PickDemotions(uint64_t total, uint64_t used, const TierConfig& config,
                                        std::vector<FastHolder> holders);
+
+// A step that waits on the container (a demotion while it holds files open
+// on the fast overlay) is retried every kBusyRetry until it has waited
+// `deadline` (tiers.demote_wait); after that the container stays where it
+// is and the retry interval grows with the time waited past the deadline
+// (so it doubles: 50 ms, 100 ms, 200 ms, ...), at most kBlockedRetryMax.
+inline constexpr absl::Duration kBusyRetry = absl::Milliseconds(50);
+inline constexpr absl::Duration kBlockedRetryMax = absl::Minutes(1);
+absl::Duration BlockedStepRetry(absl::Duration waited, absl::Duration deadline);
 
 }  // namespace gputier
 

@@ -995,6 +995,51 @@ TEST_F(TierAgentTest, RepeatedOverrideIsAttemptedAtOnceDespiteTheErrorBackoff) {
   EXPECT_EQ(Row(c.id())["tier"], "slow");
 }
 
+// A container holding a file open on its fast overlay blocks its demotion:
+// retried every 50 ms for tiers.demote_wait (1 s here), then the container
+// stays on the fast tier and the retries back off (doubling); once the file
+// is closed the demotion goes through and nothing is lost. Before, it was
+// retried every 50 ms for ever (a freeze and a /proc scan each time).
+TEST_F(TierAgentTest, DemotionBlockedByAnOpenFileBacksOffPastDemoteWaitAndLosesNothing) {
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer& c = **made;
+  ASSERT_TRUE(StartAgent("64MiB", ", demote_wait: 1s").ok()) << Diag();
+  ASSERT_TRUE(Adopted(c)) << Diag();
+  ASSERT_TRUE(Tier(c.id(), "fast", "30s").ok()) << Diag();
+  absl::StatusOr<CommandResult> held =
+      c.Exec("(exec 3>>/data/held.txt; echo kept >&3; while [ ! -e /tmp/release ]; do sleep 0.1; done) "
+             "</dev/null >/dev/null 2>&1 &");
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_TRUE(WaitFor([&] { return SlurpFile(FastUpper(c.id()) + "/held.txt") == "kept\n"; }, seconds(10)))
+      << Diag();
+  ASSERT_TRUE(Tier(c.id(), "slow", "0s").ok()) << Diag();
+  int64_t retry_ms = -1;
+  auto backing_off = [&](int64_t at_least_ms) {
+    nlohmann::json row = Row(c.id());
+    if (!row.is_object() || !row["last_error"].is_string()) return false;
+    retry_ms = row.contains("retry_in_ms") ? row["retry_in_ms"].get<int64_t>() : -1;
+    return absl::StrContains(row["last_error"].get<std::string>(), "waited past tiers.demote_wait") &&
+           retry_ms >= at_least_ms && row["tier"] == "fast";
+  };
+  EXPECT_TRUE(WaitFor([&] { return backing_off(0); }, seconds(10), milliseconds(20)))
+      << "the blocked demotion never passed tiers.demote_wait\n" << Diag();
+  EXPECT_TRUE(WaitFor([&] { return backing_off(400); }, seconds(10), milliseconds(20)))
+      << "no growing backoff past the deadline (retry_in_ms " << retry_ms << ")\n" << Diag();
+  ASSERT_TRUE(c.Exec("touch /tmp/release").ok());
+  // The file is closed; a request sent again is attempted at once, whatever the backoff.
+  EXPECT_TRUE(Tier(c.id(), "slow", "30s").ok()) << Diag();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json row = Row(c.id());
+        return row.is_object() && row["tier"] == "slow" && row["demotions"] == 1;
+      },
+      seconds(15)))
+      << "not demoted once the file was closed\n" << Diag();
+  EXPECT_TRUE(WaitFor([&] { return SlurpFile(SlowUpper(c.id()) + "/held.txt") == "kept\n"; }, seconds(5)))
+      << "the held file was not written back\n" << Diag();
+}
+
 // A cgroup named like a container's (docker-<64 hex>.scope) whose process
 // never left the host's mount namespace and root is not a container: asking
 // to tier it gets no mount, no tier directory and no record, only the reason
