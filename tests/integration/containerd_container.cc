@@ -232,7 +232,7 @@ absl::Status ContainerdContainer::Kill() {
   if (!WaitExited(seconds(10))) {
     return absl::DeadlineExceededError(absl::StrCat("containerd task ", id_, " still running 10 s after SIGKILL"));
   }
-  return absl::OkStatus();
+  return daemon_.CtrOk({"task", "delete", id_}).status();
 }
 
 absl::Status ContainerdContainer::Remove() {

@@ -95,7 +95,9 @@ class ContainerdContainer : public RuntimeContainer {
   // ctr task kill (SIGTERM), SIGKILL after `grace`, then task delete (what
   // the CRI plugin does when a container exits).
   absl::Status Stop(std::chrono::seconds grace) override;
-  absl::Status Kill() override;    // ctr task kill -s SIGKILL; the task stays
+  // ctr task kill -s SIGKILL, then task delete (as the CRI plugin does on
+  // the exit; podman's cleanup likewise removes its cgroup).
+  absl::Status Kill() override;
   absl::Status Remove() override;  // ctr task delete --force, container delete
 
  private:
