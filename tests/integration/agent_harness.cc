@@ -298,6 +298,22 @@ absl::StatusOr<nlohmann::json> AgentProcess::Status() const {
 
 absl::StatusOr<nlohmann::json> AgentProcess::Tiering() const { return StatusPart("tiering"); }
 
+nlohmann::json AgentProcess::TieringRow(const std::string& container_id) const {
+  absl::StatusOr<nlohmann::json> t = Tiering();
+  if (!t.ok()) return nullptr;
+  for (const nlohmann::json& r : (*t)["containers"]) {
+    if (r["container_id"] == container_id) return r;
+  }
+  return nullptr;
+}
+
+std::string AgentProcess::TieringDiag() const {
+  absl::StatusOr<nlohmann::json> t =
+      pid_ > 0 ? Tiering() : absl::StatusOr<nlohmann::json>(absl::UnavailableError("stopped"));
+  return absl::StrCat("tiering: ", t.ok() ? t->dump() : std::string(t.status().message()),
+                      "\n--- gputierd log (tail) ---\n", LogTail());
+}
+
 absl::StatusOr<nlohmann::json> AgentProcess::Enforcement() const { return StatusPart("enforcement"); }
 
 nlohmann::json AgentProcess::WaitForVerdict(uint64_t cgroup_id, const std::string& want,

@@ -94,6 +94,11 @@ class AgentProcess {
   absl::StatusOr<nlohmann::json> Status() const;
   // The "tiering" part of `gputierctl status --json`: {"tiers", "containers"}.
   absl::StatusOr<nlohmann::json> Tiering() const;
+  // The tiering row of one container ("containers" of Tiering()), or null.
+  nlohmann::json TieringRow(const std::string& container_id) const;
+  // For failure messages: the tiering status (or why there is none) and the
+  // tail of the agent's log.
+  std::string TieringDiag() const;
   // The status object of one cgroup, or null if the agent has none.
   absl::StatusOr<nlohmann::json> StatusOf(uint64_t cgroup_id) const;
   // Runs `gputierctl <args> --run-dir=<this agent's>`; returns its stdout.

@@ -1,6 +1,9 @@
 #include "tests/integration/host_mounts.h"
 
 #include <dirent.h>
+#include <sys/mount.h>
+
+#include <algorithm>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -52,6 +55,12 @@ std::vector<std::string> LosetupLinesUnder(const std::string& dir) {
     if (absl::StrContains(line, absl::StrCat("(", dir, "/"))) out.emplace_back(line);
   }
   return out;
+}
+
+void UnmountAllUnder(const std::string& dir) {
+  std::vector<std::string> mounts = HostMountsUnder(dir);
+  std::sort(mounts.rbegin(), mounts.rend());
+  for (const std::string& m : mounts) umount2(m.c_str(), MNT_DETACH);
 }
 
 }  // namespace gputier::testing

@@ -22,6 +22,10 @@ std::vector<std::string> LoopsBackedUnder(const std::string& dir);
 // losetup lists none, or cannot run: then one line saying so).
 std::vector<std::string> LosetupLinesUnder(const std::string& dir);
 
+// Unmounts (lazily, deepest first) everything mounted at or below `dir`:
+// what a runtime left in its private store.
+void UnmountAllUnder(const std::string& dir);
+
 }  // namespace gputier::testing
 
 #endif  // GPUTIER_TESTS_INTEGRATION_HOST_MOUNTS_H_

@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tests/integration/agent_harness.h"
+#include "tests/integration/busybox_rootfs.h"
 
 namespace gputier::testing {
 
@@ -35,15 +36,8 @@ std::string RuncTestsCannotRunBecause() {
   if (!runc.ok() || runc->exit_code != 0) return "needs runc in PATH";
   return "";
 }
-namespace {
 
-namespace fs = std::filesystem;
-
-constexpr const char* kBusybox = "/bin/busybox";
-
-// Runs argv with stdout+stderr written to `log` (a file, never a pipe: a
-// detached container inherits runc's stdio and would hold a pipe open).
-absl::StatusOr<int> Spawn(const std::vector<std::string>& argv, const std::string& log) {
+absl::StatusOr<pid_t> StartCommand(const std::vector<std::string>& argv, const std::string& log) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -59,16 +53,25 @@ absl::StatusOr<int> Spawn(const std::vector<std::string>& argv, const std::strin
     execvp(args[0], args.data());
     _exit(127);
   }
+  return child;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Runs argv with stdout+stderr written to `log` (a file, never a pipe: a
+// detached container inherits runc's stdio and would hold a pipe open).
+absl::StatusOr<int> Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  absl::StatusOr<pid_t> started = StartCommand(argv, log);
+  if (!started.ok()) return started.status();
+  const pid_t child = *started;
   int status = 0;
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) return absl::InternalError("waitpid");
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
-}
-
-std::string RootfsPath(const std::string& rootfs, const std::string& container_path) {
-  return rootfs + "/" + std::string(absl::StripPrefix(container_path, "/"));
 }
 
 }  // namespace
@@ -104,30 +107,11 @@ absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Option
   std::string bundle = dir + "/bundle";
   c->rootfs_ = bundle + "/rootfs";
 
-  std::error_code ec;
-  for (const char* sub : {"bin", "proc", "dev", "sys", "tmp", "etc", "root"}) {
-    fs::create_directories(c->rootfs_ + "/" + sub, ec);
-    if (ec) return absl::InternalError(absl::StrCat("mkdir rootfs/", sub, ": ", ec.message()));
-  }
   std::vector<std::string> directories = options.directories;
-  for (const auto& [host, in_container] : options.binds) directories.push_back(in_container);
-  for (const std::string& d : directories) {
-    fs::create_directories(RootfsPath(c->rootfs_, d), ec);
-    if (ec) return absl::InternalError(absl::StrCat("mkdir rootfs", d, ": ", ec.message()));
-  }
+  for (const auto& [host, in_container] : options.binds) directories.push_back(in_container);  // mount points
+  if (absl::Status made = MakeBusyboxRootfs(c->rootfs_, directories); !made.ok()) return made;
+  std::error_code ec;
   fs::create_directories(c->state_root_, ec);
-  fs::copy_file(kBusybox, c->rootfs_ + "/bin/busybox", ec);
-  if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "copying ", kBusybox, ": ", ec.message(), "; install busybox-static"));
-  }
-  absl::StatusOr<CommandResult> list = RunCommand({kBusybox, "--list"});
-  if (!list.ok()) return list.status();
-  for (absl::string_view applet : absl::StrSplit(list->output, '\n', absl::SkipWhitespace())) {
-    applet = absl::StripAsciiWhitespace(applet);
-    if (applet == "busybox") continue;
-    fs::create_symlink("busybox", c->rootfs_ + "/bin/" + std::string(applet), ec);
-  }
 
   absl::StatusOr<CommandResult> spec = RunCommand({"runc", "spec", "--bundle", bundle});
   if (!spec.ok()) return spec.status();

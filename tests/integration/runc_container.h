@@ -41,6 +41,10 @@ struct CommandResult {
 // Runs argv[0] (searched in PATH) with stdin from /dev/null; waits.
 absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv);
 
+// Starts argv[0] (searched in PATH) with stdin from /dev/null and stdout and
+// stderr appended to the file `log`; returns its pid (the caller reaps it).
+absl::StatusOr<pid_t> StartCommand(const std::vector<std::string>& argv, const std::string& log);
+
 // Why tests with real runc containers cannot run here ("needs root", "needs
 // runc in PATH", ...), or empty when they can.
 std::string RuncTestsCannotRunBecause();
