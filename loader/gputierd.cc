@@ -163,8 +163,16 @@ void CheckDrops(int drops_fd, DropCounts* last) {
 
 // Control requests: the classifier's, plus `tier` and the tiering part of
 // `status`.
+// `agent` in status: what this gputierd is, for a client that shows it
+// (gputierctl top's header).
+struct AgentFacts {
+  std::string mode;  // lsm or tracepoint
+  absl::Time started;
+};
+
 nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verdicts, TierManager* tiers,
-                             const EnforcementService* enforcement, const DropCounts& drops) {
+                             const EnforcementService* enforcement, const DropCounts& drops,
+                             const AgentFacts& agent) {
   if (request.command == ControlCommand::kTier) {
     absl::StatusOr<TierOverride> choice = ParseTierOverride(request.tier);
     if (!choice.ok()) return {{"ok", false}, {"error", std::string(choice.status().message())}};
@@ -180,6 +188,12 @@ nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verd
     answer["tiering"] = tiers->StatusJson();
     answer["enforcement"] = enforcement->StatusJson();
     answer["drops"] = DropsJson(drops);
+    const absl::Time now = absl::Now();
+    answer["agent"] = {{"pid", getpid()},
+                       {"mode", agent.mode},
+                       {"enforcement", answer["enforcement"].value("mode", "off")},
+                       {"uptime_s", absl::ToInt64Seconds(now - agent.started)},
+                       {"now_unix_ms", absl::ToUnixMillis(now)}};
   }
   return answer;
 }
@@ -240,6 +254,7 @@ std::vector<uint64_t> OnFastTier(const nlohmann::json& tiering, const std::vecto
 }
 
 int Run() {
+  const absl::Time process_start = absl::Now();
   // First: a supervisor may stop the agent as soon as it reports ready (or
   // before), and SIGTERM must always mean a clean stop, never the default
   // kill. The flag is checked once the loop runs.
@@ -465,6 +480,7 @@ int Run() {
               drops[GT_DROP_CGROUP_MAP_FULL], drops[GT_DROP_RINGBUF_FULL]);
     }
   }
+  const AgentFacts agent = {ObserveModeName((*observer)->mode()), process_start};
   std::vector<pollfd> fds;
   while (!g_stop) {
     const int wait_ms = static_cast<int>(
@@ -482,7 +498,7 @@ int Run() {
     // Every connection moves on as far as it can without blocking; one
     // that stalls only runs into its own deadline.
     control->Serve([&](const ControlRequest& request) {
-      nlohmann::json answer = HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get(), drops);
+      nlohmann::json answer = HandleRequest(request, verdicts->get(), tiers->get(), enforcement->get(), drops, agent);
       if (!answer.value("ok", false)) feed.CountError("control_request");
       return answer;
     });
