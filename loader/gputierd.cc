@@ -31,6 +31,7 @@
 #include "loader/cli.h"
 #include "loader/control/control.h"
 #include "loader/config/config.h"
+#include "loader/config/config_tiers.h"
 #include "loader/enforce/enforcement.h"
 #include "loader/observe/gpu_devices.h"
 #include "loader/enforce/guard_maps.h"
@@ -513,7 +514,11 @@ int Run() {
       feed.ObserveTick(absl::Now() - tick_start);
       CheckDrops(drops_fd, &drops);
       std::vector<ContainerVerdictView> containers = (*verdicts)->Containers();
-      (*tiers)->UpdateContainers(containers);
+      std::vector<ContainerVerdictView> tiered;
+      for (const ContainerVerdictView& c : containers) {
+        if (InTieredCgroups(config.tiers, c.cgroup_path)) tiered.push_back(c);
+      }
+      (*tiers)->UpdateContainers(std::move(tiered));
       if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
       if (metrics) {
         const absl::Time snapshot_start = absl::Now();

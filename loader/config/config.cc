@@ -42,7 +42,7 @@ using yaml_fields::Where;
 
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
-    "runc_roots, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
+    "runc_roots, tiered_cgroups, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
     "control_read_group, metrics";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
@@ -459,6 +459,8 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       status = ParseContainerPathList(source, value, key, &config.tiers.gpu_data_paths);
     } else if (key == "runc_roots") {
       status = ParseRuncRoots(source, value, &config.tiers.runc_roots);
+    } else if (key == "tiered_cgroups") {
+      status = ParseTieredCgroups(source, value, &config.tiers.tiered_cgroups);
     } else if (key == "enforcement") {
       status = ParseEnforcementMode(source, value, &config.enforcement);
     } else if (key == "enforcement_if_unavailable") {

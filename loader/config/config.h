@@ -72,6 +72,9 @@ struct TierConfig {
   // runc state directories (`runc --root`), for telling runc containers
   // from other cgroups.
   std::vector<std::string> runc_roots = {"/run/runc"};
+  // Cgroup paths whose containers are tiered; empty: every container. Lets a
+  // second agent (deploy/demo) tier only its own containers.
+  std::vector<std::string> tiered_cgroups;
 };
 
 // The fast-tier guard and tamper watch (LSM mode only); docs/AUDIT.md.

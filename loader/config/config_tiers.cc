@@ -232,22 +232,54 @@ absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& 
   return absl::OkStatus();
 }
 
-absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
-                            std::vector<std::string>* out) {
+namespace {
+
+// A list of absolute paths under `key`; `fix` says what to write instead.
+absl::Status ParseAbsoluteList(absl::string_view source, const YAML::Node& node, absl::string_view key,
+                               absl::string_view fix, std::vector<std::string>* out) {
   if (!node.IsSequence()) {
-    return Invalid(source, node, "runc_roots", absl::StrCat("is ", KindOf(node), ", not a list"),
-                   "write a list of runc state directories, such as [/run/runc]");
+    return Invalid(source, node, std::string(key), absl::StrCat("is ", KindOf(node), ", not a list"), fix);
   }
   out->clear();
   for (size_t i = 0; i < node.size(); ++i) {
     const YAML::Node item = node[i];
     if (!item.IsScalar() || item.Scalar().empty() || item.Scalar()[0] != '/') {
-      return Invalid(source, item, absl::StrCat("runc_roots[", i, "]"), "is not an absolute directory",
-                     "write runc's --root directory, such as /run/runc");
+      return Invalid(source, item, absl::StrCat(key, "[", i, "]"), "is not an absolute path", fix);
     }
     out->push_back(item.Scalar());
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
+                            std::vector<std::string>* out) {
+  return ParseAbsoluteList(source, node, "runc_roots",
+                           "write a list of runc's --root directories, such as [/run/runc]", out);
+}
+
+absl::Status ParseTieredCgroups(absl::string_view source, const YAML::Node& node,
+                                std::vector<std::string>* out) {
+  absl::Status s = ParseAbsoluteList(
+      source, node, "tiered_cgroups",
+      "write a list of cgroup paths as /proc/<pid>/cgroup shows them, such as [/kubepods]", out);
+  if (!s.ok()) return s;
+  for (std::string& p : *out) {
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+  }
+  return absl::OkStatus();
+}
+
+bool InTieredCgroups(const TierConfig& tiers, absl::string_view cgroup_path) {
+  if (tiers.tiered_cgroups.empty()) return true;
+  for (const std::string& p : tiers.tiered_cgroups) {
+    if (p == "/" || cgroup_path == p ||
+        (absl::StartsWith(cgroup_path, p) && cgroup_path.size() > p.size() && cgroup_path[p.size()] == '/')) {
+      return true;
+    }
+  }
+  return false;
 }
 
 absl::Status ValidateTierPaths(absl::string_view source, const TierConfig& tiers) {

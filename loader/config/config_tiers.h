@@ -29,6 +29,15 @@ absl::Status ParseContainerPathList(absl::string_view source, const YAML::Node& 
 absl::Status RefuseRuntimeManagedPath(absl::string_view path);
 
 // `runc_roots: [DIR, ...]`.
+// `tiered_cgroups:`: cgroup paths (as /proc/<pid>/cgroup shows them); when
+// given, only containers in or below one of them are tiered.
+absl::Status ParseTieredCgroups(absl::string_view source, const YAML::Node& node,
+                                std::vector<std::string>* out);
+
+// Whether a container in this cgroup is tiered (every container when
+// `tiered_cgroups` is empty). Whole components only: /a covers /a/b, not /ab.
+bool InTieredCgroups(const TierConfig& tiers, absl::string_view cgroup_path);
+
 absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
                             std::vector<std::string>* out);
 
