@@ -42,6 +42,7 @@
 #include "loader/observe/observer.h"
 #include "loader/observe/pin_dir.h"
 #include "loader/report.h"
+#include "loader/tier/move_times.h"
 #include "loader/tier/tier_manager.h"
 #include "loader/tier/tier_plan.h"
 #include "loader/classify/verdict_service.h"
@@ -169,6 +170,7 @@ void CheckDrops(int drops_fd, DropCounts* last) {
 struct AgentFacts {
   std::string mode;  // lsm or tracepoint
   absl::Time started;
+  MoveTimes* moves;  // when each container last moved, noted each tick
 };
 
 nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verdicts, TierManager* tiers,
@@ -187,6 +189,8 @@ nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verd
   nlohmann::json answer = verdicts->Handle(request);
   if (request.command == ControlCommand::kStatus && answer.value("ok", false)) {
     answer["tiering"] = tiers->StatusJson();
+    agent.moves->Note(answer["tiering"], absl::Now());
+    agent.moves->Annotate(&answer["tiering"]);
     answer["enforcement"] = enforcement->StatusJson();
     answer["drops"] = DropsJson(drops);
     const absl::Time now = absl::Now();
@@ -481,7 +485,8 @@ int Run() {
               drops[GT_DROP_CGROUP_MAP_FULL], drops[GT_DROP_RINGBUF_FULL]);
     }
   }
-  const AgentFacts agent = {ObserveModeName((*observer)->mode()), process_start};
+  MoveTimes moves;
+  const AgentFacts agent = {ObserveModeName((*observer)->mode()), process_start, &moves};
   std::vector<pollfd> fds;
   while (!g_stop) {
     const int wait_ms = static_cast<int>(
@@ -519,6 +524,7 @@ int Run() {
         if (InTieredCgroups(config.tiers, c.cgroup_path)) tiered.push_back(c);
       }
       (*tiers)->UpdateContainers(std::move(tiered));
+      moves.Note((*tiers)->StatusJson(), absl::Now());
       if ((*enforcement)->active()) (*enforcement)->Refresh(OnFastTier((*tiers)->StatusJson(), containers));
       if (metrics) {
         const absl::Time snapshot_start = absl::Now();

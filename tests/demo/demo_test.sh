@@ -3,7 +3,9 @@
 # seconds, then the demo's own cleanup. Passes when the GPU container reached
 # the fast tier, the CPU container never left the slow one, and nothing the
 # demo made is left: its directory, pins, stand-in device, mounts, loop
-# devices, containers' cgroups. About 25 s.
+# devices, containers' cgroups. About 25 s. The tiered path is not /data, which
+# agents of other tests running on the same machine tier in every container.
+
 #
 #   tests/demo/demo_test.sh BIN_DIR [SECONDS]
 set -uo pipefail
@@ -19,7 +21,8 @@ done
 DIR="/tmp/gputier-demo-test-$$"
 OUT="$(mktemp /tmp/gputier-demo-test-out.XXXXXX)"
 trap 'rm -f "$OUT"' EXIT
-"$ROOT/deploy/demo/run-demo" --for "$FOR" --plain --dir "$DIR" --bin "$BIN" >"$OUT" 2>&1
+"$ROOT/deploy/demo/run-demo" --for "$FOR" --plain --dir "$DIR" --bin "$BIN" \
+  --path /gputier-demo-data >"$OUT" 2>&1
 rc=$?
 cat "$OUT"
 fail() { echo "FAIL: $*"; exit 1; }
