@@ -62,6 +62,9 @@ ABSL_FLAG(std::string, ready_file, "",
           "write this file once the programs are attached and verified (for supervisors/tests)");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
           "HOST:PORT serving Prometheus /metrics, /healthz and /readyz (docs/METRICS.md); off disables");
+ABSL_FLAG(bool, check_config, false,
+          "parse and validate --config (and --mode, --metrics-address), print the result and exit: "
+          "0 valid, 1 not (for ExecStartPre= and deploy checks); loads nothing");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
 
 namespace gputier {
@@ -256,6 +259,26 @@ std::vector<uint64_t> OnFastTier(const nlohmann::json& tiering, const std::vecto
     if (it != cgroup_of.end()) out.push_back(it->second);
   }
   return out;
+}
+
+// --check-config: the config file and the flags that shape the start, checked
+// without root and without touching the node. Tier roots and devices are the
+// node's and are checked when gputierd starts.
+int CheckConfig() {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  absl::StatusOr<Config> config = path.empty() ? absl::StatusOr<Config>(DefaultConfig()) : LoadConfigFile(path);
+  absl::Status status = config.status();
+  if (status.ok()) status = ParseObserveMode(absl::GetFlag(FLAGS_mode)).status();
+  if (status.ok()) status = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address)).status();
+  if (!status.ok()) {
+    fprintf(stderr, "gputierd --check-config: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  printf("gputierd --check-config: %s is valid (tiers: fast %s, slow %s%s; %zu tiered path(s))\n",
+         path.empty() ? "the built-in default config" : path.c_str(), config->tiers.fast_root.c_str(),
+         config->tiers.slow_root.c_str(), config->tiers.embedded_roots ? ", built in" : "",
+         config->tiers.tiered_paths.size() + config->tiers.gpu_data_paths.size());
+  return 0;
 }
 
 int Run() {
@@ -591,11 +614,15 @@ int main(int argc, char** argv) {
       "tracepoints otherwise), pins its maps for `gputierctl audit`, and prints live\n"
       "per-container counters.\n\n"
       "Usage: gputierd [--mode=auto|lsm|tracepoint] [--config=FILE] [--pin-dir=DIR] [-v]\n"
+      "       gputierd --check-config [--config=FILE]\n"
       "Flags may be spelled with - or _ (--pin-dir or --pin_dir).");
   if (!rest.empty()) {
     fprintf(stderr, "gputierd: unexpected argument '%s'; see gputierd --help\n", rest[0].c_str());
     return 2;
   }
+  if (absl::GetFlag(FLAGS_check_config)) return gputier::CheckConfig();
+  // Under systemd with stderr on the journal: "<N>message" lines.
+  gputier::SetLogFormat(gputier::LogFormatFor(STDERR_FILENO, getenv("JOURNAL_STREAM")));
   if (absl::GetFlag(FLAGS_verbose)) gputier::SetLogLevel(gputier::LogLevel::kDebug);
   gputier::RouteLibbpfLogs();
   return gputier::Run();

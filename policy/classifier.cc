@@ -26,6 +26,11 @@ std::string WhyModelCannotDecide(const NaiveBayesModel* model, const ClassifierO
 
 }  // namespace
 
+bool ShowsGpuUse(const Features& f) {
+  return f.gpu_opened > 0 || f.gpu_ioctl_rate > 0 || f.gpu_contexts_held > 0 || f.gpu_context_recent > 0 ||
+         (f.gpu_busy_share_defined && f.gpu_busy_share > 0);
+}
+
 absl::Status CheckModelInputs(const NaiveBayesModel& model) {
   const auto& names = ModelInputNames();
   bool same = model.feature_count() == kModelInputCount;
@@ -77,6 +82,16 @@ Decision Classify(const Features& features, const NaiveBayesModel* model,
   absl::StatusOr<NaiveBayesModel::Prediction> p = model->Predict(x);
   if (!p.ok()) {
     d.model_not_used = std::string(p.status().message());
+    return d;
+  }
+  if (p->verdict != Verdict::kCpu && !ShowsGpuUse(features)) {
+    // The rule's veto: a model trained on tenant-shaped rows may say GPU for
+    // a cgroup that never used the GPU; it stays CPU.
+    d.model_verdict = p->verdict;
+    d.model_log_likelihood = p->log_likelihood;
+    d.model_vetoed = true;
+    d.model_not_used = absl::StrCat("vetoed by the rule: model version ", model->version(), " said ",
+                                    VerdictName(p->verdict), ", but the cgroup shows no GPU use");
     return d;
   }
   d.verdict = p->verdict;

@@ -5,6 +5,11 @@
 //   no model, or a class with < min_rows rows    -> the rule's verdict
 //   otherwise                                    -> the model's verdict, the
 //                                                   rule's recorded beside it
+//   ... unless the cgroup shows no GPU use at   -> the rule's verdict (CPU):
+//       all and the model says GPU or MIXED         the rule's veto. No use of
+//                                                   the GPU is never GPU,
+//                                                   whatever rows the model
+//                                                   was trained on
 //
 // Hysteresis (policy/hysteresis.h) is applied by the caller to the verdicts
 // over time. Pure.
@@ -63,11 +68,18 @@ struct Decision {
   // 12 rows labelled gpu, fewer than min_rows_per_class 20", ...); empty when
   // it did.
   std::string model_not_used;
+  // The model said GPU or MIXED for a cgroup that shows no GPU use
+  // (ShowsGpuUse); the rule's verdict stands (model_verdict keeps what the model said).
+  bool model_vetoed = false;
 };
 
 // FailedPrecondition naming both lists when the model was trained over
 // other inputs than ModelInputNames() (an older agent's model file).
 absl::Status CheckModelInputs(const NaiveBayesModel& model);
+
+// Any sign of GPU use: a GPU device opened or ioctl'ed, a GPU context held
+// or recently used, a busy share above 0.
+bool ShowsGpuUse(const Features& features);
 
 // model may be nullptr (no model yet).
 Decision Classify(const Features& features, const NaiveBayesModel* model,

@@ -4,11 +4,36 @@
 #include <limits>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "policy/features.h"
 
 namespace gputier {
+
+std::vector<TrainingRow> GuardTrainingRows(std::vector<TrainingRow> rows, const TrainingGuard& guard) {
+  // Newest first, so the cap keeps each cgroup's newest rows.
+  absl::flat_hash_map<uint64_t, uint32_t> kept_of;
+  std::vector<bool> keep(rows.size(), false);
+  for (size_t i = rows.size(); i-- > 0;) {
+    const TrainingRow& r = rows[i];
+    if (r.source == RowSource::kOperator) {
+      keep[i] = true;
+    } else if (r.source == RowSource::kAgent) {
+      uint32_t& kept = kept_of[r.cgroup_id];
+      if (kept < guard.max_rows_per_cgroup) {
+        ++kept;
+        keep[i] = true;
+      }
+    }
+  }
+  std::vector<TrainingRow> out;
+  out.reserve(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (keep[i]) out.push_back(std::move(rows[i]));
+  }
+  return out;
+}
 
 absl::StatusOr<NaiveBayesModel> Train(absl::Span<const TrainingRow> rows, int previous_version,
                                       int64_t trained_at_unix_ns, double operator_weight) {

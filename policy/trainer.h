@@ -14,8 +14,10 @@
 namespace gputier {
 
 enum class RowSource {
-  kAgent,     // a verdict the agent reached itself
+  kAgent,     // a verdict the rule reached
   kOperator,  // a label an operator set (gputierctl label): ground truth
+  kModel,     // a verdict the model reached: never trained on (the model
+              // would learn its own outputs and drift from the rule)
 };
 
 // One row of the Fig. 3 table: the model inputs of a cgroup (ModelInputs) and
@@ -24,7 +26,20 @@ struct TrainingRow {
   std::vector<double> x;
   Verdict label = Verdict::kUnknown;
   RowSource source = RowSource::kAgent;
+  uint64_t cgroup_id = 0;  // whose row; for the per-cgroup cap
 };
+
+// What keeps the training rows from being shaped by tenants: any cgroup adds
+// rows, and many (or one busy) cgroups could otherwise outvote the rest.
+struct TrainingGuard {
+  // Agent rows kept per cgroup (its newest); operator rows are never capped.
+  uint32_t max_rows_per_cgroup = 50;
+};
+
+// The rows Train() may use, from `rows` oldest first: operator rows all;
+// agent rows at most guard.max_rows_per_cgroup per cgroup (the newest);
+// model rows none. Order kept. Pure.
+std::vector<TrainingRow> GuardTrainingRows(std::vector<TrainingRow> rows, const TrainingGuard& guard);
 
 // How much more an operator's row counts than an agent's, by default.
 inline constexpr double kDefaultOperatorWeight = 10.0;

@@ -29,7 +29,8 @@ TEST(PolicyConfig, EveryKeyIsRead) {
       "  thresholds: {gpu_ioctl_rate: 2.5, ext_ratio: 0.5, min_evidence: 3}\n"
       "  gpu_classes: [tensor, scans]\n"
       "  min_rows_per_class: 5\n  demote_after_cpu_windows: 7\n  retrain_every_rows: 50\n"
-      "  operator_weight: 4\n  table_max_rows: 5000\n",
+      "  operator_weight: 4\n  table_max_rows: 5000\n"
+      "  max_training_rows_per_cgroup: 12\n  min_retrain_interval: 5m\n",
       "test.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   const PolicyConfig& p = c->policy;
@@ -45,6 +46,8 @@ TEST(PolicyConfig, EveryKeyIsRead) {
   EXPECT_EQ(p.retrain_every_rows, 50u);
   EXPECT_DOUBLE_EQ(p.operator_weight, 4);
   EXPECT_EQ(p.table_max_rows, 5000u);
+  EXPECT_EQ(p.max_training_rows_per_cgroup, 12u);
+  EXPECT_EQ(p.min_retrain_interval, absl::Minutes(5));
 }
 
 struct BadPolicyCase {

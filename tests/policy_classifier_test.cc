@@ -132,6 +132,58 @@ TEST(Classify, TheModelsDecisionRecordsItsScoresAndTheRulesAnswer) {
   EXPECT_EQ(DecisionSourceName(d.source), "model");
 }
 
+// Rows shaped by a tenant: cgroups that never touched a GPU, labelled GPU
+// (a model that once learned from them). The rule's veto keeps such a
+// cgroup CPU; one that does use the GPU is still decided by the model.
+TEST(Classify, AModelsGpuForACgroupWithoutGpuUseIsVetoedByTheRule) {
+  std::vector<TrainingRow> rows = Rows(20, 20, 20);
+  for (int i = 0; i < 200; ++i) {
+    rows.push_back({ModelInputs(MakeFeatures(0, 0.9, 500, false, 30, 1e6)), Verdict::kGpu, RowSource::kOperator});
+  }
+  const NaiveBayesModel model = TrainOrDie(rows);
+  const Features no_gpu = MakeFeatures(0, 0.9, 500, false, 30, 1e6);
+  ASSERT_FALSE(ShowsGpuUse(no_gpu));
+  const auto said = model.Predict(ModelInputs(no_gpu));
+  ASSERT_TRUE(said.ok());
+  ASSERT_EQ(said->verdict, Verdict::kGpu) << "the poisoned model must say gpu for the test to mean anything";
+  const Decision d = Classify(no_gpu, &model, ClassifierOptions());
+  EXPECT_EQ(d.verdict, Verdict::kCpu);
+  EXPECT_EQ(d.source, DecisionSource::kRule);
+  EXPECT_TRUE(d.model_vetoed);
+  EXPECT_EQ(d.model_verdict, Verdict::kGpu);
+  EXPECT_TRUE(absl::StrContains(d.model_not_used, "vetoed by the rule")) << d.model_not_used;
+  // kSteadyTraining opened the GPU: the model still decides it.
+  const Decision steady = Classify(kSteadyTraining, &model, ClassifierOptions());
+  EXPECT_FALSE(steady.model_vetoed);
+  EXPECT_EQ(steady.source, DecisionSource::kModel);
+}
+
+TEST(Train, ModelRowsAreNeverTrainedOnAndAgentRowsAreCappedPerCgroup) {
+  std::vector<TrainingRow> rows;
+  for (int i = 0; i < 100; ++i) rows.push_back({{double(i)}, Verdict::kGpu, RowSource::kAgent, 7});   // one flooding cgroup
+  for (int i = 0; i < 3; ++i) rows.push_back({{double(i)}, Verdict::kCpu, RowSource::kAgent, 8});
+  for (int i = 0; i < 60; ++i) rows.push_back({{double(i)}, Verdict::kGpu, RowSource::kModel, 9});
+  for (int i = 0; i < 80; ++i) rows.push_back({{double(i)}, Verdict::kCpu, RowSource::kOperator, 7});
+  const std::vector<TrainingRow> kept = GuardTrainingRows(rows, {10});
+  int flood = 0, other = 0, model = 0, oper = 0;
+  double newest_flood = -1;
+  for (const TrainingRow& r : kept) {
+    if (r.source == RowSource::kModel) ++model;
+    if (r.source == RowSource::kOperator) ++oper;
+    if (r.source == RowSource::kAgent && r.cgroup_id == 7) {
+      ++flood;
+      EXPECT_GE(r.x[0], 90) << "the cap keeps the cgroup's newest rows";
+      EXPECT_GT(r.x[0], newest_flood) << "order is kept";
+      newest_flood = r.x[0];
+    }
+    if (r.source == RowSource::kAgent && r.cgroup_id == 8) ++other;
+  }
+  EXPECT_EQ(flood, 10);
+  EXPECT_EQ(other, 3);
+  EXPECT_EQ(model, 0);
+  EXPECT_EQ(oper, 80) << "operator rows are never capped";
+}
+
 TEST(Classify, MinRowsPerClassIsConfigurable) {
   const NaiveBayesModel model = TrainOrDie(Rows(5, 5, 5));
   ClassifierOptions o;

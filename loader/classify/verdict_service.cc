@@ -251,9 +251,12 @@ absl::Status VerdictService::Apply(EngineUpdate& update) {
                  r.reason.message());
     }
   }
-  // Retrain every retrain_every_rows new labelled rows.
+  // Retrain every retrain_every_rows new labelled rows, at most every
+  // min_retrain_interval: a flood of rows costs one retraining a minute.
   absl::StatusOr<int64_t> fresh = table_.CountLabelledSince(trained_through_row_);
-  if (fresh.ok() && *fresh >= options_.policy.retrain_every_rows) {
+  if (fresh.ok() && *fresh >= options_.policy.retrain_every_rows &&
+      absl::Now() - last_retrain_at_ >= options_.policy.min_retrain_interval) {
+    last_retrain_at_ = absl::Now();
     absl::StatusOr<int> version = TrainNow();
     if (version.ok()) {
       LogInfo("model: retrained, version %d", *version);
@@ -293,9 +296,12 @@ absl::StatusOr<int> VerdictService::TrainNow() {
   for (const ClassificationRow& r : *rows) {
     absl::StatusOr<Verdict> label = ParseVerdict(r.verdict);
     if (!label.ok() || *label == Verdict::kUnknown) continue;
-    training.push_back({ModelInputs(FeaturesOfRow(r)), *label,
-                        r.source == "operator" ? RowSource::kOperator : RowSource::kAgent});
+    const RowSource source = r.source == "operator" ? RowSource::kOperator
+                             : r.source == "model"  ? RowSource::kModel
+                                                    : RowSource::kAgent;
+    training.push_back({ModelInputs(FeaturesOfRow(r)), *label, source, r.cgroup_id});
   }
+  training = GuardTrainingRows(std::move(training), {options_.policy.max_training_rows_per_cgroup});
   const int previous = engine_.model() == nullptr ? 0 : engine_.model()->version();
   absl::StatusOr<NaiveBayesModel> model = gputier::Train(training, previous, UnixNs(), options_.policy.operator_weight);
   trained_through_row_ = *max_id;
@@ -418,6 +424,7 @@ nlohmann::json VerdictService::Explain(const std::string& target) {
       model["log_likelihood"] = ll;
       model["verdict"] = std::string(VerdictName(p->verdict));
       model["confidence"] = p->confidence_permille;
+      model["vetoed"] = d->model_vetoed;  // said gpu/mixed for a cgroup without GPU use
     }
   }
   if (!d->model_not_used.empty()) model["not_used_because"] = d->model_not_used;

@@ -113,6 +113,7 @@ class VerdictService {
   absl::flat_hash_map<uint64_t, uint64_t> last_active_ns_;
   int64_t trained_through_row_ = 0;
   bool retrain_failed_logged_ = false;
+  absl::Time last_retrain_at_ = absl::InfinitePast();
 };
 
 }  // namespace gputier

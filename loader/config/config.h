@@ -47,6 +47,12 @@ struct PolicyConfig {
   uint32_t min_rows_per_class = 20;
   uint32_t demote_after_cpu_windows = 3;
   uint32_t retrain_every_rows = 200;
+  // Rule-decided rows of one cgroup a model trains on (its newest): many
+  // rows of one busy or hostile cgroup cannot outvote the rest.
+  uint32_t max_training_rows_per_cgroup = 50;
+  // Retraining from the table at most this often (an operator's
+  // `gputierctl train` is not limited).
+  absl::Duration min_retrain_interval = absl::Minutes(1);
   double operator_weight = 10;
   uint32_t table_max_rows = 100000;
 };

@@ -146,6 +146,10 @@ absl::Status ParsePolicy(absl::string_view source, const YAML::Node& node,
       s = take_int(1, 1000000, &p->gpu_context_used_windows);
     } else if (e.key == "retrain_every_rows") {
       s = take_int(1, 10000000, &p->retrain_every_rows);
+    } else if (e.key == "max_training_rows_per_cgroup") {
+      s = take_int(1, 10000000, &p->max_training_rows_per_cgroup);
+    } else if (e.key == "min_retrain_interval") {
+      s = take_duration(absl::ZeroDuration(), absl::Hours(24 * 7), &p->min_retrain_interval);
     } else if (e.key == "table_max_rows") {
       s = take_int(100, 100000000, &p->table_max_rows);
     } else if (e.key == "operator_weight") {
@@ -179,7 +183,8 @@ absl::Status ParsePolicy(absl::string_view source, const YAML::Node& node,
       return Invalid(source, e.key_node, key, "is not a known key",
                      "the keys of policy are window, tick, record_every, thresholds, gpu_classes, "
                      "min_rows_per_class, demote_after_cpu_windows, gpu_context_used_windows, "
-                     "retrain_every_rows, operator_weight, table_max_rows");
+                     "retrain_every_rows, max_training_rows_per_cgroup, min_retrain_interval, operator_weight, "
+                     "table_max_rows");
     }
     if (!s.ok()) return s;
   }

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -102,6 +104,37 @@ TEST_F(DegradedStartTest, FullStateFilesystemKeepsTheTableInMemoryAndTheAgentRun
   ASSERT_TRUE(status["degraded"].is_string()) << status.dump(2);
   EXPECT_TRUE(absl::StrContains(status["degraded"].get<std::string>(), "in memory only")) << status.dump(2);
   EXPECT_EQ(status["classifier"], "rule") << status.dump(2);
+}
+
+// A tenant that makes more cgroups than gt_cg_stats holds (max_cgroups at
+// its floor, 64, and 80 cgroups opening files): the programs count the new
+// cgroups they could not add in gt_drops, and gputierd says so: a WARN line
+// naming the fix and `drops.cgroup_map_full` in status. Before, the drops
+// were counted and never read.
+TEST_F(DegradedStartTest, ACgroupFloodThatFillsTheCounterMapIsWarnedAbout) {
+  absl::StatusOr<std::string> mode = agent_.Start({RequestedMode(), "max_cgroups: 64\n"});
+  ASSERT_TRUE(mode.ok()) << mode.status();
+  std::vector<std::unique_ptr<TestCgroup>> flood;
+  for (int i = 0; i < 80; ++i) {
+    flood.push_back(std::make_unique<TestCgroup>(absl::StrCat("flood-", i)));
+    ASSERT_EQ(flood.back()->RunInside([] {
+      for (int k = 0; k < 3; ++k) {
+        const int fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) close(fd);
+      }
+      return 0;
+    }), 0);
+  }
+  nlohmann::json status;
+  const bool warned = WaitFor(
+      [&] {
+        status = StatusJson();
+        return absl::StrContains(agent_.LogTail(), "gt_cg_stats is full") && status.is_object() &&
+               status["drops"].is_object() && status["drops"].value("cgroup_map_full", 0) > 0;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(warned) << status.dump(2) << "\n" << agent_.LogTail();
+  EXPECT_TRUE(absl::StrContains(agent_.LogTail(), "raise max_cgroups in the config")) << agent_.LogTail();
 }
 
 }  // namespace

@@ -48,12 +48,15 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "tests/free_port.h"
+#include "tests/http_get.h"
 #include "loader/cgroup/cgroup_resolver.h"
 #include "loader/base/mount_refs.h"
 #include "loader/tier/fs/tier_partition.h"
 #include "loader/tier/tier_record.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/host_mounts.h"
+#include "tests/integration/metrics_dashboard.h"
 #include "tests/integration/runc_container.h"
 
 namespace gputier {
@@ -267,7 +270,7 @@ class TierAgentTest : public ::testing::Test {
     std::string yaml = absl::StrCat("tiered_paths: [/data]\nrunc_roots: [", absl::StrJoin(roots, ", "),
                                     "]\npolicy: {tick: 200ms}\ntiers: {fast: ", fast_root_, ", slow: ", slow_root_,
                                     ", partition_size: ", partition_size, tiers_extra, "}\n");
-    absl::StatusOr<std::string> mode = agent_->Start({testing::RequestedMode(), yaml});
+    absl::StatusOr<std::string> mode = agent_->Start({testing::RequestedMode(), yaml, agent_flags_});
     return mode.status();
   }
 
@@ -485,6 +488,7 @@ class TierAgentTest : public ::testing::Test {
   std::string slow_root_;
   std::unique_ptr<AgentProcess> agent_;
   std::vector<std::unique_ptr<RuncContainer>> containers_;
+  std::vector<std::string> agent_flags_;  // more gputierd flags for StartAgent
   // Test 6: a small filesystem of its own as the fast tier.
   std::unique_ptr<TempDir> fastfs_dir_;
   std::unique_ptr<PartitionPaths> fastfs_;
@@ -1120,6 +1124,41 @@ TEST_F(TierAgentTest, PartitionsAreFreedOffTheWorkerAndLeftoversAtTheNextStart) 
       },
       seconds(3)))
       << Diag();
+}
+
+// deploy/grafana/gputier-dashboard.json reads only series this gputierd
+// serves: with a tiered container (the tier series), a promotion (its
+// latency) and a control request answered with an error (errors_total),
+// every metric name of every panel and template query is in /metrics.
+TEST_F(TierAgentTest, GrafanaDashboardReadsOnlySeriesGputierdServes) {
+  const nlohmann::json dashboard = testing::ReadDashboard();
+  ASSERT_TRUE(dashboard.is_object());
+  std::set<std::string> wanted;
+  for (const std::string& e : testing::DashboardExpressions(dashboard)) {
+    for (const std::string& name : testing::MetricNames(e)) wanted.insert(name);
+  }
+  absl::StatusOr<RuncContainer*> made = StartContainer("exec sleep 100000");
+  ASSERT_TRUE(made.ok()) << made.status();
+  const int port = testing::FreeLoopbackPort();
+  agent_flags_ = {absl::StrCat("--metrics-address=127.0.0.1:", port)};
+  ASSERT_TRUE(StartAgent().ok()) << Diag();
+  ASSERT_TRUE(Adopted(**made)) << Diag();
+  ASSERT_TRUE(Tier((*made)->id(), "fast", "30s").ok()) << Diag();
+  EXPECT_FALSE(agent_->Ctl("explain no-such-container").ok());
+  std::set<std::string> missing;
+  WaitFor(
+      [&] {
+        const std::set<std::string> served = testing::SampleNames(testing::HttpGet(port, "/metrics").body);
+        missing.clear();
+        for (const std::string& name : wanted) {
+          if (!served.count(name)) missing.insert(name);
+        }
+        return missing.empty();
+      },
+      seconds(10));
+  EXPECT_TRUE(missing.empty()) << "the dashboard reads series /metrics does not have: "
+                               << absl::StrJoin(missing, ", ") << "\n"
+                               << Diag();
 }
 
 }  // namespace
