@@ -32,6 +32,7 @@
 #include "loader/observe/pin_dir.h"
 #include "loader/report.h"
 #include "loader/tier/tier_uninstall.h"
+#include "loader/top_command.h"
 #include "loader/base/utf8.h"
 
 ABSL_FLAG(std::string, pin_dir, gputier::kDefaultPinDir, "bpffs directory of gputierd's pins");
@@ -46,6 +47,9 @@ ABSL_FLAG(bool, events, false,
 ABSL_FLAG(absl::Duration, wait, absl::Seconds(60),
           "tier: how long to wait for the move to finish (0: do not wait)");
 ABSL_FLAG(bool, verbose, false, "debug logging, including libbpf's messages");
+ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "top: time between refreshes");
+ABSL_FLAG(bool, once, false, "top: print one snapshot and exit");
+ABSL_FLAG(bool, plain, false, "top: plain lines, one snapshot per interval, even on a terminal");
 
 namespace gputier {
 namespace {
@@ -63,6 +67,12 @@ constexpr char kUsage[] =
     "  status [--json] one row per cgroup: container, verdict, confidence, source, since,\n"
     "                  features; then each tiered container's tier and bytes on each tier\n"
     "                  (asks the running gputierd)\n"
+    "  top [--interval=1s] [--once] [--plain]\n"
+    "                  live table of the containers (asks the running gputierd): verdict,\n"
+    "                  confidence, tier, bytes on each tier, GPU ioctls/s, share of GPU-type\n"
+    "                  files, last promotion or demotion; the agent's mode, enforcement and\n"
+    "                  fast tier use on top. Full screen on a terminal (Ctrl-C quits),\n"
+    "                  plain snapshots otherwise\n"
     "  explain TARGET  each feature against its threshold, the rule's answer, the model's\n"
     "                  per-class log-likelihoods, and why the verdict won\n"
     "  train           retrain the Naive Bayes model from the classification table now\n"
@@ -589,7 +599,7 @@ int main(int argc, char** argv) {
     const char* needs;  // what is missing when too few are given
   };
   static constexpr Command kCommands[] = {
-      {"doctor", 1, ""},   {"audit", 1, ""},  {"status", 1, ""},
+      {"doctor", 1, ""},   {"audit", 1, ""},  {"status", 1, ""}, {"top", 1, ""},
       {"explain", 2, "a TARGET (container id, cgroup path or cgroup id)"},
       {"train", 1, ""},
       {"label", 3, "a TARGET and a label (gpu, cpu or mixed)"},
@@ -603,7 +613,7 @@ int main(int argc, char** argv) {
   }
   if (command == nullptr) {
     fprintf(stderr,
-            "gputierctl: unknown command '%s'; commands are doctor, audit, status, explain, train, "
+            "gputierctl: unknown command '%s'; commands are doctor, audit, status, top, explain, train, "
             "label, tier, unpin, uninstall (see --help)\n",
             cmd.c_str());
     return 2;
@@ -620,6 +630,12 @@ int main(int argc, char** argv) {
   if (cmd == "doctor") return gputier::Doctor();
   if (cmd == "audit") return gputier::Audit();
   if (cmd == "status") return gputier::StatusCommand();
+  if (cmd == "top") {
+    return gputier::RunTop({.socket_path = gputier::SocketPath(),
+                            .interval = std::max(absl::GetFlag(FLAGS_interval), absl::Milliseconds(100)),
+                            .once = absl::GetFlag(FLAGS_once),
+                            .plain = absl::GetFlag(FLAGS_plain)});
+  }
   if (cmd == "explain") return gputier::ExplainCommand(args[1]);
   if (cmd == "train") return gputier::TrainCommand();
   if (cmd == "label") return gputier::LabelCommand(args[1], args[2]);

@@ -31,6 +31,7 @@
 #include "loader/cli.h"
 #include "loader/control/control.h"
 #include "loader/config/config.h"
+#include "loader/config/config_tiers.h"
 #include "loader/enforce/enforcement.h"
 #include "loader/observe/gpu_devices.h"
 #include "loader/enforce/guard_maps.h"
@@ -42,6 +43,7 @@
 #include "loader/observe/pin_dir.h"
 #include "loader/report.h"
 #include "loader/runtime/runtime_table.h"
+#include "loader/tier/move_times.h"
 #include "loader/tier/tier_manager.h"
 #include "loader/tier/tier_plan.h"
 #include "loader/classify/verdict_service.h"
@@ -167,8 +169,17 @@ void CheckDrops(int drops_fd, DropCounts* last) {
 
 // Control requests: the classifier's, plus `tier` and the tiering part of
 // `status`.
+// `agent` in status: what this gputierd is, for a client that shows it
+// (gputierctl top's header).
+struct AgentFacts {
+  std::string mode;  // lsm or tracepoint
+  absl::Time started;
+  MoveTimes* moves;  // when each container last moved, noted each tick
+};
+
 nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verdicts, TierManager* tiers,
-                             const EnforcementService* enforcement, const DropCounts& drops) {
+                             const EnforcementService* enforcement, const DropCounts& drops,
+                             const AgentFacts& agent) {
   if (request.command == ControlCommand::kTier) {
     absl::StatusOr<TierOverride> choice = ParseTierOverride(request.tier);
     if (!choice.ok()) return {{"ok", false}, {"error", std::string(choice.status().message())}};
@@ -182,8 +193,16 @@ nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verd
   nlohmann::json answer = verdicts->Handle(request);
   if (request.command == ControlCommand::kStatus && answer.value("ok", false)) {
     answer["tiering"] = tiers->StatusJson();
+    agent.moves->Note(answer["tiering"], absl::Now());
+    agent.moves->Annotate(&answer["tiering"]);
     answer["enforcement"] = enforcement->StatusJson();
     answer["drops"] = DropsJson(drops);
+    const absl::Time now = absl::Now();
+    answer["agent"] = {{"pid", getpid()},
+                       {"mode", agent.mode},
+                       {"enforcement", answer["enforcement"].value("mode", "off")},
+                       {"uptime_s", absl::ToInt64Seconds(now - agent.started)},
+                       {"now_unix_ms", absl::ToUnixMillis(now)}};
   }
   return answer;
 }
@@ -441,6 +460,7 @@ struct Agent {
   int stats_fd;
   int guard_cg_fd;
   int drops_fd;
+  const AgentFacts* facts;  // what status says of this gputierd
 };
 
 // One classification tick, and what follows from it: the tier manager and
@@ -455,6 +475,7 @@ void Tick(const Agent& agent, const absl::StatusOr<ClassNames>& names, MetricsFe
   CheckDrops(agent.drops_fd, drops);
   std::vector<ContainerVerdictView> containers = agent.verdicts->Containers();
   agent.tiers->UpdateContainers(containers);
+  agent.facts->moves->Note(agent.tiers->StatusJson(), absl::Now());
   if (agent.enforcement->active()) agent.enforcement->Refresh(OnFastTier(agent.tiers->StatusJson(), containers));
   if (agent.metrics != nullptr) {
     const absl::Time snapshot_start = absl::Now();
@@ -522,7 +543,8 @@ void ServeUntilStopped(const Agent& agent, const Config& config, ring_buffer* rb
     // Every connection moves on as far as it can without blocking; one
     // that stalls only runs into its own deadline.
     control->Serve([&](const ControlRequest& request) {
-      nlohmann::json answer = HandleRequest(request, agent.verdicts, agent.tiers, agent.enforcement, drops);
+      nlohmann::json answer = HandleRequest(request, agent.verdicts, agent.tiers, agent.enforcement, drops,
+                                            *agent.facts);
       if (!answer.value("ok", false)) feed.CountError("control_request");
       return answer;
     });
@@ -549,6 +571,7 @@ void ServeUntilStopped(const Agent& agent, const Config& config, ring_buffer* rb
 }
 
 int Run() {
+  const absl::Time process_start = absl::Now();
   InstallSignalHandlers();
 
   const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
@@ -673,8 +696,11 @@ int Run() {
   WriteReadyFile(ObserveModeName((*observer)->mode()));
   LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", pin_dir);
 
-  const Agent agent{observer->get(), &*resolver,         verdicts->get(), tiers->get(), enforcement->get(),
-                    metrics.get(),   stats_fd,            guard_cg_fd,     (*observer)->map_fd(GT_MAP_DROPS)};
+  MoveTimes moves;
+  const AgentFacts facts = {ObserveModeName((*observer)->mode()), process_start, &moves};
+  const Agent agent{observer->get(), &*resolver, verdicts->get(), tiers->get(), enforcement->get(),
+                    metrics.get(),   stats_fd,   guard_cg_fd,     (*observer)->map_fd(GT_MAP_DROPS),
+                    &facts};
   ServeUntilStopped(agent, config, rb, &*control, &*devices);
   ring_buffer__free(rb);
   LogInfo("stopping: programs detached, maps stay pinned in %s", pin_dir);

@@ -60,17 +60,6 @@ nlohmann::json RowsToJson(const std::vector<CgroupRow>& rows, const ClassNames& 
   return out;
 }
 
-std::string HumanBytes(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.1f %s", v, units[u]);
-}
-
 std::string RowsToTable(const std::vector<CgroupRow>& rows, const ClassNames& names) {
   std::string out = absl::StrFormat("%-10s %-22s %8s", "CGROUP_ID", "CONTAINER", "OPENS");
   for (uint32_t c = 1; c < GT_CLASS_MAX; ++c) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gputier/abi.h"
+#include "loader/base/human_bytes.h"  // HumanBytes, used with the rows
 #include "loader/cgroup/cgroup_path.h"
 #include "loader/observe/maps.h"
 
@@ -35,8 +36,6 @@ nlohmann::json RowsToJson(const std::vector<CgroupRow>& rows, const ClassNames& 
 // A fixed-width table, one line per row, with a header line.
 std::string RowsToTable(const std::vector<CgroupRow>& rows, const ClassNames& names);
 
-// "12.3 MiB"
-std::string HumanBytes(uint64_t bytes);
 
 }  // namespace gputier
 

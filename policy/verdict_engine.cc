@@ -140,6 +140,7 @@ std::optional<CgroupVerdict> VerdictEngine::Lookup(uint64_t cgroup_id, uint64_t 
   v.features = s.window.Compute(now_mono_ns, options_.gpu_classes);
   v.proposed = s.proposed;
   v.cpu_streak = s.hysteresis.cpu_streak();
+  v.counters = s.last;
   return v;
 }
 

@@ -63,6 +63,7 @@ struct CgroupVerdict {
   Features features;
   Verdict proposed = Verdict::kUnknown;  // the latest decision, before hysteresis
   uint32_t cpu_streak = 0;
+  gt_cgroup_stats counters = {};  // the counters at the last decision
 };
 
 // GPU use measured outside the counters this tick, per cgroup id (only the

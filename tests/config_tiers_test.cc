@@ -166,3 +166,26 @@ TEST(TierConfig, NestedOrRepeatedTieredPathsAreRefused) {
 
 }  // namespace
 }  // namespace gputier
+
+namespace gputier {
+namespace {
+
+TEST(TierConfig, TieredCgroupsLimitTieringToContainersBelowThem) {
+  absl::StatusOr<Config> c = ParseConfig("tiered_cgroups: [/gputier-demo-1/, /kubepods]\n", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tiers.tiered_cgroups, (std::vector<std::string>{"/gputier-demo-1", "/kubepods"}));
+  const std::pair<const char*, bool> cases[] = {
+      {"/gputier-demo-1/libpod-abc", true}, {"/gputier-demo-1", true}, {"/kubepods/burstable/pod1/x", true},
+      {"/gputier-demo-10/libpod-abc", false}, {"/libpod_parent/libpod-abc", false}, {"/", false}};
+  for (const auto& [path, tiered] : cases) EXPECT_EQ(InTieredCgroups(c->tiers, path), tiered) << path;
+  EXPECT_TRUE(InTieredCgroups(DefaultConfig().tiers, "/anything"));  // no list: every container
+}
+
+TEST(TierConfig, TieredCgroupsMustBeAbsolutePaths) {
+  absl::Status s = ParseConfig("tiered_cgroups: [kubepods]\n", "t.yaml").status();
+  EXPECT_NE(s.message().find("tiered_cgroups[0]"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("not an absolute path"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace gputier

@@ -43,6 +43,16 @@ nlohmann::json FeaturesJson(const Features& f) {
           {"gpu_context_recent", f.gpu_context_recent}};
 }
 
+// The cumulative counters behind the features, so a client can take its own
+// rates between two requests (gputierctl top).
+nlohmann::json CountersJson(const gt_cgroup_stats& c) {
+  return {{"opens", c.opens_total},
+          {"gpu_opens", c.gpu_opens},
+          {"gpu_ioctls", c.gpu_ioctls},
+          {"bytes_written", c.bytes_written},
+          {"last_seen_ns", c.last_seen_ns}};
+}
+
 std::string SourceName(uint32_t source) {
   switch (source) {
     case GT_SOURCE_RULE: return "rule";
@@ -364,7 +374,8 @@ nlohmann::json VerdictService::Status() {
                     {"model_version", v->kernel.model_version},
                     {"since", v->kernel.decided_at_ns ? nlohmann::json(v->kernel.decided_at_ns) : nlohmann::json(nullptr)},
                     {"cpu_streak", v->cpu_streak},
-                    {"features", FeaturesJson(v->features)}});
+                    {"features", FeaturesJson(v->features)},
+                    {"counters", CountersJson(v->counters)}});
   }
   return {{"ok", true},
           {"classifier", Describe()},

@@ -33,7 +33,7 @@ namespace {
 
 constexpr absl::string_view kKnownTopLevelKeys =
     "extensions, gpu_devices, max_cgroups, policy, tiers, tiered_paths, gpu_data_paths, "
-    "runtime_roots, runc_roots (deprecated), enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
+    "runtime_roots, runc_roots (deprecated), tiered_cgroups, enforcement, enforcement_if_unavailable, enforcement_exempt_cgroups, "
     "control_read_group, metrics";
 constexpr absl::string_view kKnownDeviceKeys = "path, major, minor";
 constexpr uint32_t kMinCgroups = 64;
@@ -486,6 +486,8 @@ absl::StatusOr<Config> ParseDocument(absl::string_view source,
       } else {
         status = ParseRuncRoots(source, value, &config.tiers.runtime_roots, &config.notes);
       }
+    } else if (key == "tiered_cgroups") {
+      status = ParseTieredCgroups(source, value, &config.tiers.tiered_cgroups);
     } else if (key == "enforcement") {
       status = ParseEnforcementMode(source, value, &config.enforcement);
     } else if (key == "enforcement_if_unavailable") {

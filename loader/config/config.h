@@ -87,6 +87,9 @@ struct TierConfig {
   // found by its cgroup is confirmed before anything is mounted. A runtime
   // not named keeps its defaults (loader/runtime/runtime_table.cc).
   std::map<std::string, std::vector<std::string>> runtime_roots;
+  // Cgroup paths whose containers are tiered; empty: every container. Lets a
+  // second agent (deploy/demo) tier only its own containers.
+  std::vector<std::string> tiered_cgroups;
 };
 
 // The fast-tier guard and tamper watch (LSM mode only); docs/AUDIT.md.

@@ -294,6 +294,36 @@ absl::Status ParseRuntimeRoots(absl::string_view source, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+absl::Status ParseTieredCgroups(absl::string_view source, const YAML::Node& node,
+                                std::vector<std::string>* out) {
+  const char* fix = "write a list of cgroup paths as /proc/<pid>/cgroup shows them, such as [/kubepods]";
+  if (!node.IsSequence()) {
+    return Invalid(source, node, "tiered_cgroups", absl::StrCat("is ", KindOf(node), ", not a list"), fix);
+  }
+  out->clear();
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node item = node[i];
+    if (!item.IsScalar() || item.Scalar().empty() || item.Scalar()[0] != '/') {
+      return Invalid(source, item, absl::StrCat("tiered_cgroups[", i, "]"), "is not an absolute path", fix);
+    }
+    std::string p = item.Scalar();
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    out->push_back(std::move(p));
+  }
+  return absl::OkStatus();
+}
+
+bool InTieredCgroups(const TierConfig& tiers, absl::string_view cgroup_path) {
+  if (tiers.tiered_cgroups.empty()) return true;
+  for (const std::string& p : tiers.tiered_cgroups) {
+    if (p == "/" || cgroup_path == p ||
+        (absl::StartsWith(cgroup_path, p) && cgroup_path.size() > p.size() && cgroup_path[p.size()] == '/')) {
+      return true;
+    }
+  }
+  return false;
+}
+
 absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,
                             std::map<std::string, std::vector<std::string>>* out,
                             std::vector<std::string>* notes) {

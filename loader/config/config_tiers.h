@@ -39,6 +39,15 @@ const std::vector<std::string>& KnownRuntimeNames();
 absl::Status ParseRuntimeRoots(absl::string_view source, const YAML::Node& node,
                                std::map<std::string, std::vector<std::string>>* out);
 
+// `tiered_cgroups:`: cgroup paths (as /proc/<pid>/cgroup shows them); when
+// given, only containers in or below one of them are tiered.
+absl::Status ParseTieredCgroups(absl::string_view source, const YAML::Node& node,
+                                std::vector<std::string>* out);
+
+// Whether a container in this cgroup is tiered (every container when
+// `tiered_cgroups` is empty). Whole components only: /a covers /a/b, not /ab.
+bool InTieredCgroups(const TierConfig& tiers, absl::string_view cgroup_path);
+
 // The deprecated `runc_roots: [DIR, ...]`: the same as `runtime_roots: {runc:
 // [DIR, ...]}`; adds a note saying so to `notes`.
 absl::Status ParseRuncRoots(absl::string_view source, const YAML::Node& node,

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -236,6 +237,12 @@ void TierManager::Start() {
 }
 
 void TierManager::UpdateContainers(std::vector<ContainerVerdictView> containers) {
+  // tiered_cgroups: containers elsewhere are not this agent's to tier.
+  containers.erase(std::remove_if(containers.begin(), containers.end(),
+                                  [&](const ContainerVerdictView& c) {
+                                    return !InTieredCgroups(options_.config, c.cgroup_path);
+                                  }),
+                   containers.end());
   {
     std::lock_guard<std::mutex> lock(mu_);
     view_ = std::move(containers);
@@ -246,6 +253,11 @@ void TierManager::UpdateContainers(std::vector<ContainerVerdictView> containers)
 }
 
 absl::Status TierManager::SetOverride(const ContainerVerdictView& container, TierOverride choice) {
+  if (!InTieredCgroups(options_.config, container.cgroup_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "container ", container.container_id, " (cgroup ", container.cgroup_path,
+        ") is outside tiered_cgroups; this gputierd does not tier it"));
+  }
   if (ManagedPaths(options_.config).empty()) {
     return absl::FailedPreconditionError(
         "no tiered_paths or gpu_data_paths are configured, so there is nothing to tier; add them to the "
