@@ -570,141 +570,131 @@ void ServeUntilStopped(const Agent& agent, const Config& config, ring_buffer* rb
   }
 }
 
-int Run() {
-  const absl::Time process_start = absl::Now();
-  InstallSignalHandlers();
+// A start step that failed: its reason logged, true. Run turns it into the
+// step's exit code (2: bad flags or config, 1: the node refused).
+bool Failed(const absl::Status& status) {
+  if (status.ok()) return false;
+  LogError("%s", status.message());
+  return true;
+}
+template <typename T>
+bool Failed(const absl::StatusOr<T>& value) {
+  return Failed(value.status());
+}
 
-  const std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
-  const std::string run_dir = absl::GetFlag(FLAGS_run_dir);
-  const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+// What the flags and the config ask for, checked before anything is made.
+struct StartRequest {
+  ObserveMode mode = ObserveMode::kAuto;
+  Config config;
+  std::string metrics_ports;
+  std::optional<uint32_t> read_group;
+  std::string pin_dir = absl::GetFlag(FLAGS_pin_dir);
+  std::string run_dir = absl::GetFlag(FLAGS_run_dir);
+  std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+};
 
-  absl::StatusOr<ObserveMode> mode = ParseObserveMode(absl::GetFlag(FLAGS_mode));
-  if (!mode.ok()) {
-    LogError("%s", mode.status().message());
-    return 2;
-  }
-  absl::StatusOr<Config> loaded = LoadConfig();
-  if (!loaded.ok()) {
-    LogError("%s", loaded.status().message());
-    return 2;
-  }
-  const Config config = *std::move(loaded);
-  absl::StatusOr<std::string> metrics_ports = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address));
-  if (!metrics_ports.ok()) {
-    LogError("%s", metrics_ports.status().message());
-    return 2;
-  }
-  if (geteuid() != 0) {
-    LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
+// Opens the event ring and the control socket, says the agent is ready and
+// serves until SIGINT or SIGTERM.
+int Serve(const StartRequest& request, const Agent& agent, std::vector<GpuDevice>* devices) {
+  EventContext event_context{agent.resolver, agent.verdicts, agent.tiers};
+  ring_buffer* rb = ring_buffer__new(agent.observer->map_fd(GT_MAP_EVENTS), OnEvent, &event_context, nullptr);
+  if (rb == nullptr) {
+    LogError("opening the gt_events ring buffer failed: %s", strerror(errno));
     return 1;
   }
-  absl::StatusOr<std::optional<uint32_t>> read_group = ControlReadGroup(config);
-  if (!read_group.ok()) {
-    LogError("%s", read_group.status().message());
-    return 2;
+  ControlServer::Options control_options;
+  control_options.read_group = request.read_group;
+  absl::StatusOr<ControlServer> control =
+      ControlServer::Listen(absl::StrCat(request.run_dir, "/", kControlSocketName), control_options);
+  if (Failed(control)) {
+    ring_buffer__free(rb);
+    return 1;
   }
+  WriteReadyFile(ObserveModeName(agent.observer->mode()));
+  LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", request.pin_dir);
+  ServeUntilStopped(agent, request.config, rb, &*control, devices);
+  ring_buffer__free(rb);
+  LogInfo("stopping: programs detached, maps stay pinned in %s", request.pin_dir);
+  return 0;
+}
+
+// Makes and loads everything, then serves until SIGINT or SIGTERM.
+int RunAgent(const StartRequest& request, absl::Time process_start) {
+  const Config& config = request.config;
+  const std::string& pin_dir = request.pin_dir;
   // Bound before anything is made or loaded: a port in use stops the start
   // at once and leaves nothing behind.
-  absl::StatusOr<std::unique_ptr<MetricsServer>> started = StartMetrics(config, *metrics_ports);
-  if (!started.ok()) {
-    LogError("%s", started.status().message());
-    return 1;
-  }
+  absl::StatusOr<std::unique_ptr<MetricsServer>> started = StartMetrics(config, request.metrics_ports);
+  if (Failed(started)) return 1;
   std::unique_ptr<MetricsServer> metrics = *std::move(started);
-  if (absl::Status s = PrepareDirectories(run_dir, state_dir, pin_dir, *read_group); !s.ok()) {
-    LogError("%s", s.message());
-    return 1;
-  }
+  if (Failed(PrepareDirectories(request.run_dir, request.state_dir, pin_dir, request.read_group))) return 1;
   absl::StatusOr<Fd> lock = LockPinDir(pin_dir);
-  if (!lock.ok()) {
-    LogError("%s", lock.status().message());
-    return 1;
-  }
+  if (Failed(lock)) return 1;
   absl::StatusOr<PinState> pins = CheckPinnedLayout(pin_dir);
-  if (!pins.ok()) {
-    LogError("%s", pins.status().message());
-    return 1;
-  }
+  if (Failed(pins)) return 1;
   LogInfo("pins: %s (%s)", pin_dir,
           *pins == PinState::kEmpty ? "new" : "reusing maps of a previous run: counters continue");
 
   std::vector<std::string> notes;
   absl::StatusOr<std::vector<GpuDevice>> devices = ResolveGpuDevices(config.gpu_devices, &notes);
-  if (!devices.ok()) {
-    LogError("%s", devices.status().message());
-    return 1;
-  }
+  if (Failed(devices)) return 1;
   for (const std::string& n : notes) LogWarning("%s", n);
   LogGpuDevices(*devices);
-
   absl::StatusOr<CgroupResolver> resolver = CgroupResolver::Create();
-  if (!resolver.ok()) {
-    LogError("%s", resolver.status().message());
-    return 1;
-  }
+  if (Failed(resolver)) return 1;
   LogInfo("cgroup2 mount: %s", resolver->mount_point());
 
-  absl::StatusOr<std::unique_ptr<Observer>> observer = StartObserver(*mode, config, *devices, pin_dir, run_dir);
-  if (!observer.ok()) {
-    LogError("%s", observer.status().message());
+  absl::StatusOr<std::unique_ptr<Observer>> observer =
+      StartObserver(request.mode, config, *devices, pin_dir, request.run_dir);
+  if (Failed(observer)) {
     // libbpf removed the pins it made; leave no empty directory behind either.
     if (*pins == PinState::kEmpty) rmdir(pin_dir.c_str());
     return 1;
   }
-
   if (metrics) metrics->SetBpfObjects((*observer)->ProgramIds(), (*observer)->MapIds());
   const int stats_fd = (*observer)->map_fd(GT_MAP_CG_STATS);
   const int guard_cg_fd = (*observer)->map_fd(GT_MAP_GUARD_CG);
   SweepRemovedCgroups(stats_fd, guard_cg_fd, *resolver);
 
   absl::StatusOr<std::unique_ptr<VerdictService>> verdicts =
-      StartVerdicts(config, state_dir, *devices, **observer, &*resolver);
-  if (!verdicts.ok()) {
-    LogError("%s", verdicts.status().message());
-    return 1;
-  }
-  absl::StatusOr<std::unique_ptr<TierManager>> tiers = CreateTiers(config, state_dir, *resolver);
-  if (!tiers.ok()) {
-    LogError("%s", tiers.status().message());
-    return 1;
-  }
+      StartVerdicts(config, request.state_dir, *devices, **observer, &*resolver);
+  if (Failed(verdicts)) return 1;
+  absl::StatusOr<std::unique_ptr<TierManager>> tiers = CreateTiers(config, request.state_dir, *resolver);
+  if (Failed(tiers)) return 1;
   absl::StatusOr<std::unique_ptr<EnforcementService>> enforcement =
       StartEnforcement(config, pin_dir, **observer, *resolver);
-  if (!enforcement.ok()) {
-    LogError("%s", enforcement.status().message());
-    return 1;
-  }
-
+  if (Failed(enforcement)) return 1;
   (*tiers)->Start();
-
-  EventContext event_context{&*resolver, verdicts->get(), tiers->get()};
-  ring_buffer* rb = ring_buffer__new((*observer)->map_fd(GT_MAP_EVENTS), OnEvent, &event_context, nullptr);
-  if (rb == nullptr) {
-    LogError("opening the gt_events ring buffer failed: %s", strerror(errno));
-    return 1;
-  }
-  const std::string socket_path = absl::StrCat(run_dir, "/", kControlSocketName);
-  ControlServer::Options control_options;
-  control_options.read_group = *read_group;
-  absl::StatusOr<ControlServer> control = ControlServer::Listen(socket_path, control_options);
-  if (!control.ok()) {
-    LogError("%s", control.status().message());
-    ring_buffer__free(rb);
-    return 1;
-  }
-
-  WriteReadyFile(ObserveModeName((*observer)->mode()));
-  LogInfo("attached; counting per cgroup. Ctrl-C or SIGTERM stops (maps stay pinned in %s)", pin_dir);
 
   MoveTimes moves;
   const AgentFacts facts = {ObserveModeName((*observer)->mode()), process_start, &moves};
   const Agent agent{observer->get(), &*resolver, verdicts->get(), tiers->get(), enforcement->get(),
                     metrics.get(),   stats_fd,   guard_cg_fd,     (*observer)->map_fd(GT_MAP_DROPS),
                     &facts};
-  ServeUntilStopped(agent, config, rb, &*control, &*devices);
-  ring_buffer__free(rb);
-  LogInfo("stopping: programs detached, maps stay pinned in %s", pin_dir);
-  return 0;
+  return Serve(request, agent, &*devices);
+}
+
+int Run() {
+  const absl::Time process_start = absl::Now();
+  InstallSignalHandlers();
+  StartRequest request;
+  absl::StatusOr<ObserveMode> mode = ParseObserveMode(absl::GetFlag(FLAGS_mode));
+  if (Failed(mode)) return 2;
+  request.mode = *mode;
+  absl::StatusOr<Config> loaded = LoadConfig();
+  if (Failed(loaded)) return 2;
+  request.config = *std::move(loaded);
+  absl::StatusOr<std::string> metrics_ports = ParseMetricsAddress(absl::GetFlag(FLAGS_metrics_address));
+  if (Failed(metrics_ports)) return 2;
+  request.metrics_ports = *std::move(metrics_ports);
+  if (geteuid() != 0) {
+    LogError("gputierd needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load BPF programs; run it as root");
+    return 1;
+  }
+  absl::StatusOr<std::optional<uint32_t>> read_group = ControlReadGroup(request.config);
+  if (Failed(read_group)) return 2;
+  request.read_group = *read_group;
+  return RunAgent(request, process_start);
 }
 
 }  // namespace
