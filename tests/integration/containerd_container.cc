@@ -62,8 +62,19 @@ std::string SystemdCgroupsCannotRunBecause() {
   return "";
 }
 
+namespace {
+
+// The QoS parents every kubelet-shaped pod cgroup is made under.
+const std::vector<std::string>& KubepodsParents() {
+  static const std::vector<std::string> dirs = {"/kubepods/burstable", "/kubepods/besteffort", "/kubepods"};
+  return dirs;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ContainerdDaemon>> ContainerdDaemon::Start(const std::string& oci_archive) {
   std::unique_ptr<ContainerdDaemon> d(new ContainerdDaemon());
+  d->parents_before_ = ExistingCgroupDirs(KubepodsParents());
   d->dir_ = std::make_unique<TempDir>("gputier-containerd");
   const std::string& dir = d->dir_->path();
   if (dir.empty()) return absl::InternalError("mkdtemp for containerd failed");
@@ -125,6 +136,7 @@ ContainerdDaemon::~ContainerdDaemon() {
     waitpid(pid_, &status, 0);
   }
   UnmountAllUnder(dir_->path());
+  RemoveCgroupDirs(KubepodsParents(), parents_before_);
 }
 
 absl::StatusOr<CommandResult> ContainerdDaemon::Ctr(const std::vector<std::string>& args) const {
@@ -148,9 +160,7 @@ absl::StatusOr<std::unique_ptr<ContainerdContainer>> ContainerdContainer::Start(
     // What the kubelet's cgroupfs driver asks for.
     const std::string kubepods = guaranteed ? "/kubepods" : absl::StrCat("/kubepods/", options.qos);
     const std::string pod = absl::StrCat(kubepods, "/pod", c->pod_uid_);
-    c->pod_cgroups_ = {pod};
-    if (!guaranteed) c->pod_cgroups_.push_back(kubepods);
-    c->pod_cgroups_.push_back("/kubepods");
+    c->pod_cgroups_ = {pod};  // the parents are shared: the daemon removes them
     cgroup_arg = absl::StrCat(pod, "/", c->id_);
   } else {
     // The systemd driver: slice:prefix:name, as the CRI plugin passes it.

@@ -68,6 +68,9 @@ class ContainerdDaemon {
   std::string address_;
   std::string image_;
   pid_t pid_ = 0;
+  // The kubelet-shaped parents (/kubepods, /kubepods/<qos>) that existed
+  // before this daemon: its containers share the others, which go with it.
+  std::vector<std::string> parents_before_;
 };
 
 class ContainerdContainer : public RuntimeContainer {
