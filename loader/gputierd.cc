@@ -475,11 +475,14 @@ void Tick(const Agent& agent, const absl::StatusOr<ClassNames>& names, MetricsFe
   CheckDrops(agent.drops_fd, drops);
   std::vector<ContainerVerdictView> containers = agent.verdicts->Containers();
   agent.tiers->UpdateContainers(containers);
-  agent.facts->moves->Note(agent.tiers->StatusJson(), absl::Now());
-  if (agent.enforcement->active()) agent.enforcement->Refresh(OnFastTier(agent.tiers->StatusJson(), containers));
+  // One copy of the tier worker's published status serves the move times,
+  // the guard and the metrics snapshot.
+  const nlohmann::json tiering = agent.tiers->StatusJson();
+  agent.facts->moves->Note(tiering, absl::Now());
+  if (agent.enforcement->active()) agent.enforcement->Refresh(OnFastTier(tiering, containers));
   if (agent.metrics != nullptr) {
     const absl::Time snapshot_start = absl::Now();
-    agent.metrics->Publish(feed->Take(VerdictRowsOf(containers), agent.tiers->StatusJson(), agent.stats_fd,
+    agent.metrics->Publish(feed->Take(VerdictRowsOf(containers), tiering, agent.stats_fd,
                                       agent.drops_fd, names.ok() ? *names : ClassNames{}));
     agent.metrics->SetReady();
     feed->ObserveSnapshot(absl::Now() - snapshot_start);
