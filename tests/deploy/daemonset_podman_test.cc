@@ -44,14 +44,27 @@ class DaemonSetInPodman : public ::testing::Test {
     work_ = dir;
     name_ = absl::StrCat("gputier-daemonset-", getpid());
     pin_dir_ = absl::StrCat("/sys/fs/bpf/", name_);
+    // A store of the test's own (vfs: no store mounts), so the node's podman
+    // images and containers are never touched, and a cgroup parent of its
+    // own (podman's cgroupfs manager puts conmon beside the container under
+    // it), removed at the end in every hierarchy.
+    podman_ = absl::StrCat("podman --root ", work_, "/store --runroot ", work_, "/runroot --tmpdir ", work_,
+                           "/podman-tmp --storage-driver vfs --events-backend none --runtime runc");
   }
 
   void TearDown() override {
     if (work_.empty()) return;
-    RunCommand(absl::StrCat("podman rm -f ", name_));
-    RunCommand(absl::StrCat("podman rmi -f ", kImage));
+    RunCommand(absl::StrCat(podman_, " rm -f -t 0 ", name_));
+    RunCommand(absl::StrCat(podman_, " rmi -f ", kImage));
     RunCommand(absl::StrCat(GPUTIER_BIN_DIR, "/gputierctl unpin --pin-dir=", pin_dir_));
-    RunCommand(absl::StrCat("rm -rf ", work_));
+    // The container's cgroups (v1 controllers too) go a moment after rm, and
+    // conmon's once it has run podman's exit cleanup: retried for up to 20 s.
+    const CommandResult cgroups = RunCommand(absl::StrCat(
+        "for i in $(seq 100); do find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -depth -type d -path '*/", name_,
+        "*' -exec rmdir {} + 2>/dev/null; [ -z \"$(find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name ", name_,
+        ")\" ] && exit 0; sleep 0.2; done; exit 1"));
+    EXPECT_EQ(cgroups.status, 0) << "the test's cgroup parent " << name_ << " is still in use\n" << cgroups.output;
+    RunCommand(absl::StrCat("rm -rf --one-file-system ", work_));
   }
 
   // An image holding the gputierd and gputierctl built here and the
@@ -65,12 +78,13 @@ class DaemonSetInPodman : public ::testing::Test {
         "/gputierctl | awk '/=> \\//{print $3} /ld-linux/{print $1}' | sort -u); do ",
         "mkdir -p $r$(dirname $l); cp -L $l $r$l; done; ",
         "echo root:x:0:0::/:/bin/sh > $r/etc/passwd; echo root:x:0: > $r/etc/group; ",
-        "tar -C $r -c . | podman import - ", kImage);
+        "tar -C $r -c . | ", podman_, " import - ", kImage);
     const CommandResult r = RunCommand(absl::StrCat("bash -c \"", absl::StrReplaceAll(script, {{"\"", "\\\""}, {"$", "\\$"}}), "\""));
     ASSERT_EQ(r.status, 0) << r.output;
   }
 
   std::string work_, name_, pin_dir_;
+  std::string podman_;  // podman with the test's own store
 };
 
 TEST_F(DaemonSetInPodman, ThePodsSettingsStartAReadyAgent) {
@@ -90,9 +104,8 @@ TEST_F(DaemonSetInPodman, ThePodsSettingsStartAReadyAgent) {
   std::ofstream(work_ + "/config/gputierd.yaml") << config;
 
   const int port = FreeLoopbackPort();
-  std::string command = absl::StrCat("podman run -d --name ", name_,
-                                     " --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
-                                     " --network host");
+  std::string command = absl::StrCat(podman_, " run -d --name ", name_, " --cgroup-parent /", name_,
+                                     " --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --network host");
   if (agent["securityContext"]["privileged"].as<bool>(false)) absl::StrAppend(&command, " --privileged");
   if (pod["hostPID"].as<bool>(false)) absl::StrAppend(&command, " --pid host");
   std::map<std::string, YAML::Node> volumes;
@@ -128,14 +141,14 @@ TEST_F(DaemonSetInPodman, ThePodsSettingsStartAReadyAgent) {
     ready = HttpGet(port, "/readyz").code;
     if (ready != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  const std::string logs = RunCommand(absl::StrCat("podman logs ", name_)).output;
+  const std::string logs = RunCommand(absl::StrCat(podman_, " logs ", name_)).output;
   EXPECT_EQ(ready, 200) << command << "\n" << logs;
   EXPECT_EQ(HttpGet(port, "/healthz").code, 200) << logs;
   const CommandResult status =
       RunCommand(absl::StrCat(GPUTIER_BIN_DIR, "/gputierctl --run-dir=", moved.at("/run/gputier"), " status"));
   EXPECT_EQ(status.status, 0) << "gputierctl on the host reaches the pod's control socket\n" << status.output;
-  EXPECT_EQ(RunCommand(absl::StrCat("podman stop -t 20 ", name_)).status, 0);
-  EXPECT_TRUE(absl::StrContains(RunCommand(absl::StrCat("podman logs ", name_)).output, "stopping: programs detached"))
+  EXPECT_EQ(RunCommand(absl::StrCat(podman_, " stop -t 20 ", name_)).status, 0);
+  EXPECT_TRUE(absl::StrContains(RunCommand(absl::StrCat(podman_, " logs ", name_)).output, "stopping: programs detached"))
       << "SIGTERM is a clean stop";
 }
 

@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -122,14 +123,17 @@ class CountSelftest : public ::testing::TestWithParam<gt_selftest_hook> {
     ASSERT_TRUE(self.ok()) << self.status();
     self_cgroup_ = *self;
 
-    dir_ = "/tmp/gputier-count-selftest-XXXXXX";
-    ASSERT_NE(mkdtemp(dir_.data()), nullptr) << strerror(errno);
+    std::string dir = "/tmp/gputier-count-selftest-XXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr) << strerror(errno);
+    dir_ = std::move(dir);  // set once made: TearDown removes it
   }
 
   void TearDown() override {
     fds_.clear();
     for (const std::string& path : files_) unlink(path.c_str());
-    if (!dir_.empty() && dir_.back() != 'X') rmdir(dir_.c_str());
+    // (mkdtemp's random suffix may itself end in 'X': only whether it was
+    // made tells.)
+    if (!dir_.empty()) rmdir(dir_.c_str());
   }
 
   static void EmptyMap(bpf_map* map) {

@@ -87,12 +87,13 @@ void RemoveCgroupDirs(const std::vector<std::string>& relative, const std::vecto
   }
   // Longest first: a child before its parent.
   std::sort(ours.begin(), ours.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  // A runtime's last process (a shim, conmon) may still be leaving its cgroup
-  // when the container is gone: EBUSY is retried for up to 5 s; a cgroup
-  // still in use by anyone after that stays.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  // A runtime's last process (a shim, conmon, the exit cleanup conmon runs)
+  // may still be leaving its cgroup when the container is gone: EBUSY is
+  // retried for up to 20 s per cgroup; one still in use by anyone after that
+  // stays.
   for (const std::string& m : CgroupMounts()) {
     for (const std::string& r : ours) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
       while (rmdir((m + r).c_str()) != 0 && errno == EBUSY && std::chrono::steady_clock::now() < deadline) {
         usleep(50 * 1000);
       }
