@@ -19,6 +19,7 @@
 #include "loader/cgroup/cgroup_resolver.h"
 #include "loader/classify/classification_table.h"
 #include "loader/classify/decision_row.h"
+#include "loader/classify/retrainer.h"
 #include "loader/config/config.h"
 #include "loader/control/control_request.h"
 #include "loader/gpu_use/gpu_use_monitor.h"
@@ -101,6 +102,11 @@ class VerdictService {
   void ForgetRemoved(const EngineUpdate& update);
   void RecordDecisions(const EngineUpdate& update);
   void RetrainWhenDue();
+  FitInputs FitInputsNow() const;
+  // A retraining finished on the retrainer's thread: its model installed
+  // (saved, then used), or its failure logged and the old model kept.
+  void InstallRetrained();
+  absl::StatusOr<int> Install(FitResult& fit);
   RowSubject SubjectOf(uint64_t cgroup_id, int64_t time_unix_ns);
   absl::StatusOr<int> TrainNow();
   absl::StatusOr<uint64_t> ResolveTarget(const std::string& target);
@@ -124,6 +130,8 @@ class VerdictService {
   int64_t trained_through_row_ = 0;
   bool retrain_failed_logged_ = false;
   absl::Time last_retrain_at_ = absl::InfinitePast();
+  // Last: destroyed first, so a fit in flight is waited for before the rest.
+  Retrainer retrainer_;
 };
 
 }  // namespace gputier
