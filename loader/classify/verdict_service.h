@@ -6,6 +6,7 @@
 #define GPUTIER_LOADER_CLASSIFY_VERDICT_SERVICE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ struct ContainerVerdictView {
   uint64_t cgroup_id = 0;
   std::string cgroup_path;
   std::string container_id;
+  // namespace/pod/container or podman's name; empty where none is known.
+  std::string container_name;
   Verdict verdict = Verdict::kUnknown;
   uint32_t confidence_permille = 0;  // of the verdict in force
   uint64_t last_active_ns = 0;  // CLOCK_MONOTONIC of its last counted activity
@@ -48,6 +51,10 @@ class VerdictService {
     // proc scan of GPU contexts held matches the same device numbers.
     std::vector<std::pair<uint32_t, uint32_t>> gpu_selectors;
     GpuUseMonitor::Options gpu_use;
+    // A container's name (namespace/pod/container or podman's), "" while
+    // none is known; asked whenever a name is shown, so it must answer from
+    // a cache (gputierd: a ContainerNameCache). Unset: no names.
+    std::function<std::string(const ContainerIdentity& container, const std::string& cgroup_path)> name_of;
   };
 
   // Opens the table and the model in state_dir and restores the verdicts
@@ -91,6 +98,7 @@ class VerdictService {
   struct Identity {
     std::string path;
     std::optional<ContainerIdentity> container;
+    std::string name;  // "" until known
   };
   const Identity& IdentityOf(uint64_t cgroup_id);
   // What one engine update changes, in order: the verdicts in gt_verdicts
