@@ -110,7 +110,25 @@ const char* EnforcementWord(uint32_t mode) {
   return "off";
 }
 
-nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolver) {
+std::string SocketPath();
+
+// The names gputierd gave the containers it counts (cgroup id -> name), for
+// audit, which reads the pins itself; empty when no gputierd answers.
+absl::flat_hash_map<uint64_t, std::string> NamesFromAgent() {
+  absl::flat_hash_map<uint64_t, std::string> names;
+  absl::StatusOr<nlohmann::json> answer = SendControlRequest(SocketPath(), {{"cmd", "status"}});
+  if (!answer.ok() || !answer->value("ok", false) || !answer->contains("cgroups")) return names;
+  for (const nlohmann::json& r : (*answer)["cgroups"]) {
+    if (!r.is_object() || !r.contains("name") || !r["name"].is_string() || !r["cgroup_id"].is_number_unsigned()) {
+      continue;
+    }
+    names[r["cgroup_id"].get<uint64_t>()] = r["name"].get<std::string>();
+  }
+  return names;
+}
+
+nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolver,
+                          const absl::flat_hash_map<uint64_t, std::string>& names) {
   absl::StatusOr<std::string> path = resolver.PathOf(r.cgroup_id);
   nlohmann::json j = {{"ts_ns", r.ts_ns},
                       {"kind", r.kind == GT_AUDIT_TAMPER ? "tamper" : "guard"},
@@ -121,6 +139,8 @@ nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolv
                       {"comm", std::string(r.comm, strnlen(r.comm, sizeof(r.comm)))},
                       {"cgroup_id", r.cgroup_id},
                       {"cgroup_path", path.ok() ? nlohmann::json(*path) : nlohmann::json(nullptr)},
+                      {"name", names.contains(r.cgroup_id) ? nlohmann::json(names.at(r.cgroup_id))
+                                                           : nlohmann::json(nullptr)},
                       {"verdict", r.verdict == GT_VERDICT_CPU     ? "cpu"
                                   : r.verdict == GT_VERDICT_GPU   ? "gpu"
                                   : r.verdict == GT_VERDICT_MIXED ? "mixed"
@@ -153,9 +173,10 @@ int Audit() {
     }
   }
   const bool json = absl::GetFlag(FLAGS_json);
+  const absl::flat_hash_map<uint64_t, std::string> agent_names = NamesFromAgent();
   if (absl::GetFlag(FLAGS_events)) {
     nlohmann::json out = nlohmann::json::array();
-    for (const gt_audit_record& r : *records) out.push_back(RecordJson(r, *resolver));
+    for (const gt_audit_record& r : *records) out.push_back(RecordJson(r, *resolver, agent_names));
     if (json) {
       printf("%s\n", JsonText(out, 2).c_str());
     } else {
@@ -176,6 +197,13 @@ int Audit() {
     if (!counted.contains(id)) counters->emplace_back(id, gt_cgroup_stats{});
   }
   std::vector<CgroupRow> rows = BuildRows(*counters, *resolver);
+  for (CgroupRow& row : rows) {
+    auto it = agent_names.find(row.cgroup_id);
+    // gputierd answers the short id where it knows no name.
+    if (row.container && it != agent_names.end() && it->second != row.container->container_id.substr(0, 12)) {
+      row.name = it->second;
+    }
+  }
   if (json) {
     nlohmann::json out = RowsToJson(rows, *names);
     for (nlohmann::json& row : out) {
