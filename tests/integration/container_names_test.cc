@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "loader/classify/classification_table.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/containerd_container.h"
 #include "tests/integration/podman_container.h"
@@ -216,6 +218,19 @@ TEST_P(ContainerNamesTest, StatusExplainAndAuditNameTheContainerAndCtlTakesTheNa
   EXPECT_TRUE(WaitFor([&] { return absl::StrContains(agent_->LogTail(), absl::StrCat(", ", solo, ") is now")); },
                       seconds(20), milliseconds(200)))
       << agent_->LogTail();
+  // The classification table's rows carry it.
+  absl::StatusOr<ClassificationTable> table =
+      ClassificationTable::Open(agent_->work_dir() + "/state/" + kClassificationTableFile);
+  ASSERT_TRUE(table.ok()) << table.status();
+  std::string recorded;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<std::optional<ClassificationRow>> latest = table->LatestFor(row["cgroup_id"].get<uint64_t>());
+        if (latest.ok() && latest->has_value()) recorded = (*latest)->container_name;
+        return recorded == solo;
+      },
+      seconds(10), milliseconds(200)))
+      << "latest row's container_name: '" << recorded << "'";
 }
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, ContainerNamesTest, ::testing::Values("podman", "containerd"),
