@@ -113,10 +113,12 @@ const char* EnforcementWord(uint32_t mode) {
 std::string SocketPath();
 
 // The names gputierd gave the containers it counts (cgroup id -> name), for
-// audit, which reads the pins itself; empty when no gputierd answers.
+// audit, which reads the pins itself; empty when no gputierd answers within
+// 2 s (audit works without one).
 absl::flat_hash_map<uint64_t, std::string> NamesFromAgent() {
   absl::flat_hash_map<uint64_t, std::string> names;
-  absl::StatusOr<nlohmann::json> answer = SendControlRequest(SocketPath(), {{"cmd", "status"}});
+  absl::StatusOr<nlohmann::json> answer =
+      SendControlRequest(SocketPath(), {{"cmd", "status"}}, absl::Seconds(2));
   if (!answer.ok() || !answer->value("ok", false) || !answer->contains("cgroups")) return names;
   for (const nlohmann::json& r : (*answer)["cgroups"]) {
     if (!r.is_object() || !r.contains("name") || !r["name"].is_string() || !r["cgroup_id"].is_number_unsigned()) {
