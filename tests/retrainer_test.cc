@@ -107,6 +107,24 @@ TEST_F(RetrainerTest, FitReadsTheTableFileOnItsOwnConnectionAndTrainsTheNextVers
   EXPECT_EQ(fit.previous_version, 3);
 }
 
+TEST_F(RetrainerTest, AKeptConnectionIsOpenedOnceAndReadsRowsWrittenSince) {
+  inputs_.connection = std::make_shared<FitConnection>();
+  FitResult first = Fit(inputs_);
+  ASSERT_TRUE(first.model.ok()) << first.model.status();
+  ASSERT_TRUE(inputs_.connection->table.has_value());
+  EXPECT_EQ(first.through_row, 90);
+  {
+    absl::StatusOr<ClassificationTable> writer = ClassificationTable::Open(inputs_.table_path);
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    ASSERT_TRUE(writer->Record(LabelledRow(999, "cpu", 0)).ok());
+  }
+  inputs_.previous_version = first.model->version();
+  FitResult second = Fit(inputs_);
+  ASSERT_TRUE(second.model.ok()) << second.model.status();
+  EXPECT_EQ(second.through_row, 91);
+  EXPECT_EQ(second.model->version(), 2);
+}
+
 TEST_F(RetrainerTest, ASlowFitNeverBlocksTheCallerAndItsModelComesBackOnce) {
   Retrainer retrainer;
   Gate gate;

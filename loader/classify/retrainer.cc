@@ -40,12 +40,17 @@ FitResult Fit(const FitInputs& inputs) {
   if (inputs.rows.has_value()) {
     set = *inputs.rows;
   } else {
-    absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(inputs.table_path, inputs.table_options);
-    if (!table.ok()) {
-      result.model = table.status();
-      return result;
+    std::optional<ClassificationTable> once;
+    std::optional<ClassificationTable>& slot = inputs.connection != nullptr ? inputs.connection->table : once;
+    if (!slot.has_value()) {
+      absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(inputs.table_path, inputs.table_options);
+      if (!table.ok()) {
+        result.model = table.status();
+        return result;
+      }
+      slot.emplace(std::move(*table));
     }
-    set = ReadTrainingSet(*table);
+    set = ReadTrainingSet(*slot);
   }
   if (!set.ok()) {
     result.model = set.status();

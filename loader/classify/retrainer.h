@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -32,12 +33,22 @@ struct TrainingSet {
   int64_t through_row = 0;
 };
 
-// What a fit needs. The rows come from `table_path` (opened anew, on the
-// thread that fits) unless `rows` holds them already (a table in memory
-// cannot be opened twice).
+// A connection to the table file kept from one fit to the next: opening one
+// checks the schema in a write transaction, which need not be repeated every
+// fit. Opened by the first fit that gets it; used by one fit at a time, each
+// on its own thread (a SQLite connection may move between threads; it is
+// never used by two at once, which is what ClassificationTable rules out).
+struct FitConnection {
+  std::optional<ClassificationTable> table;
+};
+
+// What a fit needs. The rows come from `table_path` (opened on the thread
+// that fits, or `connection` once it is open) unless `rows` holds them
+// already (a table in memory cannot be opened twice).
 struct FitInputs {
   std::string table_path;
   TableOptions table_options;
+  std::shared_ptr<FitConnection> connection;  // may be null: opened for this fit only
   std::optional<TrainingSet> rows;
   int previous_version = 0;  // the model the fit replaces (0: none)
   uint32_t max_training_rows_per_cgroup = 50;

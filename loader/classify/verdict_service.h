@@ -138,6 +138,8 @@ class VerdictService {
   int64_t trained_through_row_ = 0;
   bool retrain_failed_logged_ = false;
   absl::Time last_retrain_at_ = absl::InfinitePast();
+  // The retrainer's own connection to the table file.
+  std::shared_ptr<FitConnection> fit_connection_ = std::make_shared<FitConnection>();
   // Last: destroyed first, so a fit in flight is waited for before the rest.
   Retrainer retrainer_;
 };

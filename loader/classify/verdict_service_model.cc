@@ -25,6 +25,7 @@ void VerdictService::RetrainWhenDue() {
   if (absl::Now() - last_retrain_at_ < options_.policy.min_retrain_interval) return;
   last_retrain_at_ = absl::Now();
   FitInputs inputs = FitInputsNow();
+  inputs.connection = fit_connection_;
   if (table_.in_memory()) {
     // A table in memory has no file for the retrainer to open: its rows are
     // read here (a degraded table is small: it starts empty).
