@@ -88,8 +88,9 @@ constexpr char kUsage[] =
     "                  and every leftover fast partition (unmounted, loop device freed,\n"
     "                  image removed; a gone container's fast data written back to the\n"
     "                  slow tier first); one line per thing removed\n\n"
-    "TARGET: a container id (or a unique prefix of 4+ characters), a cgroup path, or a\n"
-    "cgroup id.\n";
+    "TARGET: a container's name (namespace/pod/container, or podman's name), its id (or a\n"
+    "unique prefix of 4+ characters, such as the short id), its cgroup path, or a cgroup\n"
+    "id. A name several containers share is refused with the list of them.\n";
 
 int Doctor() {
   if (geteuid() != 0) {
@@ -109,7 +110,27 @@ const char* EnforcementWord(uint32_t mode) {
   return "off";
 }
 
-nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolver) {
+std::string SocketPath();
+
+// The names gputierd gave the containers it counts (cgroup id -> name), for
+// audit, which reads the pins itself; empty when no gputierd answers within
+// 2 s (audit works without one).
+absl::flat_hash_map<uint64_t, std::string> NamesFromAgent() {
+  absl::flat_hash_map<uint64_t, std::string> names;
+  absl::StatusOr<nlohmann::json> answer =
+      SendControlRequest(SocketPath(), {{"cmd", "status"}}, absl::Seconds(2));
+  if (!answer.ok() || !answer->value("ok", false) || !answer->contains("cgroups")) return names;
+  for (const nlohmann::json& r : (*answer)["cgroups"]) {
+    if (!r.is_object() || !r.contains("name") || !r["name"].is_string() || !r["cgroup_id"].is_number_unsigned()) {
+      continue;
+    }
+    names[r["cgroup_id"].get<uint64_t>()] = r["name"].get<std::string>();
+  }
+  return names;
+}
+
+nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolver,
+                          const absl::flat_hash_map<uint64_t, std::string>& names) {
   absl::StatusOr<std::string> path = resolver.PathOf(r.cgroup_id);
   nlohmann::json j = {{"ts_ns", r.ts_ns},
                       {"kind", r.kind == GT_AUDIT_TAMPER ? "tamper" : "guard"},
@@ -120,6 +141,8 @@ nlohmann::json RecordJson(const gt_audit_record& r, const CgroupResolver& resolv
                       {"comm", std::string(r.comm, strnlen(r.comm, sizeof(r.comm)))},
                       {"cgroup_id", r.cgroup_id},
                       {"cgroup_path", path.ok() ? nlohmann::json(*path) : nlohmann::json(nullptr)},
+                      {"name", names.contains(r.cgroup_id) ? nlohmann::json(names.at(r.cgroup_id))
+                                                           : nlohmann::json(nullptr)},
                       {"verdict", r.verdict == GT_VERDICT_CPU     ? "cpu"
                                   : r.verdict == GT_VERDICT_GPU   ? "gpu"
                                   : r.verdict == GT_VERDICT_MIXED ? "mixed"
@@ -152,9 +175,10 @@ int Audit() {
     }
   }
   const bool json = absl::GetFlag(FLAGS_json);
+  const absl::flat_hash_map<uint64_t, std::string> agent_names = NamesFromAgent();
   if (absl::GetFlag(FLAGS_events)) {
     nlohmann::json out = nlohmann::json::array();
-    for (const gt_audit_record& r : *records) out.push_back(RecordJson(r, *resolver));
+    for (const gt_audit_record& r : *records) out.push_back(RecordJson(r, *resolver, agent_names));
     if (json) {
       printf("%s\n", JsonText(out, 2).c_str());
     } else {
@@ -175,6 +199,13 @@ int Audit() {
     if (!counted.contains(id)) counters->emplace_back(id, gt_cgroup_stats{});
   }
   std::vector<CgroupRow> rows = BuildRows(*counters, *resolver);
+  for (CgroupRow& row : rows) {
+    auto it = agent_names.find(row.cgroup_id);
+    // gputierd answers the short id where it knows no name.
+    if (row.container && it != agent_names.end() && it->second != row.container->container_id.substr(0, 12)) {
+      row.name = it->second;
+    }
+  }
   if (json) {
     nlohmann::json out = RowsToJson(rows, *names);
     for (nlohmann::json& row : out) {
@@ -285,7 +316,9 @@ void PrintTiering(const nlohmann::json& t) {
     for (const auto& [path, tier] : r["paths"].items()) {
       absl::StrAppend(&paths, paths.empty() ? "" : " ", path, "=", tier.get<std::string>());
     }
-    printf("%-22s %-6s %-8s %-8s %9s %9s  %s\n", r["container_id"].get<std::string>().substr(0, 22).c_str(),
+    const std::string shown = r.contains("name") && r["name"].is_string() ? r["name"].get<std::string>()
+                                                                           : r["container_id"].get<std::string>();
+    printf("%-22s %-6s %-8s %-8s %9s %9s  %s\n", EscapeControlAndInvalid(shown).c_str(),
            r["tier"].get<std::string>().c_str(), r["verdict"].get<std::string>().c_str(),
            r["override"].get<std::string>().c_str(), HumanBytes(r["bytes_fast"].get<uint64_t>()).c_str(),
            HumanBytes(r["bytes_slow"].get<uint64_t>()).c_str(), paths.c_str());
@@ -315,7 +348,9 @@ int StatusCommand() {
          "SOURCE", "GPU_IOCTL/s", "EXT", "OPENS/s", "WRITE/s", "CGROUP");
   for (const nlohmann::json& r : (*a)["cgroups"]) {
     std::string container = "-";
-    if (r["container_id"].is_string()) {
+    if (r.contains("name") && r["name"].is_string()) {
+      container = EscapeControlAndInvalid(r["name"].get<std::string>());
+    } else if (r["container_id"].is_string()) {
       container = absl::StrCat(r["runtime"].get<std::string>(), ":",
                                r["container_id"].get<std::string>().substr(0, 12));
     }
@@ -367,7 +402,9 @@ int TierCommand(const std::string& target, const std::string& choice) {
   const std::string id = (*a)["container_id"].get<std::string>();
   const absl::Duration wait = absl::GetFlag(FLAGS_wait);
   if (choice == "auto" || wait <= absl::ZeroDuration()) {
-    printf("container %s: %s\n", id.c_str(), choice == "auto" ? "follows its verdict" : "queued");
+    const std::string name = a->contains("name") && (*a)["name"].is_string() ? (*a)["name"].get<std::string>() : id;
+    printf("container %s: %s\n", EscapeControlAndInvalid(name).c_str(),
+           choice == "auto" ? "follows its verdict" : "queued");
     return 0;
   }
   return WaitForTier(id, choice, wait);
@@ -444,9 +481,16 @@ int ExplainCommand(const std::string& target) {
     printf("%s\n", JsonText(*a, 2).c_str());
     return 0;
   }
+  std::string container;
+  if ((*a)["container_id"].is_string()) {
+    const std::string id = (*a)["container_id"].get<std::string>();
+    const std::string name = a->contains("name") && (*a)["name"].is_string() ? (*a)["name"].get<std::string>() : "";
+    container = name.empty() || name == id.substr(0, 12)
+                    ? absl::StrCat(" (container ", id, ")")
+                    : absl::StrCat(" (container ", EscapeControlAndInvalid(name), ", id ", id, ")");
+  }
   printf("cgroup %llu %s%s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
-         (*a)["cgroup_path"].get<std::string>().c_str(),
-         (*a)["container_id"].is_string() ? absl::StrCat(" (container ", (*a)["container_id"].get<std::string>(), ")").c_str() : "");
+         EscapeControlAndInvalid((*a)["cgroup_path"].get<std::string>()).c_str(), container.c_str());
   printf("\nrule: %s\n", (*a)["rule"]["verdict"].get<std::string>().c_str());
   for (const nlohmann::json& c : (*a)["rule"]["checks"]) {
     printf("  %-15s %12s  %s threshold %-10g%s\n", c["feature"].get<std::string>().c_str(),

@@ -42,6 +42,7 @@
 #include "loader/observe/observer.h"
 #include "loader/observe/pin_dir.h"
 #include "loader/report.h"
+#include "loader/runtime/container_names.h"
 #include "loader/runtime/runtime_table.h"
 #include "loader/tier/move_times.h"
 #include "loader/tier/tier_manager.h"
@@ -188,7 +189,10 @@ nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verd
     if (absl::Status s = tiers->SetOverride(*who, *choice); !s.ok()) {
       return {{"ok", false}, {"error", std::string(s.message())}};
     }
-    return {{"ok", true}, {"container_id", who->container_id}, {"tier", TierOverrideName(*choice)}};
+    return {{"ok", true},
+            {"container_id", who->container_id},
+            {"name", who->container_name.empty() ? who->container_id.substr(0, 12) : who->container_name},
+            {"tier", TierOverrideName(*choice)}};
   }
   nlohmann::json answer = verdicts->Handle(request);
   if (request.command == ControlCommand::kStatus && answer.value("ok", false)) {
@@ -420,6 +424,14 @@ absl::StatusOr<std::unique_ptr<VerdictService>> StartVerdicts(const Config& conf
   verdict_options.state_dir = state_dir;
   verdict_options.runc_roots = RootsOf(config.tiers, *FindRuntime("runc"));
   verdict_options.gpu_selectors = SelectorPairs(devices);
+  // Names from the runtimes, one config.json read per container.
+  auto names = std::make_shared<ContainerNameCache>(
+      [tiers = config.tiers](const std::string& runtime, const std::string& id, const std::string& cgroup) {
+        return LookUpContainerName(tiers, runtime, id, cgroup);
+      });
+  verdict_options.name_of = [names](const ContainerIdentity& container, const std::string& cgroup_path) {
+    return names->NameOf(container.runtime, container.container_id, cgroup_path, absl::Now());
+  };
   absl::StatusOr<std::unique_ptr<VerdictService>> verdicts = VerdictService::Create(
       verdict_options, observer.map_fd(GT_MAP_CG_STATS), observer.map_fd(GT_MAP_VERDICTS), resolver);
   if (!verdicts.ok()) return verdicts;

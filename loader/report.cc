@@ -29,6 +29,11 @@ std::vector<CgroupRow> BuildRows(const CgroupCounters& counters, const CgroupRes
   return rows;
 }
 
+std::string ShownContainer(const CgroupRow& r) {
+  if (!r.container) return "";
+  return r.name.empty() ? r.container->container_id.substr(0, 12) : r.name;
+}
+
 nlohmann::json RowsToJson(const std::vector<CgroupRow>& rows, const ClassNames& names) {
   nlohmann::json out = nlohmann::json::array();
   for (const CgroupRow& r : rows) {
@@ -36,6 +41,7 @@ nlohmann::json RowsToJson(const std::vector<CgroupRow>& rows, const ClassNames& 
     o["cgroup_id"] = r.cgroup_id;
     o["cgroup_path"] = r.cgroup_path ? nlohmann::json(*r.cgroup_path) : nlohmann::json(nullptr);
     o["container_id"] = r.container ? nlohmann::json(r.container->container_id) : nlohmann::json(nullptr);
+    o["name"] = r.container ? nlohmann::json(ShownContainer(r)) : nlohmann::json(nullptr);
     o["runtime"] = r.container ? nlohmann::json(r.container->runtime) : nlohmann::json(nullptr);
     o["pod_uid"] = r.container && !r.container->pod_uid.empty() ? nlohmann::json(r.container->pod_uid)
                                                                  : nlohmann::json(nullptr);
@@ -70,7 +76,8 @@ std::string RowsToTable(const std::vector<CgroupRow>& rows, const ClassNames& na
   for (const CgroupRow& r : rows) {
     std::string container = "-";
     if (r.container) {
-      container = absl::StrCat(r.container->runtime, ":", r.container->container_id.substr(0, 12));
+      container = r.name.empty() ? absl::StrCat(r.container->runtime, ":", r.container->container_id.substr(0, 12))
+                                 : EscapeControlAndInvalid(r.name);
     }
     absl::StrAppendFormat(&out, "%-10d %-22s %8d", r.cgroup_id, container, r.stats.opens_total);
     for (uint32_t c = 1; c < GT_CLASS_MAX; ++c) {

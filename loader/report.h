@@ -24,11 +24,17 @@ struct CgroupRow {
   uint64_t cgroup_id = 0;
   std::optional<std::string> cgroup_path;  // nullopt: the cgroup is gone
   std::optional<ContainerIdentity> container;
+  // namespace/pod/container or podman's name, where gputierd knows it.
+  std::string name;
   gt_cgroup_stats stats = {};
 };
 
 // Joins counters with paths and identities (runc ids read once per call).
 std::vector<CgroupRow> BuildRows(const CgroupCounters& counters, const CgroupResolver& resolver);
+
+// A container's name for people: its name, else its short id; "" for a
+// cgroup without a container.
+std::string ShownContainer(const CgroupRow& row);
 
 // The audit JSON: an array with one object per cgroup (schema in docs/AUDIT.md).
 nlohmann::json RowsToJson(const std::vector<CgroupRow>& rows, const ClassNames& names);

@@ -31,6 +31,7 @@ ClassificationRow MakeRow(uint64_t cgroup_id, const std::string& verdict = "gpu"
   row.cgroup_id = cgroup_id;
   row.cgroup_path = absl::StrCat("/kubepods.slice/pod", cgroup_id, "/cri-containerd-abc.scope");
   row.container_id = absl::StrCat("abc", cgroup_id);
+  row.container_name = absl::StrCat("team-a/trainer-", cgroup_id, "/worker");
   row.gpu_ioctl_rate = 12.5;
   row.gpu_opened = 1;
   row.ext_ratio = 0.375;
@@ -405,13 +406,70 @@ TEST_F(ClassificationTableTest, RowsPersistAcrossReopenAndIdsAreNeverReused) {
 TEST_F(ClassificationTableTest, NewerSchemaVersionIsRefusedNamingTheFile) {
   { ClassificationTable table = OpenTable(); }
   sqlite3* raw = RawConnection();
-  ASSERT_EQ(sqlite3_exec(raw, "PRAGMA user_version = 3", nullptr, nullptr, nullptr), SQLITE_OK);
+  const int newer = kClassificationSchemaVersion + 1;
+  const std::string stamp = absl::StrCat("PRAGMA user_version = ", newer);
+  ASSERT_EQ(sqlite3_exec(raw, stamp.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
   absl::StatusOr<ClassificationTable> table = ClassificationTable::Open(path_);
   ASSERT_FALSE(table.ok());
   EXPECT_EQ(table.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(table.status().message(), path_)) << table.status();
-  EXPECT_TRUE(absl::StrContains(table.status().message(), "schema version 3")) << table.status();
+  EXPECT_TRUE(absl::StrContains(table.status().message(), absl::StrCat("schema version ", newer)))
+      << table.status();
+}
+
+TEST_F(ClassificationTableTest, AVersion2FileGainsContainerNameKeepingItsRows) {
+  {
+    ClassificationTable table = OpenTable();
+    ClassificationRow old = MakeRow(7);
+    old.container_name.clear();
+    ASSERT_TRUE(table.Record(old).ok());
+  }
+  // The file as version 2 wrote it: no container_name column.
+  sqlite3* raw = RawConnection();
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(raw, "ALTER TABLE classifications DROP COLUMN container_name; PRAGMA user_version = 2",
+                         nullptr, nullptr, &error),
+            SQLITE_OK)
+      << (error ? error : "");
+  sqlite3_close(raw);
+  ASSERT_EQ(RawCount("SELECT count(*) FROM pragma_table_info('classifications') WHERE name = 'container_name'"), 0);
+
+  ClassificationTable table = OpenTable();
+  EXPECT_EQ(RawCount("PRAGMA user_version"), kClassificationSchemaVersion);
+  absl::StatusOr<std::optional<ClassificationRow>> old = table.LatestFor(7);
+  ASSERT_TRUE(old.ok() && old->has_value()) << old.status();
+  EXPECT_EQ((*old)->container_name, "");
+  EXPECT_EQ((*old)->container_id, "abc7");
+  ClassificationRow named = MakeRow(8);
+  ASSERT_TRUE(table.Record(named).ok());
+  absl::StatusOr<std::optional<ClassificationRow>> back = table.LatestFor(8);
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->container_name, "team-a/trainer-8/worker");
+  // The upgraded column refuses what the new schema refuses.
+  raw = RawConnection();
+  EXPECT_NE(sqlite3_exec(raw,
+                         "INSERT INTO classifications (time_unix_ns, cgroup_id, gpu_ioctl_rate, gpu_opened, "
+                         "ext_ratio, open_rate, write_rate, evidence, verdict, source, confidence_permille, "
+                         "container_name) VALUES (1, 9, 0, 0, 0, 0, 0, 0, 'cpu', 'rule', 0, 'a\nb x')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+}
+
+TEST_F(ClassificationTableTest, ContainerNamesOutsideTheirAlphabetAreRefused) {
+  for (const std::string& name : {std::string("ns/pod\nINFO forged"), std::string("caf\xc3\xa9"),
+                                   std::string("a b"), std::string(513, 'a')}) {
+    ClassificationRow row = MakeRow(1);
+    row.container_name = name;
+    absl::Status s = ValidateRow(row);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_TRUE(absl::StrContains(s.message(), "container_name")) << s;
+    EXPECT_FALSE(absl::StrContains(s.message(), "forged")) << s;
+  }
+  ClassificationRow row = MakeRow(1);
+  row.container_name = std::string(512, 'a');
+  EXPECT_TRUE(ValidateRow(row).ok());
 }
 
 TEST_F(ClassificationTableTest, FilesOfOtherApplicationsAreRefused) {

@@ -209,13 +209,37 @@ TEST(MetricFamilies, NoLabelCarriesAPath) {
         EXPECT_TRUE(names_seen.count("container") && names_seen.count("pod") && names_seen.count("namespace"))
             << family.name;
         for (const std::string& n : names_seen) {
-          EXPECT_TRUE(n == "container" || n == "pod" || n == "namespace" || n == "verdict" || n == "tier" ||
-                      n == "class")
+          EXPECT_TRUE(n == "container" || n == "container_name" || n == "pod" || n == "namespace" ||
+                      n == "verdict" || n == "tier" || n == "class")
               << family.name << " has label " << n;
         }
       }
     }
   }
+}
+
+TEST(MetricFamilies, AContainersNameFillsItsPodNamespaceAndContainerNameLabels) {
+  nlohmann::json rows = nlohmann::json::array();
+  rows.push_back({{"cgroup_id", 7}, {"container_id", "abc0123456789"}, {"name", "team-a/trainer-0/worker"},
+                  {"verdict", "gpu"}, {"confidence", 800}});
+  rows.push_back({{"cgroup_id", 8}, {"container_id", "def0123456789"}, {"name", "ingest"},
+                  {"verdict", "cpu"}, {"confidence", 900}});
+  rows.push_back({{"cgroup_id", 9}, {"container_id", "0123456789abcdef"}, {"name", "0123456789ab"},
+                  {"verdict", "cpu"}, {"confidence", 900}});
+  MetricsSnapshot s;
+  s.containers = ContainerSamples(rows, nlohmann::json::object(), {}, ClassNames{});
+  std::vector<prometheus::MetricFamily> f = BuildMetricFamilies(s, 1000);
+  EXPECT_EQ(GaugeOf(f, "gputier_container_verdict_confidence",
+                    {{"container", "abc0123456789"}, {"namespace", "team-a"}, {"pod", "trainer-0"},
+                     {"container_name", "worker"}}),
+            0.8);
+  EXPECT_EQ(GaugeOf(f, "gputier_container_verdict_confidence",
+                    {{"container", "def0123456789"}, {"namespace", ""}, {"pod", ""}, {"container_name", "ingest"}}),
+            0.9);
+  // Only the short id: no name.
+  EXPECT_EQ(GaugeOf(f, "gputier_container_verdict_confidence",
+                    {{"container", "0123456789abcdef"}, {"container_name", ""}}),
+            0.9);
 }
 
 TEST(MetricFamilies, InvalidUtf8InAContainerIdIsReplacedNotPassedOn) {

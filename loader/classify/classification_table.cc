@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -83,7 +84,10 @@ CREATE TABLE IF NOT EXISTS classifications (
   gpu_busy_share REAL NOT NULL DEFAULT 0
     CONSTRAINT gpu_busy_share_valid CHECK (gpu_busy_share >= 0 AND gpu_busy_share < 9e999),
   gpu_context_recent REAL NOT NULL DEFAULT 0
-    CONSTRAINT gpu_context_recent_valid CHECK (gpu_context_recent IN (0.0, 1.0))
+    CONSTRAINT gpu_context_recent_valid CHECK (gpu_context_recent IN (0.0, 1.0)),
+  container_name TEXT NOT NULL DEFAULT ''
+    CONSTRAINT container_name_valid CHECK (length(container_name) <= 512
+                                           AND container_name NOT GLOB '*[^A-Za-z0-9._/-]*')
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS classifications_by_cgroup
@@ -138,6 +142,14 @@ ALTER TABLE classifications ADD COLUMN gpu_context_recent REAL NOT NULL DEFAULT 
   CONSTRAINT gpu_context_recent_valid CHECK (gpu_context_recent IN (0.0, 1.0));
 )sql";
 
+// Schema version 2 -> 3: the container's name (namespace/pod/container or
+// podman's name), '' in the rows recorded before.
+constexpr char kUpgradeTo3Sql[] = R"sql(
+ALTER TABLE classifications ADD COLUMN container_name TEXT NOT NULL DEFAULT ''
+  CONSTRAINT container_name_valid CHECK (length(container_name) <= 512
+                                         AND container_name NOT GLOB '*[^A-Za-z0-9._/-]*');
+)sql";
+
 // Every column and the member of ClassificationRow it holds, in the order
 // of every SELECT and of the INSERT (id excluded there): the one list of the
 // row's fields that reading, writing and comparing rows go by.
@@ -167,6 +179,7 @@ const Column kRowColumns[] = {
     {"confidence_permille", &ClassificationRow::confidence_permille},
     {"gpu_busy_share", &ClassificationRow::gpu_busy_share},
     {"gpu_context_recent", &ClassificationRow::gpu_context_recent},
+    {"container_name", &ClassificationRow::container_name},
 };
 constexpr size_t kInsertedColumns = std::size(kRowColumns) - 1;  // all but id
 
@@ -413,6 +426,16 @@ absl::Status ValidateRow(const ClassificationRow& row) {
     return Invalid("confidence_permille", absl::StrCat(row.confidence_permille), row,
                    "within 0..1000");
   }
+  const bool name_ok = row.container_name.size() <= 512 &&
+                       std::all_of(row.container_name.begin(), row.container_name.end(), [](char c) {
+                         return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                                c == '/' || c == '-';
+                       });
+  if (!name_ok) {
+    // The value is not shown: it is what failed the check.
+    return Invalid("container_name", absl::StrCat("(", row.container_name.size(), " bytes)"), row,
+                   "at most 512 bytes of A-Z a-z 0-9 . _ / -");
+  }
   for (absl::Status s : {
            CheckRange("gpu_ioctl_rate", row.gpu_ioctl_rate, row, 0, kInf, kRate),
            CheckRange("ext_ratio", row.ext_ratio, row, 0, 1, "a number within [0, 1]"),
@@ -595,10 +618,15 @@ struct ClassificationTable::Db {
               "move it away or choose another --state-dir"));
         }
       }
-      if (*version == 1) {
-        // CREATE TABLE IF NOT EXISTS below keeps the version 1 table: add
-        // its new columns first.
-        if (absl::Status s = Exec(kUpgradeTo2Sql, "upgrading the schema to version 2"); !s.ok()) {
+      if (*version == 1 || *version == 2) {
+        // CREATE TABLE IF NOT EXISTS below keeps the older table: add the
+        // columns of each later version first.
+        if (*version == 1) {
+          if (absl::Status s = Exec(kUpgradeTo2Sql, "upgrading the schema to version 2"); !s.ok()) {
+            return s;
+          }
+        }
+        if (absl::Status s = Exec(kUpgradeTo3Sql, "upgrading the schema to version 3"); !s.ok()) {
           return s;
         }
         const std::string stamp = absl::StrCat("PRAGMA user_version = ", kClassificationSchemaVersion);

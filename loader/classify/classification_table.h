@@ -46,8 +46,9 @@ inline constexpr char kDefaultStateDir[] = "/var/lib/gputier";
 inline constexpr char kClassificationTableFile[] = "classifications.db";
 // PRAGMA user_version of the files this build writes and reads.
 // Version 2 added gpu_busy_share and gpu_context_recent (a version 1 file is
-// upgraded in place, its rows getting 0 for both).
-inline constexpr int kClassificationSchemaVersion = 2;
+// upgraded in place, its rows getting 0 for both). Version 3 added
+// container_name (older rows get '').
+inline constexpr int kClassificationSchemaVersion = 3;
 
 struct ClassificationRow {
   int64_t id = 0;            // assigned by the table; ignored by Record()
@@ -55,6 +56,9 @@ struct ClassificationRow {
   uint64_t cgroup_id = 0;    // cgroup v2 id, <= INT64_MAX
   std::string cgroup_path;   // may be empty
   std::string container_id;  // may be empty
+  // namespace/pod/container or podman's name where the runtime confirmed the
+  // container; may be empty. At most 512 bytes of [A-Za-z0-9._/-].
+  std::string container_name;
   // Features (names are the stable column names).
   double gpu_ioctl_rate = 0;  // GPU ioctls per second, >= 0
   double gpu_opened = 0;      // 0 or 1: a GPU device node was opened

@@ -9,6 +9,7 @@ ClassificationRow RowOf(const RowSubject& subject, const Features& f) {
   row.cgroup_id = subject.cgroup_id;
   row.cgroup_path = subject.cgroup_path;
   row.container_id = subject.container_id;
+  row.container_name = subject.container_name;
   row.gpu_ioctl_rate = f.gpu_ioctl_rate;
   row.gpu_opened = f.gpu_opened;
   row.ext_ratio = f.ext_ratio;

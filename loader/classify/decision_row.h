@@ -21,6 +21,7 @@ struct RowSubject {
   uint64_t cgroup_id = 0;
   std::string cgroup_path;   // may be empty
   std::string container_id;  // may be empty
+  std::string container_name;  // may be empty
 };
 
 // The agent's decision (rule or model) and the features it was made on.

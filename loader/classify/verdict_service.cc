@@ -13,10 +13,11 @@
 #include "loader/base/clock.h"
 #include "loader/base/log.h"
 #include "loader/observe/maps.h"
+#include "loader/classify/container_match.h"
 #include "loader/classify/decision_row.h"
 #include "loader/classify/model_store.h"
+#include "loader/classify/retrainer.h"
 #include "policy/rule.h"
-#include "policy/trainer.h"
 
 namespace gputier {
 namespace {
@@ -85,6 +86,27 @@ absl::StatusOr<EngineOptions> EngineOptionsOf(const VerdictService::Options& o) 
   if (absl::Status s = ValidateClassifierOptions(e.classifier); !s.ok()) return s;
   if (absl::Status s = ValidateFeatureOptions(e.features); !s.ok()) return s;
   return e;
+}
+
+}  // namespace
+
+namespace {
+
+// ", namespace/pod/container" (or podman's name) after a cgroup path in the
+// log; names hold only [A-Za-z0-9._/-] (oci_config), so they cannot forge a
+// line.
+template <typename IdentityT>
+std::string ShownSuffix(const IdentityT& who) {
+  if (!who.container) return "";
+  return absl::StrCat(", ", who.name.empty() ? who.container->container_id.substr(0, 12) : who.name);
+}
+
+// A container's name in JSON: its name, else its short id; null for a
+// cgroup without a container.
+template <typename IdentityT>
+nlohmann::json NameJson(const IdentityT& who) {
+  if (!who.container) return nullptr;
+  return who.name.empty() ? who.container->container_id.substr(0, 12) : who.name;
 }
 
 }  // namespace
@@ -169,7 +191,15 @@ std::string VerdictService::Describe() const {
 
 const VerdictService::Identity& VerdictService::IdentityOf(uint64_t cgroup_id) {
   auto it = identities_.find(cgroup_id);
-  if (it != identities_.end()) return it->second;
+  if (it != identities_.end()) {
+    Identity& known = it->second;
+    // A name is known once the runtime confirms the container, which may be
+    // after its first counters.
+    if (known.container && known.name.empty() && options_.name_of) {
+      known.name = options_.name_of(*known.container, known.path);
+    }
+    return known;
+  }
   Identity id;
   if (absl::StatusOr<std::string> path = resolver_->PathOf(cgroup_id); path.ok()) {
     id.path = *path;
@@ -182,6 +212,7 @@ const VerdictService::Identity& VerdictService::IdentityOf(uint64_t cgroup_id) {
       }
       id.container = IdentifyContainer(*path, runc_ids_);
     }
+    if (id.container && options_.name_of) id.name = options_.name_of(*id.container, id.path);
   }
   return identities_.emplace(cgroup_id, std::move(id)).first->second;
 }
@@ -201,8 +232,8 @@ absl::Status VerdictService::WriteChangedVerdicts(const EngineUpdate& update) {
     absl::Status s = WriteVerdict(verdicts_fd_, id, v);
     if (!s.ok() && first_error.ok()) first_error = s;
     const Identity& who = IdentityOf(id);
-    LogInfo("verdict: cgroup %d (%s) is now %s (%s, confidence %d/1000)", id,
-            who.path.empty() ? "?" : who.path, VerdictName(FromKernelVerdict(v.verdict)),
+    LogInfo("verdict: cgroup %d (%s%s) is now %s (%s, confidence %d/1000)", id,
+            who.path.empty() ? "?" : who.path, ShownSuffix(who), VerdictName(FromKernelVerdict(v.verdict)),
             SourceName(v.source), v.confidence_permille);
   }
   return first_error;
@@ -219,7 +250,7 @@ void VerdictService::ForgetRemoved(const EngineUpdate& update) {
 
 RowSubject VerdictService::SubjectOf(uint64_t cgroup_id, int64_t time_unix_ns) {
   const Identity& who = IdentityOf(cgroup_id);
-  return {time_unix_ns, cgroup_id, who.path, who.container ? who.container->container_id : ""};
+  return {time_unix_ns, cgroup_id, who.path, who.container ? who.container->container_id : "", who.name};
 }
 
 void VerdictService::RecordDecisions(const EngineUpdate& update) {
@@ -240,24 +271,8 @@ void VerdictService::RecordDecisions(const EngineUpdate& update) {
   }
 }
 
-// Retrain every retrain_every_rows new labelled rows, at most every
-// min_retrain_interval: a flood of rows costs one retraining a minute.
-void VerdictService::RetrainWhenDue() {
-  absl::StatusOr<int64_t> fresh = table_.CountLabelledSince(trained_through_row_);
-  if (!fresh.ok() || *fresh < options_.policy.retrain_every_rows) return;
-  if (absl::Now() - last_retrain_at_ < options_.policy.min_retrain_interval) return;
-  last_retrain_at_ = absl::Now();
-  absl::StatusOr<int> version = TrainNow();
-  if (version.ok()) {
-    LogInfo("model: retrained, version %d", *version);
-    retrain_failed_logged_ = false;
-  } else if (!retrain_failed_logged_) {
-    LogInfo("model: not retrained yet: %s", version.status().message());
-    retrain_failed_logged_ = true;
-  }
-}
-
 absl::Status VerdictService::Tick() {
+  InstallRetrained();
   absl::StatusOr<CgroupCounters> counters = ReadCgroupCounters(stats_fd_);
   if (!counters.ok()) return counters.status();
   for (const auto& [id, stats] : *counters) last_active_ns_[id] = stats.last_seen_ns;
@@ -274,53 +289,15 @@ absl::Status VerdictService::OnGpuAccess(uint64_t cgroup_id) {
   return Apply(update);
 }
 
-absl::StatusOr<int> VerdictService::TrainNow() {
-  absl::StatusOr<int64_t> max_id = table_.MaxId();
-  absl::StatusOr<std::vector<ClassificationRow>> rows = table_.LabelledRows();
-  if (!rows.ok()) return rows.status();
-  if (!max_id.ok()) return max_id.status();
-  std::vector<TrainingRow> training;
-  training.reserve(rows->size());
-  for (const ClassificationRow& r : *rows) {
-    absl::StatusOr<Verdict> label = ParseVerdict(r.verdict);
-    if (!label.ok() || *label == Verdict::kUnknown) continue;
-    const RowSource source = r.source == "operator" ? RowSource::kOperator
-                             : r.source == "model"  ? RowSource::kModel
-                                                    : RowSource::kAgent;
-    training.push_back({ModelInputs(FeaturesOfRow(r)), *label, source, r.cgroup_id});
-  }
-  training = GuardTrainingRows(std::move(training), {options_.policy.max_training_rows_per_cgroup});
-  const int previous = engine_.model() == nullptr ? 0 : engine_.model()->version();
-  absl::StatusOr<NaiveBayesModel> model = gputier::Train(training, previous, UnixNs(), options_.policy.operator_weight);
-  trained_through_row_ = *max_id;
-  if (!model.ok()) return model.status();
-  const std::string path = absl::StrCat(options_.state_dir, "/", kModelFile);
-  if (absl::Status s = SaveModel(path, *model); !s.ok()) return s;
-  const int version = model->version();
-  engine_.SetModel(std::make_shared<const NaiveBayesModel>(std::move(*model)));
-  return version;
-}
-
 absl::StatusOr<uint64_t> VerdictService::ResolveTarget(const std::string& target) {
-  uint64_t id = 0;
-  if (absl::SimpleAtoi(target, &id) && engine_.Lookup(id, MonotonicNs()).has_value()) return id;
-  std::vector<uint64_t> matches;
+  std::vector<MatchCandidate> candidates;
   for (uint64_t cg : engine_.CgroupIds()) {
     const Identity& who = IdentityOf(cg);
-    if (who.path == target) return cg;
-    if (target.size() >= 4 && who.container && absl::StartsWith(who.container->container_id, target)) {
-      matches.push_back(cg);
-    }
+    candidates.push_back({cg, who.path, who.container ? who.container->container_id : "", who.name});
   }
-  if (matches.size() == 1) return matches[0];
-  if (matches.size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", target, "' matches ", matches.size(), " containers; give more of the container id"));
-  }
-  return absl::NotFoundError(absl::StrCat(
-      "no container or cgroup '", target,
-      "' is known to gputierd; give a container id (or a unique prefix of 4+ characters), a cgroup "
-      "path such as /kubepods.slice/..., or a cgroup id from `gputierctl status`"));
+  absl::StatusOr<size_t> match = MatchContainer(target, candidates);
+  if (!match.ok()) return match.status();
+  return candidates[*match].cgroup_id;
 }
 
 std::vector<ContainerVerdictView> VerdictService::Containers() {
@@ -334,6 +311,7 @@ std::vector<ContainerVerdictView> VerdictService::Containers() {
     view.cgroup_id = id;
     view.cgroup_path = who.path;
     view.container_id = who.container->container_id;
+    view.container_name = who.name;
     view.verdict = v ? v->verdict : Verdict::kUnknown;
     view.confidence_permille = v ? v->kernel.confidence_permille : 0;
     auto it = last_active_ns_.find(id);
@@ -366,6 +344,7 @@ nlohmann::json VerdictService::Status() {
     rows.push_back({{"cgroup_id", id},
                     {"cgroup_path", who.path.empty() ? nlohmann::json(nullptr) : nlohmann::json(who.path)},
                     {"container_id", who.container ? nlohmann::json(who.container->container_id) : nlohmann::json(nullptr)},
+                    {"name", NameJson(who)},
                     {"runtime", who.container ? nlohmann::json(who.container->runtime) : nlohmann::json(nullptr)},
                     {"verdict", std::string(VerdictName(v->verdict))},
                     {"proposed", std::string(VerdictName(v->proposed))},
@@ -435,6 +414,7 @@ nlohmann::json VerdictService::Explain(const std::string& target) {
           {"cgroup_id", *id},
           {"cgroup_path", who.path},
           {"container_id", who.container ? nlohmann::json(who.container->container_id) : nlohmann::json(nullptr)},
+          {"name", NameJson(who)},
           {"features", FeaturesJson(v->features)},
           {"gpu_use", gpu_use_->ExplainJson(*id)},
           {"gpu_context_used_windows", options_.policy.gpu_context_used_windows},

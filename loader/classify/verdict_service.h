@@ -6,6 +6,7 @@
 #define GPUTIER_LOADER_CLASSIFY_VERDICT_SERVICE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include "loader/cgroup/cgroup_resolver.h"
 #include "loader/classify/classification_table.h"
 #include "loader/classify/decision_row.h"
+#include "loader/classify/retrainer.h"
 #include "loader/config/config.h"
 #include "loader/control/control_request.h"
 #include "loader/gpu_use/gpu_use_monitor.h"
@@ -31,6 +33,8 @@ struct ContainerVerdictView {
   uint64_t cgroup_id = 0;
   std::string cgroup_path;
   std::string container_id;
+  // namespace/pod/container or podman's name; empty where none is known.
+  std::string container_name;
   Verdict verdict = Verdict::kUnknown;
   uint32_t confidence_permille = 0;  // of the verdict in force
   uint64_t last_active_ns = 0;  // CLOCK_MONOTONIC of its last counted activity
@@ -47,6 +51,10 @@ class VerdictService {
     // proc scan of GPU contexts held matches the same device numbers.
     std::vector<std::pair<uint32_t, uint32_t>> gpu_selectors;
     GpuUseMonitor::Options gpu_use;
+    // A container's name (namespace/pod/container or podman's), "" while
+    // none is known; asked whenever a name is shown, so it must answer from
+    // a cache (gputierd: a ContainerNameCache). Unset: no names.
+    std::function<std::string(const ContainerIdentity& container, const std::string& cgroup_path)> name_of;
   };
 
   // Opens the table and the model in state_dir and restores the verdicts
@@ -90,6 +98,7 @@ class VerdictService {
   struct Identity {
     std::string path;
     std::optional<ContainerIdentity> container;
+    std::string name;  // "" until known
   };
   const Identity& IdentityOf(uint64_t cgroup_id);
   // What one engine update changes, in order: the verdicts in gt_verdicts
@@ -101,6 +110,11 @@ class VerdictService {
   void ForgetRemoved(const EngineUpdate& update);
   void RecordDecisions(const EngineUpdate& update);
   void RetrainWhenDue();
+  FitInputs FitInputsNow() const;
+  // A retraining finished on the retrainer's thread: its model installed
+  // (saved, then used), or its failure logged and the old model kept.
+  void InstallRetrained();
+  absl::StatusOr<int> Install(FitResult& fit);
   RowSubject SubjectOf(uint64_t cgroup_id, int64_t time_unix_ns);
   absl::StatusOr<int> TrainNow();
   absl::StatusOr<uint64_t> ResolveTarget(const std::string& target);
@@ -124,6 +138,10 @@ class VerdictService {
   int64_t trained_through_row_ = 0;
   bool retrain_failed_logged_ = false;
   absl::Time last_retrain_at_ = absl::InfinitePast();
+  // The retrainer's own connection to the table file.
+  std::shared_ptr<FitConnection> fit_connection_ = std::make_shared<FitConnection>();
+  // Last: destroyed first, so a fit in flight is waited for before the rest.
+  Retrainer retrainer_;
 };
 
 }  // namespace gputier

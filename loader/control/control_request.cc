@@ -144,7 +144,7 @@ absl::StatusOr<ControlRequest> ParseControlRequest(absl::string_view text) {
   out.command = spec->command;
   if (spec->target) {
     absl::StatusOr<std::string> target =
-        StringField(request, "target", "a string: a container id, a cgroup path or a cgroup id",
+        StringField(request, "target", "a string: a container name or id, a cgroup path or a cgroup id",
                     kMaxControlTargetBytes);
     if (!target.ok()) return target.status();
     out.target = *std::move(target);

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace gputier {
 namespace {
@@ -60,6 +61,7 @@ using Labels = std::map<std::string, std::string>;
 
 Labels ContainerLabels(const ContainerSample& c) {
   return {{"container", SafeLabelValue(c.container_id)},
+          {"container_name", SafeLabelValue(c.container_name)},
           {"pod", SafeLabelValue(c.pod)},
           {"namespace", SafeLabelValue(c.pod_namespace)}};
 }
@@ -115,6 +117,25 @@ std::string SafeLabelValue(absl::string_view text) {
   return out;
 }
 
+namespace {
+
+// The classifier's "name" (namespace/pod/container, podman's name, or the
+// short id where none is known) into the pod, namespace and container_name
+// labels: one value per container, so no series beyond the container's own.
+void SetNames(const std::string& name, ContainerSample* c) {
+  if (name.empty() || name == c->container_id.substr(0, 12)) return;
+  std::vector<std::string> parts = absl::StrSplit(name, '/');
+  if (parts.size() == 3) {
+    c->pod_namespace = parts[0];
+    c->pod = parts[1];
+    c->container_name = parts[2];
+  } else if (parts.size() == 1) {
+    c->container_name = name;
+  }
+}
+
+}  // namespace
+
 std::vector<ContainerSample> ContainerSamples(const nlohmann::json& verdict_rows, const nlohmann::json& tiering,
                                               const CgroupCounters& counters, const ClassNames& names) {
   absl::flat_hash_map<uint64_t, const gt_cgroup_stats*> stats_of;
@@ -126,6 +147,7 @@ std::vector<ContainerSample> ContainerSamples(const nlohmann::json& verdict_rows
       if (id.empty()) continue;  // a host cgroup
       ContainerSample& c = by_id[id];
       c.container_id = id;
+      SetNames(Str(row, "name"), &c);
       c.verdict = Str(row, "verdict");
       c.confidence = static_cast<double>(U64(row, "confidence")) / 1000.0;
       auto it = stats_of.find(U64(row, "cgroup_id"));

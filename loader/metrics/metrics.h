@@ -28,6 +28,7 @@ struct ContainerSample {
   std::string container_id;  // as `gputierctl status` shows it
   std::string pod;           // empty until known
   std::string pod_namespace; // empty until known
+  std::string container_name;  // Kubernetes container name or podman's; empty until known
   std::string verdict = "unknown";  // unknown | cpu | gpu | mixed
   double confidence = 0;            // 0..1
   std::string tier;                 // "" (not tiered) | fast | slow | mixed

@@ -204,6 +204,7 @@ nlohmann::json VerdictRowsOf(const std::vector<ContainerVerdictView>& containers
   for (const ContainerVerdictView& c : containers) {
     rows.push_back({{"cgroup_id", c.cgroup_id},
                     {"container_id", c.container_id},
+                    {"name", c.container_name},
                     {"verdict", std::string(VerdictName(c.verdict))},
                     {"confidence", c.confidence_permille}});
   }

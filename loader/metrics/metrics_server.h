@@ -105,7 +105,7 @@ class MetricsFeed {
 };
 
 // The classifier's view of the containers as the status rows that
-// ContainerSamples takes (cgroup_id, container_id, verdict, confidence):
+// ContainerSamples takes (cgroup_id, container_id, name, verdict, confidence):
 // what the tick computed anyway, without the features of `status`.
 nlohmann::json VerdictRowsOf(const std::vector<ContainerVerdictView>& containers);
 

@@ -191,7 +191,7 @@ void TierManager::ApplyOverrides(const CycleInput& in) {
     live_[id].pressure_demoted = false;
     live_[id].retry_at = absl::InfinitePast();
     if (absl::Status s = Save(r->second); !s.ok()) NoteError(id, s, kErrorRetry);
-    LogInfo("tier: container %s: operator chose %s", id, TierOverrideName(o.second));
+    LogInfo("tier: container %s: operator chose %s", Shown(id), TierOverrideName(o.second));
   }
 }
 
@@ -203,6 +203,8 @@ void TierManager::NoteVerdicts(const ViewById& by_id) {
     if (live.verdict != v->second->verdict) live.pressure_demoted = false;
     live.verdict = v->second->verdict;
     live.last_active_ns = v->second->last_active_ns;
+    // A record recovered after a restart learns its name from the classifier.
+    if (live.name.empty()) live.name = v->second->container_name;
   }
 }
 
@@ -319,7 +321,7 @@ absl::Status TierManager::Converge(TierRecord& record, Live& live,
       if (absl::Status s = MountSlow(*pid, record, path); !s.ok()) return s;
       record.paths[path] = Tier::kSlow;
       if (absl::Status s = Save(record); !s.ok()) return s;
-      LogInfo("tier: container %s %s is on the slow tier", record.container_id, path);
+      LogInfo("tier: container %s %s is on the slow tier", Shown(record.container_id), path);
     }
     if (record.paths[path] == want) continue;
     absl::Status s;

@@ -73,9 +73,9 @@ absl::Status TierManager::Demote(TierRecord& record, const std::string& path) {
   if (!result.ok()) return result;
   if (lost) {
     LogInfo("tier: container %s %s is on the slow tier again (%d bytes written back from its lost fast overlay)",
-            record.container_id, path, live.last_writeback_bytes);
+            Shown(record.container_id), path, live.last_writeback_bytes);
   } else {
-    LogInfo("tier: container %s %s -> slow in %.1f ms (%d bytes written back)", record.container_id, path,
+    LogInfo("tier: container %s %s -> slow in %.1f ms (%d bytes written back)", Shown(record.container_id), path,
             live.last_demotion_ms, live.last_writeback_bytes);
   }
   return DiscardFastLayer(record, path);

@@ -54,7 +54,7 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
     (void)FreePartitionIfUnused(record);
     return result;
   }
-  LogInfo("tier: container %s %s -> fast in %.1f ms", record.container_id, path, live.last_promotion_ms);
+  LogInfo("tier: container %s %s -> fast in %.1f ms", Shown(record.container_id), path, live.last_promotion_ms);
   return absl::OkStatus();
 }
 

@@ -40,7 +40,7 @@ absl::Status TierManager::Recover(TierRecord& record) {
   }
   if (absl::Status s = Save(record); !s.ok()) return s;
   if (record.froze) {
-    LogInfo("tier: container %s: thawing it (frozen by gputierd mid-step)", record.container_id);
+    LogInfo("tier: container %s: thawing it (frozen by gputierd mid-step)", Shown(record.container_id));
     if (absl::Status s = ThawRecorded(record); !s.ok()) return s;
   }
   for (const std::string& path : folded) {
@@ -53,7 +53,7 @@ absl::Status TierManager::FinishInterruptedStep(pid_t pid, TierRecord& record, s
   const std::string path = record.op_path;
   absl::StatusOr<Observed> seen = Observe(pid, record, path, nullptr);
   if (!seen.ok()) return seen.status();
-  LogInfo("tier: container %s: finishing a %s of %s interrupted by a restart (found %s)", record.container_id,
+  LogInfo("tier: container %s: finishing a %s of %s interrupted by a restart (found %s)", Shown(record.container_id),
           TierOpName(record.op), path,
           *seen == Observed::kFast ? "the fast overlay" : *seen == Observed::kSlow ? "the slow overlay" : "no overlay");
   if (record.op == TierOp::kPromote) {
@@ -107,7 +107,7 @@ absl::Status TierManager::RemountSlow(pid_t pid, const TierRecord& record, const
                                                "' again: ", s.message()));
   }
   live.lost_reported.erase(path);
-  LogInfo("tier: container %s %s is on the slow tier again", record.container_id, path);
+  LogInfo("tier: container %s %s is on the slow tier again", Shown(record.container_id), path);
   return absl::OkStatus();
 }
 

@@ -304,11 +304,19 @@ std::string TierManager::CgroupDir(const TierRecord& record) const {
 
 absl::Status TierManager::Save(const TierRecord& record) { return store_.Save(record); }
 
+// "namespace/pod/container (id)" where the name is known, else the id: how
+// the log names a container (names hold only [A-Za-z0-9._/-]).
+std::string TierManager::Shown(const std::string& id) const {
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.name.empty() || it->second.name == id.substr(0, 12)) return id;
+  return absl::StrCat(it->second.name, " (", id, ")");
+}
+
 void TierManager::NoteError(const std::string& id, const absl::Status& status, absl::Duration retry) {
   Live& live = live_[id];
   const std::string text(status.message());
   if (text != live.last_error) {
-    LogWarning("tier: container %s: %s", live.name.empty() ? id : absl::StrCat(live.name, " (", id, ")"), text);
+    LogWarning("tier: container %s: %s", Shown(id), text);
     live.last_error = text;
   }
   live.retry_at = absl::Now() + retry;

@@ -146,6 +146,7 @@ class TierManager {
   // tier_manager.cc: the worker thread, and what every step uses.
   void Loop();
   absl::StatusOr<pid_t> PidOf(const TierRecord& record);
+  std::string Shown(const std::string& id) const;
   absl::Status Save(const TierRecord& record);
   std::string CgroupDir(const TierRecord& record) const;
   void NoteError(const std::string& container_id, const absl::Status& status, absl::Duration retry);

@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -172,6 +175,41 @@ TEST_F(ClassifySuiteTest, ExplainShowsTheReasoningAndLabelsTrainAModel) {
   // Too few rows per class for the model to decide: the rule still does.
   EXPECT_EQ(e["model"]["used"], false);
   EXPECT_NE(e["model"].value("not_used_because", ""), "") << e.dump(2);
+}
+
+// The retraining that labelled rows bring about runs off the main loop and
+// its model is swapped in without anyone asking for it: ticks go on (a new
+// cgroup gets its verdict) and the next tick after the fit uses the model.
+TEST_F(ClassifySuiteTest, LabelledRowsRetrainTheModelInTheBackgroundAndItIsSwappedIn) {
+  ASSERT_TRUE(agent_.Stop().ok());
+  ASSERT_TRUE(agent_
+                  .Start({RequestedMode(), absl::StrCat(Config(absl::Seconds(30)),
+                                                        "  retrain_every_rows: 3\n  min_retrain_interval: 0s\n")})
+                  .ok())
+      << agent_.LogTail();
+  TestCgroup gpu_cg("retrain-gpu"), cpu_cg("retrain-cpu"), mixed_cg("retrain-mixed");
+  for (auto [cg, shape, want] : {std::tuple{&gpu_cg, 0, "gpu"}, {&cpu_cg, 3, "cpu"}, {&mixed_cg, 6, "mixed"}}) {
+    ASSERT_EQ(Run(*cg, kShapes[shape]), 0);
+    ASSERT_EQ(WaitForVerdict(cg->id(), want, milliseconds(10000)).value("verdict", ""), want) << agent_.LogTail();
+    absl::StatusOr<std::string> out = agent_.Ctl(absl::StrCat("label ", cg->id(), " ", want));
+    ASSERT_TRUE(out.ok()) << out.status();
+  }
+  // New decisions: the tick that records them starts the retraining.
+  TestCgroup next("retrain-next");
+  ASSERT_EQ(Run(next, kShapes[3]), 0);
+  ASSERT_EQ(WaitForVerdict(next.id(), "cpu", milliseconds(10000)).value("verdict", ""), "cpu");
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(agent_.LogTail(), "model: retrained, version 1"); },
+                      milliseconds(10000)))
+      << agent_.LogTail();
+  // Installed: explain shows the model, and status names it.
+  absl::StatusOr<std::string> json = agent_.Ctl(absl::StrCat("explain --json ", gpu_cg.id()));
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_EQ(nlohmann::json::parse(*json)["model"]["version"], 1) << *json;
+  absl::StatusOr<std::string> status = agent_.Ctl("status");
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(absl::StrContains(*status, "classifier: model v1")) << *status;
+  // Not `gputierctl train`: no one asked.
+  EXPECT_TRUE(std::filesystem::exists(agent_.work_dir() + "/state/model.json"));
 }
 
 TEST_F(ClassifySuiteTest, CorruptModelFileFallsBackToTheRuleWithAReason) {
