@@ -5,9 +5,12 @@
 // after tiers.exited_retention, or sooner, oldest first, while the slow root
 // is over tiers.slow_quota; live layers over the quota stop new adoptions.
 // Needs root, runc and busybox-static; skips without them.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -261,6 +264,52 @@ TEST_F(ExitedLayersTest, OverQuotaQuarantinedLayersGoOldestFirstAndLiveOnesStopA
                                                                "exceed tiers.slow_quota")))
       << Diag();
   EXPECT_EQ(SlurpFile(LiveTierDir(slow_root_, (*live)->id()) + "/data/upper/more").size(), 10u << 20);
+}
+
+// A record written by a gputierd before tier keys (layout version 1: no
+// "key", its directories named by the container id alone) is served with
+// those directories, never with a key it does not have; at exit its layer
+// goes to quarantine like any other.
+TEST_F(ExitedLayersTest, VersionOneRecordIsServedWithTheDirectoriesNamedByItsId) {
+  absl::StatusOr<RuncContainer*> made = StartContainer();
+  ASSERT_TRUE(made.ok()) << made.status();
+  RuncContainer* c = *made;
+  const std::string id = c->id();
+  struct stat ns;
+  ASSERT_EQ(stat(absl::StrCat("/proc/", c->pid(), "/ns/mnt").c_str(), &ns), 0);
+  // As a gputierd of layout 1 left it: adopted, its slow layer holding a file.
+  const std::string state = absl::StrCat(agent_->work_dir(), "/state/tier");
+  ASSERT_TRUE(std::filesystem::create_directories(state));
+  const nlohmann::json v1 = {{"version", 1},      {"container_id", id}, {"cgroup", c->cgroup()},
+                             {"mnt_ns", ns.st_ino}, {"override", "auto"}, {"paths", nlohmann::json::object()},
+                             {"op", "none"},       {"op_path", ""},      {"froze", false},
+                             {"partition", false}};
+  std::ofstream(absl::StrCat(state, "/", id, ".json")) << v1.dump();
+  const std::string old_upper = absl::StrCat(slow_root_, "/", id, "/data/upper");
+  ASSERT_TRUE(std::filesystem::create_directories(old_upper));
+  std::ofstream(old_upper + "/old.txt") << "written under layout 1\n";
+
+  ASSERT_TRUE(StartAgent("").ok()) << Diag();
+  nlohmann::json row = Adopted(*c);
+  ASSERT_TRUE(row.is_object()) << Diag();
+  EXPECT_EQ(row.value("key", ""), id) << row.dump();
+  absl::StatusOr<CommandResult> old = c->Exec("cat /data/old.txt");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->output, "written under layout 1\n") << Diag();
+  Write(*c, "echo new > /data/new.txt");
+  EXPECT_EQ(SlurpFile(old_upper + "/new.txt"), "new\n") << Diag();
+  // Saved again as layout 2, with the same key.
+  const std::string saved = SlurpFile(absl::StrCat(state, "/", id, ".json"));
+  EXPECT_TRUE(absl::StrContains(saved, "\"version\": 2") && absl::StrContains(saved, absl::StrCat("\"key\": \"", id, "\"")))
+      << saved;
+
+  Remove(c);
+  if (HasFatalFailure()) return;
+  EXPECT_FALSE(PathExists(absl::StrCat(slow_root_, "/", id)));
+  std::vector<std::string> exited = ExitedLayers(slow_root_, id);
+  ASSERT_EQ(exited.size(), 1u) << Diag();
+  EXPECT_TRUE(absl::StartsWith(exited[0], absl::StrCat(slow_root_, "/.exited/", id, "."))) << exited[0];
+  EXPECT_EQ(SlurpFile(exited[0] + "/data/upper/new.txt"), "new\n");
 }
 
 }  // namespace
