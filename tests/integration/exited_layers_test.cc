@@ -59,13 +59,19 @@ class ExitedLayersTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    std::vector<std::string> ids;
+    for (const auto& c : containers_) ids.push_back(c->id());
     containers_.clear();
     if (agent_ != nullptr) {
       if (agent_->pid() > 0) {
+        // Its own containers only: the agent tiers every container of the
+        // node, those of other tests running beside this one too.
         EXPECT_TRUE(WaitFor(
             [&] {
-              absl::StatusOr<nlohmann::json> t = agent_->Tiering();
-              return t.ok() && (*t)["containers"].empty();
+              for (const std::string& id : ids) {
+                if (!agent_->TieringRow(id).is_null()) return false;
+              }
+              return true;
             },
             seconds(30)))
             << Diag();
@@ -139,6 +145,9 @@ class ExitedLayersTest : public ::testing::Test {
 
   std::string Diag() const { return absl::StrCat("\n", agent_->TieringDiag()); }
 
+  // The whole log (containers of other tests can push a line out of the tail).
+  std::string Log() const { return SlurpFile(agent_->log_path()); }
+
   std::unique_ptr<TempDir> runc_root_;
   std::unique_ptr<AgentProcess> agent_;
   std::vector<std::unique_ptr<RuncContainer>> containers_;
@@ -170,15 +179,15 @@ TEST_F(ExitedLayersTest, ExitedContainersSlowLayerIsQuarantinedThenRemovedAfterI
   ASSERT_EQ(exited.size(), 1u) << Diag();
   EXPECT_TRUE(absl::StartsWith(exited[0], absl::StrCat(slow_root_, "/.exited/", key, "."))) << exited[0];
   EXPECT_EQ(SlurpFile(exited[0] + "/data/upper/kept"), "kept\n");
-  EXPECT_TRUE(absl::StrContains(agent_->LogTail(), absl::StrCat("its slow layer is quarantined in ", exited[0])))
+  EXPECT_TRUE(absl::StrContains(Log(), absl::StrCat("its slow layer is quarantined in ", exited[0])))
       << Diag();
 
   // Removed once tiers.exited_retention has passed, not before.
   ASSERT_TRUE(WaitFor([&] { return !PathExists(exited[0]); }, seconds(20), milliseconds(100))) << Diag();
   const double after_s = std::chrono::duration<double>(Clock::now() - gone).count();
   EXPECT_GE(after_s, 2.5) << "removed before its retention";
-  EXPECT_TRUE(absl::StrContains(agent_->LogTail(), absl::StrCat("removed ", exited[0])) &&
-              absl::StrContains(agent_->LogTail(), "tiers.exited_retention (4s) passed"))
+  EXPECT_TRUE(absl::StrContains(Log(), absl::StrCat("removed ", exited[0])) &&
+              absl::StrContains(Log(), "tiers.exited_retention (4s) passed"))
       << Diag();
   EXPECT_TRUE(ExitedLayers(slow_root_, id).empty());
 }
@@ -234,13 +243,13 @@ TEST_F(ExitedLayersTest, OverQuotaQuarantinedLayersGoOldestFirstAndLiveOnesStopA
   Remove(*newer);
   if (HasFatalFailure()) return;
   EXPECT_TRUE(WaitFor([&] { return ExitedLayers(slow_root_, older_id).empty(); }, seconds(10))) << Diag();
-  EXPECT_TRUE(absl::StrContains(agent_->LogTail(), "the slow root is over tiers.slow_quota (12 MiB)")) << Diag();
+  EXPECT_TRUE(absl::StrContains(Log(), "the slow root is over tiers.slow_quota (12 MiB)")) << Diag();
   std::this_thread::sleep_for(milliseconds(1000));  // several cycles
   ASSERT_EQ(ExitedLayers(slow_root_, newer_id).size(), 1u) << "the newer layer went too" << Diag();
   EXPECT_EQ(SlurpFile(LiveTierDir(slow_root_, (*live)->id()) + "/data/upper/live").size(), 4u << 20);
   nlohmann::json tiers = Tiers();
   EXPECT_EQ(tiers.value("slow_quota", 0u), 12u << 20) << tiers.dump();
-  EXPECT_EQ(tiers.value("slow_quarantined_layers", 0u), 1u) << tiers.dump();
+  EXPECT_GE(tiers.value("slow_quarantined_layers", 0u), 1u) << tiers.dump();  // other tests' containers too
   EXPECT_FALSE(tiers.value("slow_live_over_quota", true)) << tiers.dump();
 
   // The live container alone past the quota (counted at the next exit):
@@ -259,7 +268,7 @@ TEST_F(ExitedLayersTest, OverQuotaQuarantinedLayersGoOldestFirstAndLiveOnesStopA
   tiers = Tiers();
   EXPECT_TRUE(tiers.value("slow_over_quota", false)) << tiers.dump();
   EXPECT_NE(tiers["adoptions_refused"].dump().find((*waiting)->id()), std::string::npos) << tiers.dump();
-  EXPECT_TRUE(absl::StrContains(agent_->LogTail(),
+  EXPECT_TRUE(absl::StrContains(Log(),
                                 absl::StrCat((*waiting)->id(), ": not adopted: live containers' slow layers alone "
                                                                "exceed tiers.slow_quota")))
       << Diag();
