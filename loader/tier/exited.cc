@@ -11,7 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -155,13 +158,19 @@ absl::Status TierManager::SlowQuotaAllowsAdoption(const std::string& id) {
 }
 
 // Containers never adopted (refused, still starting, failed) keep no state
-// once the classifier no longer lists them (their cgroup is gone) and no
+// once their cgroup is gone, or the classifier no longer lists them and no
 // operator request waits for them.
 void TierManager::DropUnadopted(const CycleInput& in, const ViewById& by_id) {
   if (!in.have_view) return;
   for (auto it = live_.begin(); it != live_.end();) {
     const std::string& id = it->first;
-    if (records_.count(id) || by_id.count(id) || in.overrides.count(id)) {
+    std::string cgroup;
+    if (auto v = by_id.find(id); v != by_id.end()) cgroup = v->second->cgroup_path;
+    if (auto o = in.overrides.find(id); cgroup.empty() && o != in.overrides.end()) cgroup = o->second.first;
+    struct stat st;
+    const bool gone = cgroup.empty() ||
+                      (lstat(absl::StrCat(options_.cgroup_root, cgroup).c_str(), &st) != 0 && errno == ENOENT);
+    if (records_.count(id) || !gone) {
       ++it;
       continue;
     }
