@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "loader/cgroup/cgroup_resolver.h"
+#include "loader/tier/fs/tier_partition.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/runc_container.h"
@@ -302,6 +305,48 @@ TEST_F(LifecycleTest, UnpinRemovesThePinsAndTheEmptyPinDirectory) {
   EXPECT_EQ(r->output, absl::StrCat("removed gputier pins from ", agent_->pin_dir(), "\nremoved the pin directory ",
                                     agent_->pin_dir(), "\n"));
   EXPECT_FALSE(PathExists(agent_->pin_dir()));
+}
+
+// A partition a gputierd of record layout 1 left (named by the container id
+// alone, its record without a key) is found through that record, written
+// back into the id-named slow layer and released.
+TEST_F(LifecycleTest, UninstallWritesBackAndReleasesAVersionOneRecordsIdNamedPartition) {
+  const std::string id = absl::StrCat("gputier-v1-", getpid());
+  ASSERT_TRUE(std::filesystem::create_directories(fast_root_));
+  ASSERT_TRUE(std::filesystem::create_directories(slow_root_));
+  absl::StatusOr<PartitionPaths> part = PlanPartition(fast_root_, id);
+  ASSERT_TRUE(part.ok()) << part.status();
+  ASSERT_TRUE(CreatePartition(*part, 16 << 20).ok());
+  ASSERT_TRUE(std::filesystem::create_directories(part->mount_point + "/data/upper"));
+  std::ofstream(part->mount_point + "/data/upper/onfast") << "written-on-fast\n";
+  const std::string state = agent_->work_dir() + "/state/tier";
+  ASSERT_TRUE(std::filesystem::create_directories(state));
+  const nlohmann::json v1 = {{"version", 1},
+                             {"container_id", id},
+                             {"cgroup", absl::StrCat("/", id, "-gone")},  // the container is gone
+                             {"mnt_ns", 4026532000u},
+                             {"override", "auto"},
+                             {"paths", {{"/data", "fast"}}},
+                             {"op", "none"},
+                             {"op_path", ""},
+                             {"froze", false},
+                             {"partition", true}};
+  std::ofstream(absl::StrCat(state, "/", id, ".json")) << v1.dump();
+  std::ofstream(agent_->work_dir() + "/config.yaml")
+      << "tiered_paths: [/data]\ntiers: {fast: " << fast_root_ << ", slow: " << slow_root_ << "}\n";
+
+  CommandResult u = Uninstall();
+  ASSERT_EQ(u.exit_code, 0) << u.output;
+  EXPECT_TRUE(absl::StrContains(u.output, absl::StrCat("of container ", id, "'s /data from the fast tier to ",
+                                                       slow_root_, "/", id, "/data/upper")))
+      << u.output;
+  EXPECT_TRUE(absl::StrContains(u.output, absl::StrCat("released the partition of container ", id, " ",
+                                                       part->dir, ": unmounted")))
+      << u.output;
+  EXPECT_EQ(SlurpFile(absl::StrCat(slow_root_, "/", id, "/data/upper/onfast")), "written-on-fast\n");
+  EXPECT_FALSE(PathExists(part->dir));
+  EXPECT_FALSE(PathExists(absl::StrCat(state, "/", id, ".json")));
+  ExpectNoMountOrLoopDevice("after uninstall");
 }
 
 }  // namespace
