@@ -58,6 +58,7 @@
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/runc_container.h"
+#include "tests/integration/tier_dirs.h"
 
 ABSL_FLAG(int, containers, 200, "containers to run through their whole life (unless --duration ends first)");
 ABSL_FLAG(absl::Duration, duration, absl::Minutes(10), "no container is started after this much time");
@@ -244,8 +245,9 @@ class Soak {
     if (!WaitFor([&] { return TierRow(c.id()).is_null(); }, absl::Seconds(60))) {
       return fail("gputierd kept the record of the removed container for 60 s");
     }
-    // Written back: every reported file, exactly, in the slow layer.
-    const std::string upper = absl::StrCat(agent_->tier_root("slow"), "/", c.id(), "/data/upper");
+    // Written back: every reported file, exactly, in the slow layer (in
+    // quarantine now that the container is gone).
+    const std::string upper = SlowLayerOf(agent_->tier_root("slow"), c.id()) + "/data/upper";
     for (int i = 0; i < o.written; ++i) {
       if (SlurpFile(absl::StrCat(upper, "/w", i, ".pt")) != Expected(i)) ++o.lost;
     }

@@ -103,6 +103,28 @@ TEST(TierConfig, DemoteWaitIsADurationWithinBounds) {
   EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  demote_wait: 48h\n").message(), "outside"));
 }
 
+TEST(TierConfig, ExitedRetentionIsADurationWithZeroForAtOnce) {
+  EXPECT_EQ(ParseConfig("", "t.yaml")->tiers.exited_retention, absl::Hours(1));
+  EXPECT_EQ(ParseConfig("tiers:\n  exited_retention: 90m\n", "t.yaml")->tiers.exited_retention,
+            absl::Minutes(90));
+  EXPECT_EQ(ParseConfig("tiers:\n  exited_retention: 0s\n", "t.yaml")->tiers.exited_retention,
+            absl::ZeroDuration());
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  exited_retention: later\n").message(),
+                                "tiers.exited_retention"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  exited_retention: -1s\n").message(), "outside"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  exited_retention: 1000h\n").message(), "outside"));
+}
+
+TEST(TierConfig, SlowQuotaIsASizeWithZeroForNone) {
+  EXPECT_EQ(ParseConfig("", "t.yaml")->tiers.slow_quota, 0u);
+  EXPECT_EQ(ParseConfig("tiers:\n  slow_quota: 50GiB\n", "t.yaml")->tiers.slow_quota, uint64_t{50} << 30);
+  EXPECT_EQ(ParseConfig("tiers:\n  slow_quota: 0\n", "t.yaml")->tiers.slow_quota, 0u);
+  absl::Status s = ErrorOf("tiers:\n  slow_quota: lots\n");
+  EXPECT_TRUE(absl::StrContains(s.message(), "tiers.slow_quota")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "not a size")) << s;
+  EXPECT_FALSE(ErrorOf("tiers:\n  slow_quota: [1]\n").ok());
+}
+
 TEST(TierConfig, WatermarksMustBeOrderedFractions) {
   EXPECT_TRUE(absl::StrContains(ErrorOf("tiers:\n  high_watermark: 1.5\n").message(), "not in (0, 1]"));
   EXPECT_TRUE(absl::StrContains(

@@ -284,6 +284,7 @@ TEST(MetricFamilies, AgentSeries) {
   EXPECT_EQ(CounterOf(f, "gputier_bpf_drops_total", {{"reason", "cgroup_map_full"}}), 2);
   EXPECT_EQ(CounterOf(f, "gputier_errors_total", {{"kind", "control_request"}}), 3);
   EXPECT_EQ(GaugeOf(f, "gputier_fast_tier_bytes", {{"kind", "total"}}), 100);
+  EXPECT_EQ(Find(f, "gputier_slow_tier_bytes", {{"kind", "used"}}), nullptr);  // not known: not shown
   EXPECT_EQ(CounterOf(f, "gputier_bpf_program_run_seconds_total", {{"program", "tp_sys_exit"}}), 2.5);
   EXPECT_EQ(CounterOf(f, "gputier_bpf_program_runs_total", {{"program", "tp_sys_exit"}}), 7);
   EXPECT_EQ(GaugeOf(f, "gputier_bpf_map_fill_ratio", {{"map", "gt_cg_stats"}}), 0.25);
@@ -337,6 +338,22 @@ TEST(MetricsAddress, ParsesAddressesAndNamesTheFlagInErrors) {
     EXPECT_TRUE(absl::StartsWith(message, absl::StrCat("--metrics-address=", c.text, ": "))) << message;
     EXPECT_TRUE(absl::StrContains(message, "; write HOST:PORT")) << message;
   }
+}
+
+TEST(MetricFamilies, SlowTierBytesAndAdoptionHold) {
+  MetricsSnapshot s;
+  s.have_slow_usage = true;
+  s.slow_used_bytes = 300;
+  s.slow_quarantined_bytes = 120;
+  s.slow_quota_bytes = 250;
+  s.slow_live_over_quota = false;
+  std::vector<prometheus::MetricFamily> f = BuildMetricFamilies(s, 1000);
+  EXPECT_EQ(GaugeOf(f, "gputier_slow_tier_bytes", {{"kind", "used"}}), 300);
+  EXPECT_EQ(GaugeOf(f, "gputier_slow_tier_bytes", {{"kind", "quarantined"}}), 120);
+  EXPECT_EQ(GaugeOf(f, "gputier_slow_tier_bytes", {{"kind", "quota"}}), 250);
+  EXPECT_EQ(GaugeOf(f, "gputier_slow_tier_adoption_held", {}), 0);
+  s.slow_live_over_quota = true;
+  EXPECT_EQ(GaugeOf(BuildMetricFamilies(s, 1000), "gputier_slow_tier_adoption_held", {}), 1);
 }
 
 }  // namespace

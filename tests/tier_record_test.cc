@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
@@ -16,6 +17,7 @@ namespace {
 TierRecord Sample() {
   TierRecord r;
   r.container_id = "abc123";
+  r.key = "abc123-4711";
   r.cgroup = "/kubepods.slice/x";
   r.mnt_ns = 4026532000;
   r.override_tier = TierOverride::kFast;
@@ -48,10 +50,59 @@ TEST(TierRecord, CgroupNamedWithInvalidUtf8RoundTripsExactly) {
 
 TEST(TierRecord, AnotherLayoutVersionIsRefusedNotGuessed) {
   std::string json = TierRecordToJson(Sample());
-  json.replace(json.find("\"version\": 1"), 12, "\"version\": 2");
+  json.replace(json.find("\"version\": 2"), 12, "\"version\": 3");
   absl::Status s = TierRecordFromJson(json, "f.json").status();
-  EXPECT_TRUE(absl::StrContains(s.message(), "layout version 2")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "layout version 3")) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "leaves this container alone")) << s;
+}
+
+// A record written before tier keys (layout version 1, no "key") names
+// directories that carry the container id alone: it is served with those,
+// never with a key it does not have.
+TEST(TierRecord, VersionOneRecordKeepsTheContainerIdAsItsKey) {
+  const std::string v1 = R"({"version": 1, "container_id": "abc123", "cgroup": "/runc/abc123",
+    "mnt_ns": 4026532000, "override": "auto", "paths": {"/data": "slow"}, "op": "none",
+    "op_path": "", "froze": false, "partition": false})";
+  absl::StatusOr<TierRecord> r = TierRecordFromJson(v1, "f.json");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->key, "abc123");
+  // Saved again it becomes version 2 with that same key, and reads back so.
+  const std::string again = TierRecordToJson(*r);
+  EXPECT_TRUE(absl::StrContains(again, "\"version\": 2")) << again;
+  absl::StatusOr<TierRecord> back = TierRecordFromJson(again, "f.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->key, "abc123");
+}
+
+TEST(TierRecord, VersionTwoRecordKeepsItsKey) {
+  absl::StatusOr<TierRecord> back = TierRecordFromJson(TierRecordToJson(Sample()), "x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->key, "abc123-4711");
+}
+
+// A version 2 record's key is the container id or "<id>-<inode>": one that
+// names another container's directories, or none, is refused.
+TEST(TierRecord, VersionTwoKeyThatIsNotTheContainersIsRefused) {
+  struct Case {
+    const char* key;
+    bool ok;
+  };
+  for (const Case& c : std::vector<Case>{{"abc123-4711", true},
+                                         {"abc123", true},
+                                         {"other-4711", false},
+                                         {"abc123-", false},
+                                         {"abc123-47x1", false},
+                                         {"abc123-123456789012345678901", false},
+                                         {"../abc123-1", false},
+                                         {"", false}}) {
+    TierRecord r = Sample();
+    r.key = c.key;
+    absl::StatusOr<TierRecord> back = TierRecordFromJson(TierRecordToJson(r), "f.json");
+    EXPECT_EQ(back.ok(), c.ok) << c.key << ": " << back.status();
+  }
+  std::string json = TierRecordToJson(Sample());
+  json.replace(json.find("\"key\""), 5, "\"kex\"");
+  EXPECT_FALSE(TierRecordFromJson(json, "f.json").ok());  // version 2 without a key
 }
 
 TEST(TierRecord, DamagedFilesAreRefused) {
@@ -79,12 +130,12 @@ TEST(TierRecord, RejectsMountNamespaceThatIsNotAWholeNumberWithClearError) {
 }
 
 // A layout version beyond an int was truncated before the comparison, so
-// 4294967297 read as version 1.
+// 4294967298 read as version 2.
 TEST(TierRecord, RejectsLayoutVersionThatWrapsToThisOne) {
   std::string json = TierRecordToJson(Sample());
-  json.replace(json.find("\"version\": 1"), 12, "\"version\": 4294967297");
+  json.replace(json.find("\"version\": 2"), 12, "\"version\": 4294967298");
   absl::Status s = TierRecordFromJson(json, "f.json").status();
-  EXPECT_TRUE(absl::StrContains(s.message(), "layout version 4294967297")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "layout version 4294967298")) << s;
 }
 
 TEST(TierRecordStore, SavesLoadsAndRemoves) {

@@ -78,6 +78,14 @@ struct TierConfig {
   // growing intervals (doubling, at most every minute) and reported
   // (docs/TIERING.md, "A demotion blocked by open files").
   absl::Duration demote_wait = absl::Seconds(60);
+  // How long the slow layer of an exited container is kept in quarantine
+  // (<slow_root>/.exited/) before it is removed; 0: removed at once
+  // (docs/TIERING.md, "When a container exits").
+  absl::Duration exited_retention = absl::Hours(1);
+  // Bytes gputier may keep under the slow root; 0: no quota. Above it,
+  // quarantined layers go first, oldest first; when live containers' layers
+  // alone exceed it, no new container is adopted until it is back under.
+  uint64_t slow_quota = 0;
   // Absolute directories inside containers that are tiered (normalised).
   std::vector<std::string> tiered_paths;
   // Directories of MIXED containers that go fast (the rest stays slow).

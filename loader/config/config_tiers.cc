@@ -137,10 +137,24 @@ absl::Status ParseTiers(absl::string_view source, const YAML::Node& node, TierCo
           ParseDurationValue(source, e, key, absl::Milliseconds(100), absl::Hours(24));
       if (!wait.ok()) return wait.status();
       tiers->demote_wait = *wait;
+    } else if (e.key == "exited_retention") {
+      absl::StatusOr<absl::Duration> keep =
+          ParseDurationValue(source, e, key, absl::ZeroDuration(), absl::Hours(24 * 30));
+      if (!keep.ok()) return keep.status();
+      tiers->exited_retention = *keep;
+    } else if (e.key == "slow_quota") {
+      absl::StatusOr<uint64_t> quota = IsPlainScalar(e.value)
+                                           ? ParseByteSize(e.value.Scalar())
+                                           : absl::InvalidArgumentError("not a size");
+      if (!quota.ok()) {
+        return Invalid(source, e.Location(), key, absl::StrCat("is ", Shown(e.value), ", not a size"),
+                       "write a size such as 50GiB, or 0 for no quota");
+      }
+      tiers->slow_quota = *quota;
     } else {
       return Invalid(source, e.key_node, key, "is not a known key",
                      "the keys of tiers are fast, slow, partition_size, high_watermark, low_watermark, "
-                     "demote_wait");
+                     "demote_wait, exited_retention, slow_quota");
     }
   }
   if (fast != slow) {

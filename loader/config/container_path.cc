@@ -66,14 +66,33 @@ std::string EscapeContainerPath(const ContainerPath& path) {
   return out;
 }
 
-absl::Status ValidateContainerId(absl::string_view id) {
-  bool ok = !id.empty() && id.size() <= 128 && id != "." && id != "..";
+namespace {
+
+bool IsDirectoryName(absl::string_view id, size_t max_bytes) {
+  bool ok = !id.empty() && id.size() <= max_bytes && id != "." && id != "..";
   for (char c : id) {
     bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
     ok = ok && allowed;
   }
-  if (ok) return absl::OkStatus();
+  return ok;
+}
+
+}  // namespace
+
+std::string TierKeyFor(absl::string_view container_id, uint64_t cgroup_inode) {
+  return absl::StrCat(container_id, "-", cgroup_inode);
+}
+
+absl::Status ValidateTierKey(absl::string_view key) {
+  if (IsDirectoryName(key, kMaxTierKeyBytes)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "tier key '", key, "' cannot name a tier directory; it is 1-", kMaxTierKeyBytes,
+      " bytes of [A-Za-z0-9_.-], not '.' or '..'"));
+}
+
+absl::Status ValidateContainerId(absl::string_view id) {
+  if (IsDirectoryName(id, 128)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "container id '", id,
       "' cannot name a tier directory; use 1-128 bytes of [A-Za-z0-9_.-], "

@@ -7,6 +7,8 @@
 #ifndef GPUTIER_LOADER_CONFIG_CONTAINER_PATH_H_
 #define GPUTIER_LOADER_CONFIG_CONTAINER_PATH_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -32,6 +34,18 @@ std::string EscapeContainerPath(const ContainerPath& path);
 // Refuses a container id that cannot be a single directory name (empty, ".",
 // "..", longer than 128 bytes, or with bytes outside [A-Za-z0-9_.-]).
 absl::Status ValidateContainerId(absl::string_view id);
+
+// The name of a container's tier directories (slow layer, fast partition):
+// "<container id>-<inode of its cgroup directory>", so that a later
+// container that reuses an id (the cgroup is then a new one, with another
+// inode) never finds an earlier one's layers. At most 128 + 1 + 20 bytes,
+// well within a directory name's 255.
+std::string TierKeyFor(absl::string_view container_id, uint64_t cgroup_inode);
+inline constexpr size_t kMaxTierKeyBytes = 160;
+
+// Refuses a tier directory name that cannot be a single directory name
+// (as ValidateContainerId, up to kMaxTierKeyBytes).
+absl::Status ValidateTierKey(absl::string_view key);
 
 }  // namespace gputier
 

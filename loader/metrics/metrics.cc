@@ -389,6 +389,21 @@ void AddAgentHealth(prometheus::Registry& registry, const MetricsSnapshot& snaps
     fast.Add({{"kind", "used"}}).Set(static_cast<double>(snapshot.fast_used_bytes));
     fast.Add({{"kind", "total"}}).Set(static_cast<double>(snapshot.fast_total_bytes));
   }
+  if (snapshot.have_slow_usage) {
+    auto& slow = BuildGauge().Name("gputier_slow_tier_bytes")
+                     .Help("Bytes gputier keeps under the slow root (used, of which quarantined: exited "
+                           "containers' layers) and its quota (0: none)")
+                     .Register(registry);
+    slow.Add({{"kind", "used"}}).Set(static_cast<double>(snapshot.slow_used_bytes));
+    slow.Add({{"kind", "quarantined"}}).Set(static_cast<double>(snapshot.slow_quarantined_bytes));
+    slow.Add({{"kind", "quota"}}).Set(static_cast<double>(snapshot.slow_quota_bytes));
+    BuildGauge().Name("gputier_slow_tier_adoption_held")
+        .Help("1 while live containers' slow layers alone exceed tiers.slow_quota (no new container is "
+              "adopted)")
+        .Register(registry)
+        .Add({})
+        .Set(snapshot.slow_live_over_quota ? 1 : 0);
+  }
   BuildGauge().Name("gputier_last_tick_timestamp_seconds")
       .Help("Unix time of the last classification tick")
       .Register(registry)

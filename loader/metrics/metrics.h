@@ -78,6 +78,13 @@ struct MetricsSnapshot {
   bool have_fast_usage = false;
   uint64_t fast_used_bytes = 0;
   uint64_t fast_total_bytes = 0;
+  // The slow root (tier status "slow_*", docs/TIERING.md): bytes under it,
+  // in quarantine, the quota (0: none), and live layers alone over it.
+  bool have_slow_usage = false;
+  uint64_t slow_used_bytes = 0;
+  uint64_t slow_quarantined_bytes = 0;
+  uint64_t slow_quota_bytes = 0;
+  bool slow_live_over_quota = false;
   double last_tick_unix_seconds = 0;
   // Filled by the HTTP thread at scrape time.
   std::vector<ProgramSample> programs;

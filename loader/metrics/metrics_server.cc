@@ -190,6 +190,14 @@ MetricsSnapshot MetricsFeed::Take(const nlohmann::json& verdict_rows, const nloh
       s.fast_used_bytes = tiering["tiers"].value("fast_used", uint64_t{0});
       s.fast_total_bytes = tiering["tiers"].value("fast_total", uint64_t{0});
     }
+    if (tiering.contains("tiers") && tiering["tiers"].contains("slow_used")) {
+      const nlohmann::json& t = tiering["tiers"];
+      s.have_slow_usage = true;
+      s.slow_used_bytes = t.value("slow_used", uint64_t{0});
+      s.slow_quarantined_bytes = t.value("slow_quarantined", uint64_t{0});
+      s.slow_quota_bytes = t.value("slow_quota", uint64_t{0});
+      s.slow_live_over_quota = t.value("slow_live_over_quota", false);
+    }
   }
   s.tick_seconds = tick_seconds_;
   s.promotion_seconds = promotion_seconds_;

@@ -1,6 +1,8 @@
 // TierManager's cycle: every 250 ms, or when the classifier or an operator
-// has news, the worker finalizes containers that are gone, recovers those
-// not recovered yet, adopts new ones, takes in operator choices and
+// has news, the worker finalizes containers that are gone, removes the slow
+// layers of exited ones that are due (exited.cc), recovers those not
+// recovered yet, adopts new ones (and forgets those never adopted that are
+// gone), takes in operator choices and
 // verdicts, decides whom the fast tier's pressure demotes, and converges
 // each container on its desired tiers (Converge: one promotion or demotion
 // per directory that is not where it should be).
@@ -42,11 +44,13 @@ void TierManager::Cycle() {
   // backoff an earlier error set.
   for (const std::string& id : in.prompt) live_[id].retry_at = absl::InfinitePast();
   FinalizeGone();
+  CollectExited();
   RecoverPending();
   if (ManagedPaths(options_.config).empty()) return;
   ViewById by_id;
   for (const ContainerVerdictView& v : in.view) by_id[v.container_id] = &v;
   AdoptNew(in, by_id);
+  DropUnadopted(in, by_id);
   ApplyOverrides(in);
   NoteVerdicts(by_id);
   if (!in.have_view && in.overrides.empty()) return;  // no verdicts yet: move nothing
@@ -128,6 +132,7 @@ void TierManager::AdoptNew(const CycleInput& in, const ViewById& by_id) {
 }
 
 absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup) {
+  if (absl::Status s = SlowQuotaAllowsAdoption(id); !s.ok()) return s;
   TierRecord record;
   record.container_id = id;
   record.cgroup = cgroup;
@@ -148,6 +153,12 @@ absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup
     return absl::ErrnoToStatus(errno, absl::StrCat("reading the mount namespace of pid ", *pid));
   }
   record.mnt_ns = st.st_ino;
+  // Its directories are named by the id and its cgroup's inode: a later
+  // container that reuses the id has another cgroup, so never these layers.
+  if (stat(CgroupDir(record).c_str(), &st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("reading the inode of cgroup ", CgroupDir(record)));
+  }
+  record.key = TierKeyFor(id, st.st_ino);
   // Who it is and what its annotations override, from its OCI config.json.
   std::string name = DisplayName({}, id);
   if (absl::StatusOr<OciWorkload> workload = ReadWorkload(*confirmed); workload.ok()) {

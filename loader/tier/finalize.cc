@@ -1,7 +1,7 @@
 // The exit of a container: when none of its processes is left, every fast
 // upper layer is folded into its slow one, the partition freed, a cgroup
-// gputierd froze thawed, and the record dropped. Its data stays under the
-// slow root.
+// gputierd froze thawed, the slow layer moved into quarantine
+// (<slow_root>/.exited/, exited.cc) and the record dropped.
 #include <sys/stat.h>
 
 #include <string>
@@ -13,7 +13,7 @@
 namespace gputier {
 
 absl::Status TierManager::Finalize(TierRecord& record) {
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
   if (!part.ok()) return part.status();
   uint64_t bytes = 0;
   if (record.partition) {
@@ -37,9 +37,12 @@ absl::Status TierManager::Finalize(TierRecord& record) {
     // not be (a missing cgroup needs no thaw). Retried until it works.
     if (absl::Status s = ThawRecorded(record); !s.ok()) return s;
   }
+  LogInfo("tier: container %s is gone: %d bytes written back from the fast tier into %s/%s", record.container_id,
+          bytes, options_.config.slow_root, record.key);
+  // Out of reach of any later container, kept tiers.exited_retention for an
+  // operator, then removed (exited.cc). Idempotent: a retry finds it moved.
+  if (absl::Status s = QuarantineSlowLayer(record); !s.ok()) return s;
   if (absl::Status s = store_.Remove(record.container_id); !s.ok()) return s;
-  LogInfo("tier: container %s is gone: %d bytes written back from the fast tier; its data stays in %s/%s",
-          record.container_id, bytes, options_.config.slow_root, record.container_id);
   return absl::OkStatus();
 }
 

@@ -39,8 +39,8 @@ absl::Status MountLayout(pid_t pid, const std::string& path, const TierLayout& l
 absl::StatusOr<TierManager::PathLayouts> TierManager::LayoutsOf(const TierRecord& record,
                                                                 const std::string& path) const {
   const ContainerPath cpath{path};
-  absl::StatusOr<TierLayout> slow = PlanTierLayout(options_.config.slow_root, record.container_id, cpath);
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  absl::StatusOr<TierLayout> slow = PlanTierLayout(options_.config.slow_root, record.key, cpath);
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
   if (!slow.ok()) return slow.status();
   if (!part.ok()) return part.status();
   PathLayouts out;
@@ -91,7 +91,7 @@ absl::Status TierManager::FoldFastIntoSlow(const TierRecord& record, const std::
   // The fast layers are only reachable while the partition is mounted: a
   // fold with it unmounted would find nothing and lose what it holds.
   if (record.partition) {
-    absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+    absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
     if (!part.ok()) return part.status();
     absl::StatusOr<bool> mounted = PartitionMounted(*part);
     if (!mounted.ok()) return mounted.status();

@@ -96,7 +96,7 @@ void TierManager::ReleaseSpareAtStop() {
 
 absl::Status TierManager::FreePartitionIfUnused(TierRecord& record) {
   if (record.AnyFast() || record.op != TierOp::kNone || !record.partition) return absl::OkStatus();
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
   if (!part.ok()) return part.status();
   if (absl::Status s = FreePartition(*part); !s.ok()) return s;
   record.partition = false;
@@ -107,7 +107,7 @@ absl::Status TierManager::DiscardFastLayer(TierRecord& record, const std::string
   if (!record.AnyFast() && record.op == TierOp::kNone) return FreePartitionIfUnused(record);
   // The partition stays for the other fast directories: only this layer
   // goes (best effort: a promotion clears it anyway before mounting it).
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
   if (!part.ok()) return absl::OkStatus();
   Fd mnt(open(part->mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (mnt.valid()) (void)RemoveTree(mnt.get(), EscapeContainerPath(ContainerPath{path}));

@@ -31,7 +31,7 @@ absl::Status TierManager::Promote(TierRecord& record, const std::string& path) {
     // The record says slow (else this is no promotion): its overlay first.
     if (absl::Status s = RestoreSlowBeforePromotion(record, path, *found); !s.ok()) return s;
   }
-  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
   if (!part.ok()) return part.status();
   absl::StatusOr<bool> mounted = PartitionMounted(*part);
   if (!mounted.ok()) return mounted.status();

@@ -29,9 +29,9 @@ void TierManager::RefreshBytes(const TierRecord& record, Live& live, bool force)
   const absl::Time now = absl::Now();
   if (!force && now - live.bytes_at < kBytesEvery) return;
   live.bytes_at = now;
-  live.slow_bytes = DirBytes(absl::StrCat(options_.config.slow_root, "/", record.container_id));
+  live.slow_bytes = DirBytes(absl::StrCat(options_.config.slow_root, "/", record.key));
   live.fast_bytes = 0;
-  if (absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.container_id);
+  if (absl::StatusOr<PartitionPaths> part = PlanPartition(options_.config.fast_root, record.key);
       part.ok() && record.partition) {
     live.fast_bytes = DirBytes(part->mount_point);
   }
@@ -53,6 +53,16 @@ void TierManager::Publish() {
   }
   tiers["devices"] = tier_devices_;
   tiers["fast_freeing"] = FreeingBytes();  // part of fast_used: partitions being freed
+  // The slow root (exited.cc): bytes under it (quarantine included, counted
+  // every 30 s), the quota, and what the quota holds back.
+  tiers["slow_used"] = slow_used_;
+  tiers["slow_quarantined"] = slow_quarantined_;
+  tiers["slow_quarantined_layers"] = exited_bytes_.size();
+  tiers["slow_quota"] = c.slow_quota;
+  tiers["slow_over_quota"] = c.slow_quota > 0 && slow_used_ > c.slow_quota;
+  tiers["slow_live_over_quota"] = slow_live_over_quota_;
+  tiers["adoptions_refused"] = adoption_refused_;
+  tiers["exited_retention_s"] = absl::ToInt64Seconds(c.exited_retention);
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& [id, r] : records_) {
     const Live& live = live_[id];
@@ -75,6 +85,7 @@ void TierManager::Publish() {
                           {"pressure_demoted", live.pressure_demoted},
                           {"last_error", live.last_error.empty() ? nlohmann::json(nullptr)
                                                                  : nlohmann::json(live.last_error)}};
+    row["key"] = r.key;  // names its directories under both tier roots
     if (r.froze) row["frozen"] = true;  // by gputierd, mid-step or until a failed recovery succeeds
     if (const absl::Time now = absl::Now(); live.retry_at > now) {
       row["retry_in_ms"] = absl::ToInt64Milliseconds(live.retry_at - now);  // backing off after an error

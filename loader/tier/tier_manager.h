@@ -251,6 +251,20 @@ class TierManager {
   // finalize.cc: the container is gone.
   absl::Status Finalize(TierRecord& record);
 
+  // exited.cc: slow layers of exited containers, the slow tier's quota, and
+  // the state of containers never adopted.
+  std::string ExitedDir() const;  // <slow_root>/.exited
+  // <slow_root>/<key> moved to ExitedDir()/<key>.<unix seconds>; OK when
+  // there is none.
+  absl::Status QuarantineSlowLayer(const TierRecord& record);
+  // Removes (at most a few per cycle) the quarantined layers past
+  // tiers.exited_retention or, oldest first, while over tiers.slow_quota;
+  // recounts the slow root's bytes every 30 s.
+  void CollectExited();
+  // ResourceExhausted while live layers alone exceed tiers.slow_quota.
+  absl::Status SlowQuotaAllowsAdoption(const std::string& id);
+  void DropUnadopted(const CycleInput& in, const ViewById& by_id);
+
   // recover.cc
   absl::Status Recover(TierRecord& record);
   // Finishes or rolls back a step left in flight; the directories whose fast
@@ -319,6 +333,17 @@ class TierManager {
   // Owned by the worker thread.
   std::map<std::string, TierRecord> records_;
   std::map<std::string, Live> live_;
+  // The slow root (exited.cc): its allocated bytes (quarantine included) and
+  // when they were counted; the quarantined layers' bytes by name; whether
+  // live layers alone exceed tiers.slow_quota, and who was refused for it.
+  uint64_t slow_used_ = 0;
+  uint64_t slow_quarantined_ = 0;
+  absl::Time slow_used_at_ = absl::InfinitePast();
+  bool slow_usage_stale_ = true;
+  bool slow_live_over_quota_ = false;
+  std::map<std::string, uint64_t> exited_bytes_;
+  std::map<std::string, std::string> exited_errors_;  // name -> last removal error said
+  std::set<std::string> adoption_refused_;
 
   // Shared with the main thread.
   std::mutex mu_;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -40,6 +41,7 @@ std::string TierRecordToJson(const TierRecord& r) {
   for (const auto& [path, tier] : r.paths) paths[path] = std::string(TierName(tier));
   nlohmann::json j = {{"version", kTierRecordVersion},
                       {"container_id", r.container_id},
+                      {"key", r.key},
                       {"cgroup", r.cgroup},
                       {"mnt_ns", r.mnt_ns},
                       {"override", std::string(TierOverrideName(r.override_tier))},
@@ -67,14 +69,31 @@ absl::StatusOr<TierRecord> TierRecordFromJson(absl::string_view json, absl::stri
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   if (!j.contains("version") || !j["version"].is_number_integer()) return bad("no layout version");
   // Compared as JSON numbers: a get<int>() would wrap 4294967297 to 1.
-  if (j["version"] != kTierRecordVersion) {
+  // Version 1 (directories named by the container id) is still read.
+  const bool v1 = j["version"] == 1;
+  if (!v1 && j["version"] != kTierRecordVersion) {
     return bad(absl::StrCat("layout version ", j["version"].dump(), " is not this gputierd's ",
-                            kTierRecordVersion));
+                            kTierRecordVersion, " (or 1)"));
   }
   try {
     TierRecord r;
     r.container_id = j.at("container_id").get<std::string>();
     if (absl::Status s = ValidateContainerId(r.container_id); !s.ok()) return bad(s.message());
+    if (r.container_id[0] == '.') return bad("a container id starting with '.' names no tier directory");
+    if (v1) {
+      r.key = r.container_id;
+    } else {
+      r.key = j.at("key").get<std::string>();
+      // The id alone (a version 1 record saved again) or "<id>-<inode>".
+      const std::string prefix = absl::StrCat(r.container_id, "-");
+      const std::string ino = absl::StartsWith(r.key, prefix) ? r.key.substr(prefix.size()) : "";
+      const bool keyed = !ino.empty() && ino.size() <= 20 &&
+                         std::all_of(ino.begin(), ino.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (r.key != r.container_id && !keyed) {
+        return bad(absl::StrCat("key '", r.key, "' is neither the container id nor <id>-<cgroup inode>"));
+      }
+      if (absl::Status s = ValidateTierKey(r.key); !s.ok()) return bad(s.message());
+    }
     r.cgroup = j.at("cgroup").get<std::string>();
     // Only a non-negative integer: get<uint64_t>() of a float such as 1e300
     // is undefined behaviour, and of -1 a wrapped inode number.

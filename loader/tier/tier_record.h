@@ -7,6 +7,12 @@
 // (docs/TIERING.md, "Crash safety"). A file of another layout version, or one
 // that does not parse, is never guessed at: that container is left alone and
 // reported.
+//
+// Layout versions: 2 (written now) stores `key`, the name of the container's
+// tier directories (TierKeyFor: "<id>-<cgroup inode>"). A version 1 record
+// (written before keys) is read with key = container id: its directories
+// were named by the id alone, and that container is served with them until
+// it exits.
 #ifndef GPUTIER_LOADER_TIER_TIER_RECORD_H_
 #define GPUTIER_LOADER_TIER_TIER_RECORD_H_
 
@@ -21,13 +27,16 @@
 
 namespace gputier {
 
-inline constexpr int kTierRecordVersion = 1;
+inline constexpr int kTierRecordVersion = 2;
 
 enum class TierOp { kNone, kPromote, kDemote };
 absl::string_view TierOpName(TierOp op);  // "none", "promote", "demote"
 
 struct TierRecord {
   std::string container_id;
+  // Names its slow layer <slow_root>/<key> and fast partition <fast_root>/<key>:
+  // TierKeyFor(id, cgroup inode), or the id alone for a version 1 record.
+  std::string key;
   std::string cgroup;       // cgroup2 path, "/..."
   uint64_t mnt_ns = 0;      // inode of the container's mount namespace
   TierOverride override_tier = TierOverride::kAuto;

@@ -82,7 +82,7 @@ absl::Status RemoveTierLeftovers(const TierConfig& tiers, const std::string& sta
   TierRecordStore store(absl::StrCat(state_dir, "/tier"));
   TierRecordStore::Loaded loaded = store.LoadAll();
   std::map<std::string, TierRecord> records;
-  for (TierRecord& r : loaded.records) records.emplace(r.container_id, std::move(r));
+  for (TierRecord& r : loaded.records) records.emplace(r.key, std::move(r));  // partitions are named by key
 
   // First look at everything, refuse before touching anything.
   std::vector<PartitionPaths> empty_ones;  // the spare, partitions set aside
@@ -90,7 +90,7 @@ absl::Status RemoveTierLeftovers(const TierConfig& tiers, const std::string& sta
   for (const std::string& name : names) {
     if (name == "." || name == "..") continue;
     const bool ours = name == kSpareName || absl::StartsWith(name, kAsidePrefix);
-    if (!ours && !ValidateContainerId(name).ok()) continue;  // not a name gputier gives a directory
+    if (!ours && !ValidateTierKey(name).ok()) continue;  // not a name gputier gives a directory
     absl::StatusOr<PartitionPaths> p = PlanPartition(fast, name);
     if (!p.ok()) continue;
     if (!Exists(p->image) && !Exists(p->mount_point)) continue;  // not a partition
@@ -101,15 +101,15 @@ absl::Status RemoveTierLeftovers(const TierConfig& tiers, const std::string& sta
     auto r = records.find(name);
     if (r == records.end()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          p->dir, " holds the fast partition of container ", name, " and no record of it is in ", store.dir(),
+          p->dir, " holds a fast partition (tier key ", name, ") and no record of it is in ", store.dir(),
           "; pass the --state-dir and --config gputierd ran with, or copy out what you need and remove it by "
           "hand"));
     }
     absl::StatusOr<std::vector<pid_t>> procs = CgroupProcs(absl::StrCat(cgroup_root, r->second.cgroup));
     if (procs.ok() && !procs->empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "container ", name, " still runs with a partition on the fast tier (", p->dir,
-          "); stop the container, or start gputierd and run `gputierctl tier ", name,
+          "container ", r->second.container_id, " still runs with a partition on the fast tier (", p->dir,
+          "); stop the container, or start gputierd and run `gputierctl tier ", r->second.container_id,
           " slow`, then run uninstall again"));
     }
     containers.push_back({*std::move(p), r->second});
@@ -131,7 +131,7 @@ absl::Status RemoveTierLeftovers(const TierConfig& tiers, const std::string& sta
       const std::string fast_upper =
           absl::StrCat(c.paths.mount_point, "/", EscapeContainerPath(cpath), "/upper");
       if (!Exists(fast_upper)) continue;
-      absl::StatusOr<TierLayout> slow = PlanTierLayout(tiers.slow_root, record.container_id, cpath);
+      absl::StatusOr<TierLayout> slow = PlanTierLayout(tiers.slow_root, record.key, cpath);
       if (!slow.ok()) return slow.status();
       if (absl::Status s = MakeDirsBelow(tiers.slow_root, slow->upper); !s.ok()) return s;
       absl::StatusOr<WriteBackStats> stats = MergeUpperLayer(fast_upper, slow->upper);
@@ -148,7 +148,7 @@ absl::Status RemoveTierLeftovers(const TierConfig& tiers, const std::string& sta
     if (absl::Status s = store.Remove(record.container_id); !s.ok()) return s;
     removed(absl::StrCat("removed the tier record ", store.dir(), "/", record.container_id,
                          ".json (the container is gone; its data is in ", tiers.slow_root, "/",
-                         record.container_id, ")"));
+                         record.key, ")"));
   }
   for (const PartitionPaths& p : empty_ones) {
     PartitionRelease what;

@@ -3,18 +3,22 @@
 //
 //   <fast>/.gputier-spare        released (it never holds data)
 //   <fast>/.gputier-free-<n>     released (set aside to be freed: no data)
-//   <fast>/<container id>        a partition kept by a stop while its
+//   <fast>/<tier key>            a partition kept by a stop while its
 //                                container was tiered: when the container is
 //                                gone, its fast layers are first folded into
 //                                its slow layers (as gputierd does at container
 //                                exit), then the partition is released and the
-//                                record removed
+//                                record removed. The key is the record's:
+//                                "<id>-<cgroup inode>", or the container id
+//                                alone for a layout version 1 record.
 //
 // Nothing is touched when any of these holds (FailedPrecondition, one
 // sentence naming what and the fix): a container that still runs has a
 // partition (its overlay uses it); a partition has no record in the state
 // directory (its data would have nowhere known to go). Everything else stays:
-// the slow tier's data, the tier roots, the state directory.
+// the slow tier's data (<slow>/<tier key>, and the quarantine
+// <slow>/.exited/ of exited containers' layers), the tier roots, the state
+// directory.
 //
 // Runs with gputierd stopped (the caller holds the pin directory's lock).
 #ifndef GPUTIER_LOADER_TIER_TIER_UNINSTALL_H_

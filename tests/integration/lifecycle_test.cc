@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,9 +29,11 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "loader/cgroup/cgroup_resolver.h"
+#include "loader/tier/fs/tier_partition.h"
 #include "tests/integration/agent_harness.h"
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/runc_container.h"
+#include "tests/integration/tier_dirs.h"
 
 namespace gputier {
 namespace {
@@ -129,7 +133,7 @@ class LifecycleTest : public ::testing::Test {
         << Diag();
     absl::StatusOr<std::string> tier = agent_->Ctl(absl::StrCat("tier ", c.id(), " fast --wait=30s"));
     ASSERT_TRUE(tier.ok()) << tier.status() << Diag();
-    ASSERT_TRUE(Mounted(absl::StrCat(fast_root_, "/", c.id(), "/mnt"))) << Diag();
+    ASSERT_TRUE(Mounted(absl::StrCat(LiveTierDir(fast_root_, c.id()), "/mnt"))) << Diag();
     ASSERT_TRUE(WaitFor([&] { return Mounted(absl::StrCat(fast_root_, "/", kSpare, "/mnt")); }, seconds(30)))
         << "no spare partition was made\n" << Diag();
   }
@@ -186,7 +190,7 @@ TEST_F(LifecycleTest, CleanStopLeavesNoMountOrLoopDevice) {
   // container's data on the slow tier).
   EXPECT_TRUE(PathExists(agent_->pin_dir() + "/gt_meta"));
   EXPECT_TRUE(PathExists(agent_->work_dir() + "/state/classifications.db"));
-  EXPECT_EQ(SlurpFile(absl::StrCat(slow_root_, "/", c.id(), "/data/upper/kept")), "kept\n");
+  EXPECT_EQ(SlurpFile(absl::StrCat(SlowLayerOf(slow_root_, c.id()), "/data/upper/kept")), "kept\n");
 
   // A restart reuses the pins, makes a spare again, and a second stop
   // releases it again.
@@ -217,7 +221,7 @@ TEST_F(LifecycleTest, UninstallRemovesPinsPartitionsAndLoopDevices) {
   if (HasFatalFailure()) return;
   absl::StatusOr<CommandResult> w = c.Exec("echo written-on-fast > /data/onfast");
   ASSERT_TRUE(w.ok() && w->exit_code == 0);
-  ASSERT_EQ(SlurpFile(absl::StrCat(fast_root_, "/", c.id(), "/mnt/data/upper/onfast")), "written-on-fast\n");
+  ASSERT_EQ(SlurpFile(absl::StrCat(LiveTierDir(fast_root_, c.id()), "/mnt/data/upper/onfast")), "written-on-fast\n");
 
   // Refused while a gputierd runs on the pins: one line, nothing touched.
   CommandResult u = Uninstall();
@@ -229,7 +233,9 @@ TEST_F(LifecycleTest, UninstallRemovesPinsPartitionsAndLoopDevices) {
   // A crash leaves the spare and the container's partition mounted.
   agent_->Kill();
   const std::string spare_mnt = absl::StrCat(fast_root_, "/", kSpare, "/mnt");
-  const std::string part_mnt = absl::StrCat(fast_root_, "/", c.id(), "/mnt");
+  const std::string part_dir = LiveTierDir(fast_root_, c.id());  // <fast>/<id>-<cgroup inode>
+  ASSERT_NE(part_dir, absl::StrCat(fast_root_, "/", c.id())) << "the partition is not named by a tier key";
+  const std::string part_mnt = absl::StrCat(part_dir, "/mnt");
   ASSERT_TRUE(Mounted(spare_mnt));
   ASSERT_TRUE(Mounted(part_mnt));
   ASSERT_EQ(LosetupLinesUnder(tiers_).size(), 2u) << Lines(LosetupLinesUnder(tiers_));
@@ -266,7 +272,7 @@ TEST_F(LifecycleTest, UninstallRemovesPinsPartitionsAndLoopDevices) {
                        "partition.img"))
       << u.output;
   EXPECT_TRUE(has_line(absl::StrCat("wrote back "), absl::StrCat("of container ", c.id(), "'s /data"))) << u.output;
-  EXPECT_TRUE(has_line(absl::StrCat("released the partition of container ", c.id(), " ", fast_root_, "/", c.id(),
+  EXPECT_TRUE(has_line(absl::StrCat("released the partition of container ", c.id(), " ", part_dir,
                                     ": unmounted ", part_mnt, ", freed /dev/loop"),
                        "partition.img"))
       << u.output;
@@ -276,11 +282,11 @@ TEST_F(LifecycleTest, UninstallRemovesPinsPartitionsAndLoopDevices) {
 
   EXPECT_FALSE(PathExists(agent_->pin_dir()));
   ExpectNoMountOrLoopDevice("after uninstall");
-  EXPECT_FALSE(PathExists(absl::StrCat(fast_root_, "/", c.id())));
+  EXPECT_FALSE(PathExists(part_dir));
   EXPECT_FALSE(PathExists(absl::StrCat(fast_root_, "/", kSpare)));
   EXPECT_FALSE(PathExists(absl::StrCat(agent_->work_dir(), "/state/tier/", c.id(), ".json")));
   // What the container wrote on the fast tier is on the slow tier now.
-  EXPECT_EQ(SlurpFile(absl::StrCat(slow_root_, "/", c.id(), "/data/upper/onfast")), "written-on-fast\n");
+  EXPECT_EQ(SlurpFile(absl::StrCat(SlowLayerOf(slow_root_, c.id()), "/data/upper/onfast")), "written-on-fast\n");
 
   // Once more: nothing left to remove.
   u = Uninstall();
@@ -299,6 +305,48 @@ TEST_F(LifecycleTest, UnpinRemovesThePinsAndTheEmptyPinDirectory) {
   EXPECT_EQ(r->output, absl::StrCat("removed gputier pins from ", agent_->pin_dir(), "\nremoved the pin directory ",
                                     agent_->pin_dir(), "\n"));
   EXPECT_FALSE(PathExists(agent_->pin_dir()));
+}
+
+// A partition a gputierd of record layout 1 left (named by the container id
+// alone, its record without a key) is found through that record, written
+// back into the id-named slow layer and released.
+TEST_F(LifecycleTest, UninstallWritesBackAndReleasesAVersionOneRecordsIdNamedPartition) {
+  const std::string id = absl::StrCat("gputier-v1-", getpid());
+  ASSERT_TRUE(std::filesystem::create_directories(fast_root_));
+  ASSERT_TRUE(std::filesystem::create_directories(slow_root_));
+  absl::StatusOr<PartitionPaths> part = PlanPartition(fast_root_, id);
+  ASSERT_TRUE(part.ok()) << part.status();
+  ASSERT_TRUE(CreatePartition(*part, 16 << 20).ok());
+  ASSERT_TRUE(std::filesystem::create_directories(part->mount_point + "/data/upper"));
+  std::ofstream(part->mount_point + "/data/upper/onfast") << "written-on-fast\n";
+  const std::string state = agent_->work_dir() + "/state/tier";
+  ASSERT_TRUE(std::filesystem::create_directories(state));
+  const nlohmann::json v1 = {{"version", 1},
+                             {"container_id", id},
+                             {"cgroup", absl::StrCat("/", id, "-gone")},  // the container is gone
+                             {"mnt_ns", 4026532000u},
+                             {"override", "auto"},
+                             {"paths", {{"/data", "fast"}}},
+                             {"op", "none"},
+                             {"op_path", ""},
+                             {"froze", false},
+                             {"partition", true}};
+  std::ofstream(absl::StrCat(state, "/", id, ".json")) << v1.dump();
+  std::ofstream(agent_->work_dir() + "/config.yaml")
+      << "tiered_paths: [/data]\ntiers: {fast: " << fast_root_ << ", slow: " << slow_root_ << "}\n";
+
+  CommandResult u = Uninstall();
+  ASSERT_EQ(u.exit_code, 0) << u.output;
+  EXPECT_TRUE(absl::StrContains(u.output, absl::StrCat("of container ", id, "'s /data from the fast tier to ",
+                                                       slow_root_, "/", id, "/data/upper")))
+      << u.output;
+  EXPECT_TRUE(absl::StrContains(u.output, absl::StrCat("released the partition of container ", id, " ",
+                                                       part->dir, ": unmounted")))
+      << u.output;
+  EXPECT_EQ(SlurpFile(absl::StrCat(slow_root_, "/", id, "/data/upper/onfast")), "written-on-fast\n");
+  EXPECT_FALSE(PathExists(part->dir));
+  EXPECT_FALSE(PathExists(absl::StrCat(state, "/", id, ".json")));
+  ExpectNoMountOrLoopDevice("after uninstall");
 }
 
 }  // namespace

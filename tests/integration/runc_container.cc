@@ -102,7 +102,7 @@ absl::StatusOr<std::unique_ptr<RuncContainer>> RuncContainer::Start(const Option
   c->dir_ = std::make_unique<TempDir>("gputier-runc");
   const std::string& dir = c->dir_->path();
   if (dir.empty()) return absl::InternalError("mkdtemp for the container failed");
-  c->id_ = absl::StrCat("gputier-test-", getpid(), "-", counter++);
+  c->id_ = options.id.empty() ? absl::StrCat("gputier-test-", getpid(), "-", counter++) : options.id;
   c->state_root_ = options.state_root.empty() ? dir + "/runc-state" : options.state_root;
   std::string bundle = dir + "/bundle";
   c->rootfs_ = bundle + "/rootfs";

@@ -63,6 +63,9 @@ class RuncContainer {
     // Host directories bind-mounted into the container (read-write), as
     // {host path, container path}; the container path is created first.
     std::vector<std::pair<std::string, std::string>> binds;
+    // The container id; empty: "gputier-test-<pid>-<n>". Reusing the id of
+    // a deleted container (same state_root) starts a new one under it.
+    std::string id;
   };
 
   // Builds the rootfs and config, runs the container detached, waits until

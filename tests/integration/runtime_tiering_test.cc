@@ -35,6 +35,7 @@
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/podman_container.h"
 #include "tests/integration/runtime_container.h"
+#include "tests/integration/tier_dirs.h"
 
 namespace gputier {
 namespace {
@@ -276,9 +277,11 @@ class RuntimeTieringTest : public RuntimeContainerTest {
         seconds(30), milliseconds(100));
   }
 
-  std::string FastDir(const std::string& id) const { return absl::StrCat(fast_root_, "/", id); }
+  // Named by the container's tier key (tests/integration/tier_dirs.h).
+  std::string FastDir(const std::string& id) const { return LiveTierDir(fast_root_, id); }
   std::string FastUpper(const std::string& id) const { return FastDir(id) + "/mnt/data/upper"; }
-  std::string SlowUpper(const std::string& id) const { return absl::StrCat(slow_root_, "/", id, "/data/upper"); }
+  // The live slow layer, or after the container's exit the quarantined one.
+  std::string SlowUpper(const std::string& id) const { return SlowLayerOf(slow_root_, id) + "/data/upper"; }
 
   // Creates /data/stop in every container and returns the number of files
   // each writer wrote (read from the tier it is on; -1 on timeout).

@@ -59,6 +59,7 @@
 #include "tests/integration/host_mounts.h"
 #include "tests/integration/metrics_dashboard.h"
 #include "tests/integration/runc_container.h"
+#include "tests/integration/tier_dirs.h"
 
 namespace gputier {
 namespace {
@@ -313,9 +314,11 @@ class TierAgentTest : public ::testing::Test {
     return agent_->Ctl(absl::StrCat("tier ", id, " ", tier, " --wait=", wait));
   }
 
-  std::string FastDir(const std::string& id) const { return absl::StrCat(fast_root_, "/", id); }
+  // Named by the container's tier key (tests/integration/tier_dirs.h).
+  std::string FastDir(const std::string& id) const { return LiveTierDir(fast_root_, id); }
   std::string FastUpper(const std::string& id) const { return FastDir(id) + "/mnt/data/upper"; }
-  std::string SlowUpper(const std::string& id) const { return absl::StrCat(slow_root_, "/", id, "/data/upper"); }
+  // The live slow layer, or after the container's exit the quarantined one.
+  std::string SlowUpper(const std::string& id) const { return SlowLayerOf(slow_root_, id) + "/data/upper"; }
   std::string RecordPath(const std::string& id) const {
     return absl::StrCat(agent_->work_dir(), "/state/tier/", id, ".json");
   }
@@ -500,7 +503,7 @@ class TierAgentTest : public ::testing::Test {
         seconds(5), milliseconds(50));
     absl::StatusOr<std::string> asked = Tier(id, "fast", "1s");
     adopted = adopted || Row(id).is_object();
-    const bool slow_dir = PathExists(absl::StrCat(slow_root_, "/", id));
+    const bool slow_dir = !TierKeyNamesIn(slow_root_, id, /*exited=*/false).empty();
     const bool fast_dir = PathExists(FastDir(id));
     const std::vector<std::string> mounted = HostMountsUnder(slow_root_);
     in_cgroup.join();

@@ -278,7 +278,7 @@ absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
     return absl::InvalidArgumentError(absl::StrCat(
         "tier root '", tier_root, "' is not an absolute host path"));
   }
-  if (absl::Status s = ValidateContainerId(container_id); !s.ok()) return s;
+  if (absl::Status s = ValidateTierKey(container_id); !s.ok()) return s;
   while (tier_root.size() > 1 && tier_root.back() == '/') {
     tier_root.remove_suffix(1);
   }

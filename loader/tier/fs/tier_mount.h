@@ -4,8 +4,10 @@
 // bottom lower layer is what "/data" held until now and whose upper layer is
 // a directory on the host, normally under a tier root (PlanTierLayout):
 //
-//   <tier_root>/<container_id>/<escaped path>/upper   new and changed files
-//   <tier_root>/<container_id>/<escaped path>/work    overlayfs work dir
+//   <tier_root>/<tier key>/<escaped path>/upper   new and changed files
+//   <tier_root>/<tier key>/<escaped path>/work    overlayfs work dir
+//
+// (the tier key is "<container id>-<cgroup inode>", TierKeyFor)
 //
 // Host directories given as `extra_lowers` are stacked between the upper and
 // the original content (top first). The tier manager stacks layers that way:
@@ -69,7 +71,7 @@ namespace gputier {
 
 // Where one tiered path of one container lives on a tier (pure).
 struct TierLayout {
-  std::string dir;    // <tier_root>/<container_id>/<escaped path>
+  std::string dir;    // <tier_root>/<tier key>/<escaped path>
   std::string upper;  // dir + "/upper"
   std::string work;   // dir + "/work"
   // The tier root. MountTier creates the missing directories between it and
@@ -78,10 +80,10 @@ struct TierLayout {
   std::string root;
 };
 
-// Plans the layout; refuses a relative tier root or an id that cannot be a
-// directory name (ValidateContainerId). No syscalls.
+// Plans the layout; refuses a relative tier root or a key that cannot be a
+// directory name (ValidateTierKey). No syscalls.
 absl::StatusOr<TierLayout> PlanTierLayout(absl::string_view tier_root,
-                                          absl::string_view container_id,
+                                          absl::string_view key,
                                           const ContainerPath& path);
 
 struct TierMountRequest {

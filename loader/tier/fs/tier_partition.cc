@@ -54,7 +54,7 @@ absl::Status SplitDir(const PartitionPaths& paths, std::string* root,
   if (ok) {
     *root = slash == 0 ? "/" : paths.dir.substr(0, slash);
     *name = paths.dir.substr(slash + 1);
-    ok = ValidateContainerId(*name).ok();
+    ok = ValidateTierKey(*name).ok();
   }
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
@@ -475,7 +475,7 @@ absl::StatusOr<PartitionPaths> PlanPartition(absl::string_view fast_root,
           "overlay mount options cannot carry; choose a path without them"));
     }
   }
-  if (absl::Status s = ValidateContainerId(container_id); !s.ok()) return s;
+  if (absl::Status s = ValidateTierKey(container_id); !s.ok()) return s;
   while (fast_root.size() > 1 && fast_root.back() == '/') fast_root.remove_suffix(1);
   PartitionPaths paths;
   paths.dir = absl::StrCat(fast_root == "/" ? "" : fast_root, "/", container_id);

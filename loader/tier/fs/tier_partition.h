@@ -6,8 +6,8 @@
 // later live inside that mount, so a container can fill its partition but
 // never the fast tier itself:
 //
-//   <fast_root>/<container_id>/partition.img   the image (mode 0600)
-//   <fast_root>/<container_id>/mnt/             its mount point (mode 0700)
+//   <fast_root>/<tier key>/partition.img   the image (mode 0600)
+//   <fast_root>/<tier key>/mnt/            its mount point (mode 0700)
 //
 // The capacity is really reserved, never sparse:
 //   - the image is fallocate()d in full (ENOSPC here is the only point where
@@ -65,17 +65,17 @@ namespace gputier {
 inline constexpr uint64_t kMinPartitionBytes = 16ull << 20;
 
 struct PartitionPaths {
-  std::string dir;          // <fast_root>/<container_id>
+  std::string dir;          // <fast_root>/<tier key>
   std::string image;        // dir + "/partition.img"
   std::string mount_point;  // dir + "/mnt"
 };
 
 // Pure: validates the fast root (absolute, without ':' ',' or whitespace,
-// since paths below it end up in overlay mount options) and the container id
-// (ValidateContainerId) and returns the three paths. Trailing slashes of the
-// fast root are dropped.
+// since paths below it end up in overlay mount options) and the container's
+// tier key (ValidateTierKey; TierKeyFor) and returns the three paths.
+// Trailing slashes of the fast root are dropped.
 absl::StatusOr<PartitionPaths> PlanPartition(absl::string_view fast_root,
-                                             absl::string_view container_id);
+                                             absl::string_view key);
 
 // Makes a fresh, EMPTY partition of `size_bytes` (>= kMinPartitionBytes) and
 // mounts it at mount_point. The fast root must exist; the container
