@@ -132,6 +132,17 @@ TEST(OciConfig, MalformedTextIsAnErrorAndNonStringAnnotationsAreSkipped) {
   EXPECT_TRUE(ParseOciConfig(R"({"annotations":[]})", kId).ok());
 }
 
+TEST(OciConfig, TheRootPathIsReadAsWritten) {
+  absl::StatusOr<OciWorkload> w = ParseOciConfig(R"({"root":{"path":"rootfs","readonly":true}})", kId);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->root_path, "rootfs");
+  for (const char* none : {"{}", R"({"root":"x"})", R"({"root":{"path":1}})"}) {
+    w = ParseOciConfig(none, kId);
+    ASSERT_TRUE(w.ok()) << none;
+    EXPECT_EQ(w->root_path, "") << none;
+  }
+}
+
 TEST(PodmanNames, TheNamesFileSitsBesideTheBundleOfItsStorage) {
   EXPECT_EQ(PodmanNamesFile(absl::StrCat("/var/lib/containers/storage/overlay-containers/", kId, "/userdata"), kId),
             "/var/lib/containers/storage/overlay-containers/containers.json");

@@ -151,6 +151,11 @@ absl::StatusOr<OciWorkload> ParseOciConfig(absl::string_view json, absl::string_
       if (it.value().is_string()) w.annotations[it.key()] = it.value().get<std::string>();
     }
   }
+  if (auto root = j.find("root"); root != j.end() && root->is_object()) {
+    if (auto path = root->find("path"); path != root->end() && path->is_string()) {
+      w.root_path = path->get<std::string>();
+    }
+  }
   w.identity = IdentityFromAnnotations(w.annotations);
   w.overrides = OverridesFromAnnotations(w.annotations, DisplayName(w.identity, container_id), &w.warnings);
   return w;

@@ -48,6 +48,9 @@ struct WorkloadOverrides {
 
 struct OciWorkload {
   std::map<std::string, std::string> annotations;
+  // "root": {"path": ...}, as written (absolute, or relative to the bundle);
+  // empty when absent or not a string.
+  std::string root_path;
   WorkloadIdentity identity;
   WorkloadOverrides overrides;
   // One sentence per annotation ignored for a bad value: the container, the

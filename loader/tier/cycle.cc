@@ -42,6 +42,7 @@ void TierManager::Cycle() {
   // An operator's request, repeated or not, is attempted now, whatever
   // backoff an earlier error set.
   for (const std::string& id : in.prompt) live_[id].retry_at = absl::InfinitePast();
+  AdoptAnnounced();  // first: a runtime waits on its hook
   FinalizeGone();
   RecoverPending();
   if (ManagedPaths(options_.config).empty()) return;
@@ -71,7 +72,8 @@ TierManager::CycleInput TierManager::TakeInput() {
 void TierManager::FinalizeGone() {
   for (auto it = records_.begin(); it != records_.end();) {
     absl::StatusOr<pid_t> pid = PidOf(it->second);
-    if (pid.ok() || absl::Now() < live_[it->first].retry_at) {
+    // Still starting (adopted by its createRuntime hook) is not gone.
+    if (pid.ok() || absl::IsUnavailable(pid.status()) || absl::Now() < live_[it->first].retry_at) {
       ++it;
       continue;
     }

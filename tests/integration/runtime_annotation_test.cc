@@ -4,8 +4,6 @@
 // gputierd tiers that one container, and a bad value is said once and
 // ignored. Needs root, runc, busybox-static and the runtime; skips, saying
 // why, without them.
-#include <dirent.h>
-
 #include <chrono>
 #include <map>
 #include <memory>
@@ -30,6 +28,7 @@ namespace {
 
 using ::gputier::testing::AgentProcess;
 using ::gputier::testing::CommandResult;
+using ::gputier::testing::FindFileUnder;
 using ::gputier::testing::HostMountsUnder;
 using ::gputier::testing::LoopsBackedUnder;
 using ::gputier::testing::RuntimeContainer;
@@ -47,30 +46,6 @@ std::string BusyScript(const std::string& gpu_device) {
       gpu_device.empty() ? "" : absl::StrCat("stty -F ", gpu_device, " >/dev/null 2>&1; cat /model.pt >/dev/null; ");
   return absl::StrCat("trap 'exit 0' TERM; echo weights > /model.pt; while :; do ", gpu,
                       ": </bin/busybox; usleep 100000; done");
-}
-
-// The file whose path ends in `suffix` under `root` (at most four levels
-// down), or "": the slow layer's layout under its root is the tier
-// manager's, and the tests look for what they wrote without assuming it.
-std::string FindUnder(const std::string& root, const std::string& suffix, int depth = 4) {
-  if (absl::EndsWith(root, suffix)) return root;
-  if (depth == 0) return "";
-  DIR* d = opendir(root.c_str());
-  if (d == nullptr) return "";
-  std::string found;
-  while (struct dirent* e = readdir(d)) {
-    const std::string name = e->d_name;
-    if (name == "." || name == ".." || (e->d_type != DT_DIR && e->d_type != DT_REG)) continue;
-    const std::string path = absl::StrCat(root, "/", name);
-    if (e->d_type == DT_REG) {
-      if (absl::EndsWith(path, suffix)) found = path;
-    } else {
-      found = FindUnder(path, suffix, depth - 1);
-    }
-    if (!found.empty()) break;
-  }
-  closedir(d);
-  return found;
 }
 
 class RuntimeAnnotationTest : public ::testing::TestWithParam<std::string> {
@@ -168,8 +143,8 @@ TEST_P(RuntimeAnnotationTest, TieredPathsAnnotationReplacesTheConfigsForThatCont
   absl::StatusOr<CommandResult> w = annotated.Exec("echo in-x > /x/marker-x && echo in-data > /data/marker-data");
   ASSERT_TRUE(w.ok() && w->exit_code == 0);
   const std::string slow = agent_->tier_root("slow");
-  EXPECT_EQ(SlurpFile(FindUnder(slow, "/x/upper/marker-x")), "in-x\n") << "/x is not on the slow overlay";
-  EXPECT_EQ(FindUnder(slow, "marker-data"), "") << "/data was tiered although the annotation names only /x";
+  EXPECT_EQ(SlurpFile(FindFileUnder(slow, "/x/upper/marker-x")), "in-x\n") << "/x is not on the slow overlay";
+  EXPECT_EQ(FindFileUnder(slow, "marker-data"), "") << "/data was tiered although the annotation names only /x";
 
   agent_->Kill();
   ASSERT_TRUE(StartAgent().ok()) << Diag();
@@ -178,7 +153,7 @@ TEST_P(RuntimeAnnotationTest, TieredPathsAnnotationReplacesTheConfigsForThatCont
   w = annotated.Exec("echo again > /x/marker-2 && cat /x/marker-x");
   ASSERT_TRUE(w.ok() && w->exit_code == 0);
   EXPECT_EQ(w->output, "in-x\n");
-  EXPECT_EQ(SlurpFile(FindUnder(slow, "/x/upper/marker-2")), "again\n") << Diag();
+  EXPECT_EQ(SlurpFile(FindFileUnder(slow, "/x/upper/marker-2")), "again\n") << Diag();
 }
 
 // gputier.io/tier=fast moves a CPU container's directories to the fast
