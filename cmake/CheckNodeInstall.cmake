@@ -5,6 +5,9 @@
 #     key is only a warning there, so any output fails the test), its
 #     ExecStart/ExecStartPre naming the installed gputierd;
 #   - its ExecStartPre (gputierd --check-config on the installed config) passes;
+#   - gputier-oci-hook is beside gputierd, and the hooks.d file podman and
+#     CRI-O read (<prefix>/share/containers/oci/hooks.d/gputier.json) is JSON
+#     naming that hook at createRuntime;
 #   - a second install keeps a config the operator edited.
 # Usage: cmake -DBINARY_DIR=<build> -DWORK_DIR=<scratch> -P CheckNodeInstall.cmake
 cmake_minimum_required(VERSION 3.22)
@@ -24,6 +27,20 @@ foreach(f "${unit}" "${config}" "${root}${prefix}/bin/gputierd" "${root}${prefix
     message(FATAL_ERROR "cmake --install did not install ${f}")
   endif()
 endforeach()
+
+set(hook_json "${root}${prefix}/share/containers/oci/hooks.d/gputier.json")
+foreach(f "${root}${prefix}/bin/gputier-oci-hook" "${hook_json}")
+  if(NOT EXISTS "${f}")
+    message(FATAL_ERROR "cmake --install did not install ${f}")
+  endif()
+endforeach()
+file(READ "${hook_json}" hook_text)
+string(JSON hook_path ERROR_VARIABLE json_error GET "${hook_text}" hook path)
+string(JSON hook_stage ERROR_VARIABLE json_error GET "${hook_text}" stages 0)
+if(json_error OR NOT hook_path STREQUAL "${prefix}/bin/gputier-oci-hook" OR NOT hook_stage STREQUAL "createRuntime")
+  message(FATAL_ERROR "${hook_json} does not name ${prefix}/bin/gputier-oci-hook at createRuntime "
+                      "(path '${hook_path}', stage '${hook_stage}' ${json_error})")
+endif()
 
 file(READ "${unit}" text)
 if(text MATCHES "@[A-Z_]+@")

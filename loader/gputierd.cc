@@ -194,6 +194,14 @@ nlohmann::json HandleRequest(const ControlRequest& request, VerdictService* verd
             {"name", who->container_name.empty() ? who->container_id.substr(0, 12) : who->container_name},
             {"tier", TierOverrideName(*choice)}};
   }
+  if (request.command == ControlCommand::kCreating) {
+    // gputier-oci-hook waits for this answer while the runtime waits on the
+    // hook: bounded, and the hook lets the container start whatever it says.
+    absl::StatusOr<std::string> done = tiers->AdoptCreating(
+        {request.target, static_cast<pid_t>(request.pid), request.bundle}, absl::Seconds(2));
+    if (!done.ok()) return {{"ok", false}, {"error", std::string(done.status().message())}};
+    return {{"ok", true}, {"container_id", request.target}, {"adopted", *done}};
+  }
   nlohmann::json answer = verdicts->Handle(request);
   if (request.command == ControlCommand::kStatus && answer.value("ok", false)) {
     answer["tiering"] = tiers->StatusJson();

@@ -113,5 +113,42 @@ TEST(ControlRequest, OnlyRootChangesStateAndTheReadGroupOnlyReads) {
   EXPECT_TRUE(ControlCommandChangesState(ControlCommand::kTrain));
 }
 
+// gputier-oci-hook's request: the container id as target, its process and
+// its bundle; only root may send it.
+TEST(ControlRequest, CreatingCarriesPidAndBundleAndIsForRootOnly) {
+  absl::StatusOr<ControlRequest> r =
+      ParseControlRequest(R"({"cmd":"creating","target":"abcd","pid":4242,"bundle":"/run/b/abcd"})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->command, ControlCommand::kCreating);
+  EXPECT_EQ(r->target, "abcd");
+  EXPECT_EQ(r->pid, 4242);
+  EXPECT_EQ(r->bundle, "/run/b/abcd");
+  const struct {
+    const char* text;
+    const char* error_names;
+  } bad[] = {
+      {R"({"cmd":"creating","target":"abcd","bundle":"/b"})", "\"pid\" must be a whole number"},
+      {R"({"cmd":"creating","target":"abcd","pid":"12","bundle":"/b"})", "\"pid\" must be a whole number"},
+      {R"({"cmd":"creating","target":"abcd","pid":0,"bundle":"/b"})", "\"pid\" must be a whole number"},
+      {R"({"cmd":"creating","target":"abcd","pid":4194305,"bundle":"/b"})", "\"pid\" must be a whole number"},
+      {R"({"cmd":"creating","target":"abcd","pid":1.5,"bundle":"/b"})", "\"pid\" must be a whole number"},
+      {R"({"cmd":"creating","target":"abcd","pid":12})", "no \"bundle\""},
+      {R"({"cmd":"creating","target":"abcd","pid":12,"bundle":"rel"})", "absolute path"},
+      {R"({"cmd":"creating","target":"abcd","pid":12,"bundle":"/b\n"})", "control character"},
+      {R"({"cmd":"creating","pid":12,"bundle":"/b"})", "no \"target\""},
+      {R"({"cmd":"tier","target":"abcd","tier":"fast","pid":12})", "\"pid\" is not part of a \"tier\" request"},
+  };
+  for (const auto& c : bad) {
+    SCOPED_TRACE(c.text);
+    absl::StatusOr<ControlRequest> b;
+    ASSERT_NO_THROW(b = ParseControlRequest(c.text));
+    ASSERT_FALSE(b.ok());
+    EXPECT_TRUE(absl::StrContains(b.status().message(), c.error_names)) << b.status();
+  }
+  EXPECT_TRUE(ControlCommandChangesState(ControlCommand::kCreating));
+  EXPECT_FALSE(AuthorizeControlRequest(ControlCommand::kCreating, ControlPeer{1000, 1000, {50}}, 50).ok());
+  EXPECT_TRUE(AuthorizeControlRequest(ControlCommand::kCreating, ControlPeer{0, 0, {}}, std::nullopt).ok());
+}
+
 }  // namespace
 }  // namespace gputier

@@ -90,6 +90,9 @@ TEST(OciOverrides, BadValuesAreIgnoredWithAWarningNamingContainerKeyAndFix) {
       {R"({"gputier.io/gpu-data-paths":"/"})", "gputier.io/gpu-data-paths", "\"/\""},
       {R"({"gputier.io/tiered-paths":"/data","gputier.io/gpu-data-paths":"/data/ckpt"})",
        "gputier.io/gpu-data-paths", "overlaps"},
+      {R"({"gputier.io/tiered-paths":"/1,/2,/3,/4,/5,/6,/7,/8,/9,/10,/11,/12,/13,/14,/15,/16,/17"})",
+       "gputier.io/tiered-paths", "more than 16"},
+      {R"({"gputier.io/gpu-data-paths":""})", "gputier.io/gpu-data-paths", "empty entry"},
   };
   for (const Case& c : cases) {
     const OciWorkload w = Parse(c.annotations);
@@ -102,6 +105,14 @@ TEST(OciOverrides, BadValuesAreIgnoredWithAWarningNamingContainerKeyAndFix) {
     EXPECT_TRUE(absl::StrContains(text, "ignored: the config applies")) << text;
   }
   EXPECT_FALSE(Parse(R"({"gputier.io/tier":"turbo"})").overrides.tier.has_value());
+}
+
+TEST(OciOverrides, SixteenDirectoriesAreAccepted) {
+  const OciWorkload w =
+      Parse(R"({"gputier.io/tiered-paths":"/1,/2,/3,/4,/5,/6,/7,/8,/9,/10,/11,/12,/13,/14,/15,/16"})");
+  EXPECT_TRUE(w.warnings.empty());
+  ASSERT_TRUE(w.overrides.tiered_paths.has_value());
+  EXPECT_EQ(w.overrides.tiered_paths->size(), kMaxAnnotatedPaths);
 }
 
 TEST(OciOverrides, ControlBytesInAValueAreEscapedInTheWarning) {
@@ -119,6 +130,17 @@ TEST(OciConfig, MalformedTextIsAnErrorAndNonStringAnnotationsAreSkipped) {
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->annotations, (std::map<std::string, std::string>{{"b", "x"}}));
   EXPECT_TRUE(ParseOciConfig(R"({"annotations":[]})", kId).ok());
+}
+
+TEST(OciConfig, TheRootPathIsReadAsWritten) {
+  absl::StatusOr<OciWorkload> w = ParseOciConfig(R"({"root":{"path":"rootfs","readonly":true}})", kId);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->root_path, "rootfs");
+  for (const char* none : {"{}", R"({"root":"x"})", R"({"root":{"path":1}})"}) {
+    w = ParseOciConfig(none, kId);
+    ASSERT_TRUE(w.ok()) << none;
+    EXPECT_EQ(w->root_path, "") << none;
+  }
 }
 
 TEST(PodmanNames, TheNamesFileSitsBesideTheBundleOfItsStorage) {

@@ -43,6 +43,49 @@ TEST(DesiredTiers, AnOverrideBeatsTheVerdict) {
   }
 }
 
+using Paths = std::vector<std::string>;
+
+TEST(PathsFor, WithoutAnnotationsTheConfigApplies) {
+  const ContainerPaths p = PathsFor(TwoKinds(), std::nullopt, std::nullopt);
+  EXPECT_EQ(p.tiered_paths, (Paths{"/data", "/scratch"}));
+  EXPECT_EQ(p.gpu_data_paths, Paths{"/ckpt"});
+  EXPECT_EQ(ManagedPaths(TwoKinds()), (Paths{"/data", "/scratch", "/ckpt"}));
+}
+
+TEST(PathsFor, EachAnnotatedListReplacesTheConfigsOfItsKind) {
+  struct Case {
+    const char* what;
+    std::optional<Paths> tiered;
+    std::optional<Paths> gpu_data;
+    Paths want_tiered;
+    Paths want_gpu_data;
+  };
+  const Case cases[] = {
+      {"tiered-paths only", Paths{"/x"}, std::nullopt, {"/x"}, {"/ckpt"}},
+      {"gpu-data-paths only", std::nullopt, Paths{"/models"}, {"/data", "/scratch"}, {"/models"}},
+      {"both", Paths{"/x", "/y"}, Paths{"/z"}, {"/x", "/y"}, {"/z"}},
+      {"a config directory the annotation names as the other kind is dropped", Paths{"/ckpt"}, std::nullopt,
+       {"/ckpt"}, {}},
+      {"one inside an annotated directory is dropped", Paths{"/"}, std::nullopt, {"/"}, {}},
+      {"one holding an annotated directory is dropped", std::nullopt, Paths{"/data/weights"},
+       {"/scratch"}, {"/data/weights"}},
+      {"a sibling with a common prefix stays", std::nullopt, Paths{"/dat"}, {"/data", "/scratch"}, {"/dat"}},
+  };
+  for (const Case& c : cases) {
+    const ContainerPaths p = PathsFor(TwoKinds(), c.tiered, c.gpu_data);
+    EXPECT_EQ(p.tiered_paths, c.want_tiered) << c.what;
+    EXPECT_EQ(p.gpu_data_paths, c.want_gpu_data) << c.what;
+  }
+}
+
+TEST(DesiredTiers, AnnotatedPathsAreTheOnlyOnesMoved) {
+  const ContainerPaths p = PathsFor(TwoKinds(), Paths{"/x"}, std::nullopt);
+  EXPECT_EQ(DesiredTiers(p, Verdict::kMixed, TierOverride::kAuto),
+            (std::map<std::string, Tier>{{"/x", Tier::kSlow}, {"/ckpt", Tier::kFast}}));
+  EXPECT_EQ(DesiredTiers(p, Verdict::kCpu, TierOverride::kFast),
+            (std::map<std::string, Tier>{{"/x", Tier::kFast}, {"/ckpt", Tier::kFast}}));
+}
+
 TEST(TierChoiceNames, RoundTripAndRefuseOthers) {
   for (TierOverride o : {TierOverride::kAuto, TierOverride::kFast, TierOverride::kSlow}) {
     EXPECT_EQ(*ParseTierOverride(TierOverrideName(o)), o);

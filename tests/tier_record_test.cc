@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace gputier {
@@ -34,6 +35,34 @@ TEST(TierRecord, RoundTripsThroughJson) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(TierRecordToJson(*back), TierRecordToJson(Sample()));
   EXPECT_TRUE(back->AnyFast());
+}
+
+TEST(TierRecord, AnnotatedPathsRoundTripAndAbsentOnesStayAbsent) {
+  TierRecord r = Sample();
+  EXPECT_FALSE(absl::StrContains(TierRecordToJson(r), "tiered_paths"));
+  absl::StatusOr<TierRecord> back = TierRecordFromJson(TierRecordToJson(r), "x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->tiered_paths.has_value());
+  EXPECT_FALSE(back->gpu_data_paths.has_value());
+  r.tiered_paths = std::vector<std::string>{"/x", "/y"};
+  r.gpu_data_paths = std::vector<std::string>{};
+  back = TierRecordFromJson(TierRecordToJson(r), "x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->tiered_paths, r.tiered_paths);
+  EXPECT_EQ(back->gpu_data_paths, r.gpu_data_paths);
+}
+
+TEST(TierRecord, BadAnnotatedPathsAreRefused) {
+  for (const char* bad : {R"("tiered_paths": "/x")", R"("tiered_paths": ["x"])", R"("gpu_data_paths": ["/a/../b"])",
+                          R"("gpu_data_paths": [1])", R"("tiered_paths": ["/a//b"])"}) {
+    std::string json = TierRecordToJson(Sample());
+    json.replace(json.find('{'), 1, absl::StrCat("{", bad, ","));
+    absl::StatusOr<TierRecord> r = TierRecordFromJson(json, "f");
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  TierRecord many = Sample();
+  many.tiered_paths = std::vector<std::string>(17, "/x");
+  EXPECT_FALSE(TierRecordFromJson(TierRecordToJson(many), "f").ok());
 }
 
 TEST(TierRecord, CgroupNamedWithInvalidUtf8RoundTripsExactly) {

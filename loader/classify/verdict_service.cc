@@ -457,7 +457,8 @@ nlohmann::json VerdictService::Handle(const ControlRequest& request) {
     case ControlCommand::kExplain: return Explain(request.target);
     case ControlCommand::kTrain: return Train();
     case ControlCommand::kLabel: return Label(request.target, request.verdict);
-    case ControlCommand::kTier: break;
+    case ControlCommand::kTier:
+    case ControlCommand::kCreating: break;
   }
   return Error(absl::StrCat("the classifier does not answer \"", ControlCommandName(request.command), "\""));
 }

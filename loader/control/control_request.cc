@@ -27,6 +27,7 @@ constexpr CommandSpec kCommands[] = {
     {ControlCommand::kTrain, "train", false, nullptr, nullptr},
     {ControlCommand::kLabel, "label", true, "verdict", kVerdicts},
     {ControlCommand::kTier, "tier", true, "tier", kTiers},
+    {ControlCommand::kCreating, "creating", true, nullptr, nullptr},  // and "pid", "bundle": ParseCreating
 };
 
 const CommandSpec* SpecOf(ControlCommand command) {
@@ -84,6 +85,22 @@ absl::StatusOr<std::string> StringField(const json& request, const char* key, ab
   return value;
 }
 
+// The fields only "creating" has: "pid" (a whole number) and "bundle".
+absl::Status ParseCreating(const json& request, ControlRequest* out) {
+  auto pid = request.find("pid");
+  if (pid == request.end() || !pid->is_number_integer() || pid->get<int64_t>() < 1 ||
+      pid->get<int64_t>() > kMaxControlPid) {
+    return Bad(absl::StrCat("field \"pid\" must be a whole number from 1 to ", kMaxControlPid,
+                            ": the container's process in gputierd's pid namespace"));
+  }
+  out->pid = pid->get<int64_t>();
+  absl::StatusOr<std::string> bundle = StringField(request, "bundle", "the OCI bundle's absolute path", 4096);
+  if (!bundle.ok()) return bundle.status();
+  if ((*bundle)[0] != '/') return Bad("field \"bundle\" must be an absolute path");
+  out->bundle = *std::move(bundle);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::string_view ControlCommandName(ControlCommand command) {
@@ -93,7 +110,7 @@ absl::string_view ControlCommandName(ControlCommand command) {
 
 bool ControlCommandChangesState(ControlCommand command) {
   return command == ControlCommand::kLabel || command == ControlCommand::kTrain ||
-         command == ControlCommand::kTier;
+         command == ControlCommand::kTier || command == ControlCommand::kCreating;
 }
 
 absl::StatusOr<ControlRequest> ParseControlRequest(absl::string_view text) {
@@ -134,7 +151,8 @@ absl::StatusOr<ControlRequest> ParseControlRequest(absl::string_view text) {
   }
   for (const auto& [key, value] : request.items()) {
     const bool known = key == "cmd" || (key == "target" && spec->target) ||
-                       (spec->value_key != nullptr && key == spec->value_key);
+                       (spec->value_key != nullptr && key == spec->value_key) ||
+                       (spec->command == ControlCommand::kCreating && (key == "pid" || key == "bundle"));
     if (!known) {
       return Bad(absl::StrCat("field \"", key.size() > 64 ? key.substr(0, 64) + "..." : key,
                               "\" is not part of a \"", spec->name, "\" request; remove it"));
@@ -148,6 +166,9 @@ absl::StatusOr<ControlRequest> ParseControlRequest(absl::string_view text) {
                     kMaxControlTargetBytes);
     if (!target.ok()) return target.status();
     out.target = *std::move(target);
+  }
+  if (spec->command == ControlCommand::kCreating) {
+    if (absl::Status s = ParseCreating(request, &out); !s.ok()) return s;
   }
   if (spec->value_key != nullptr) {
     const std::string what = absl::StrCat("one of ", Choices(spec->values));

@@ -10,6 +10,9 @@
 //   {"cmd": "train"}
 //   {"cmd": "label", "target": T, "verdict": "gpu" | "cpu" | "mixed"}
 //   {"cmd": "tier", "target": T, "tier": "fast" | "slow" | "auto"}
+//   {"cmd": "creating", "target": ID, "pid": N, "bundle": "/abs/path"}
+//     (gputier-oci-hook at createRuntime: container ID's process N, in the
+//     host's pid namespace, its OCI bundle; root only)
 // T is a container id (or a unique prefix of 4+ characters), a cgroup path
 // or a cgroup id, as a string. Unknown keys, missing keys and keys of the
 // wrong JSON type are refused.
@@ -32,7 +35,7 @@ inline constexpr size_t kMaxControlRequestBytes = 64 * 1024;
 // Longest target: a cgroup path (PATH_MAX).
 inline constexpr size_t kMaxControlTargetBytes = 4096;
 
-enum class ControlCommand { kStatus, kExplain, kTrain, kLabel, kTier };
+enum class ControlCommand { kStatus, kExplain, kTrain, kLabel, kTier, kCreating };
 
 absl::string_view ControlCommandName(ControlCommand command);
 
@@ -45,7 +48,12 @@ struct ControlRequest {
   std::string target;   // explain, label, tier
   std::string verdict;  // label: "gpu", "cpu" or "mixed"
   std::string tier;     // tier: "fast", "slow" or "auto"
+  int64_t pid = 0;      // creating: 1 .. kMaxControlPid
+  std::string bundle;   // creating: an absolute path
 };
+
+// The largest pid Linux gives (PID_MAX_LIMIT).
+inline constexpr int64_t kMaxControlPid = 4194304;
 
 // `text` is the request line without its newline. Never throws.
 absl::StatusOr<ControlRequest> ParseControlRequest(absl::string_view text);

@@ -66,6 +66,10 @@ absl::StatusOr<std::vector<std::string>> PathList(const std::string& value) {
     }
     out.push_back(path->path);
   }
+  if (out.size() > kMaxAnnotatedPaths) {
+    return absl::InvalidArgumentError(absl::StrCat("names ", out.size(), " directories, more than ",
+                                                    kMaxAnnotatedPaths));
+  }
   return out;
 }
 
@@ -103,8 +107,8 @@ WorkloadOverrides OverridesFromAnnotations(const std::map<std::string, std::stri
     absl::StatusOr<std::vector<std::string>> paths = PathList(it->second);
     if (!paths.ok()) {
       warnings->push_back(Ignored(shown_name, key, it->second, paths.status().message(),
-                                  absl::StrCat("write ", key, "=/dir1,/dir2 with absolute directories that hold "
-                                               "the workload's own data")));
+                                  absl::StrCat("write ", key, "=/dir1,/dir2 with at most ", kMaxAnnotatedPaths,
+                                               " absolute directories that hold the workload's own data")));
       continue;
     }
     *out = *std::move(paths);
@@ -145,6 +149,11 @@ absl::StatusOr<OciWorkload> ParseOciConfig(absl::string_view json, absl::string_
   if (annotations != j.end() && annotations->is_object()) {
     for (auto it = annotations->begin(); it != annotations->end(); ++it) {
       if (it.value().is_string()) w.annotations[it.key()] = it.value().get<std::string>();
+    }
+  }
+  if (auto root = j.find("root"); root != j.end() && root->is_object()) {
+    if (auto path = root->find("path"); path != root->end() && path->is_string()) {
+      w.root_path = path->get<std::string>();
     }
   }
   w.identity = IdentityFromAnnotations(w.annotations);

@@ -27,6 +27,9 @@ inline constexpr absl::string_view kTierAnnotation = "gputier.io/tier";
 inline constexpr absl::string_view kTieredPathsAnnotation = "gputier.io/tiered-paths";
 inline constexpr absl::string_view kGpuDataPathsAnnotation = "gputier.io/gpu-data-paths";
 
+// At most this many directories in either path annotation.
+inline constexpr size_t kMaxAnnotatedPaths = 16;
+
 // Who a container is, as its operator knows it. Each field is empty where
 // unknown, and holds only [A-Za-z0-9._-] (a name with other bytes is not
 // used: names must read the same in logs, JSON and on a command line).
@@ -45,6 +48,9 @@ struct WorkloadOverrides {
 
 struct OciWorkload {
   std::map<std::string, std::string> annotations;
+  // "root": {"path": ...}, as written (absolute, or relative to the bundle);
+  // empty when absent or not a string.
+  std::string root_path;
   WorkloadIdentity identity;
   WorkloadOverrides overrides;
   // One sentence per annotation ignored for a bad value: the container, the

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "loader/base/log.h"
 #include "loader/cgroup/cgroup_path.h"
 #include "loader/config/config_tiers.h"
@@ -43,6 +44,7 @@ void TierManager::Cycle() {
   // An operator's request, repeated or not, is attempted now, whatever
   // backoff an earlier error set.
   for (const std::string& id : in.prompt) live_[id].retry_at = absl::InfinitePast();
+  AdoptAnnounced();  // first: a runtime waits on its hook
   FinalizeGone();
   CollectExited();
   RecoverPending();
@@ -74,7 +76,8 @@ TierManager::CycleInput TierManager::TakeInput() {
 void TierManager::FinalizeGone() {
   for (auto it = records_.begin(); it != records_.end();) {
     absl::StatusOr<pid_t> pid = PidOf(it->second);
-    if (pid.ok() || absl::Now() < live_[it->first].retry_at) {
+    // Still starting (adopted by its createRuntime hook) is not gone.
+    if (pid.ok() || absl::IsUnavailable(pid.status()) || absl::Now() < live_[it->first].retry_at) {
       ++it;
       continue;
     }
@@ -160,25 +163,40 @@ absl::Status TierManager::Adopt(const std::string& id, const std::string& cgroup
   }
   record.key = TierKeyFor(id, st.st_ino);
   // Who it is and what its annotations override, from its OCI config.json.
+  // Its own tiered directories are kept in its record, so a restarted
+  // gputierd tiers it the same; a bad annotation is said once, after the
+  // record is saved (an adoption retried after an error says it again).
   std::string name = DisplayName({}, id);
+  std::vector<std::string> warnings;
   if (absl::StatusOr<OciWorkload> workload = ReadWorkload(*confirmed); workload.ok()) {
     name = DisplayName(workload->identity, id);
-    for (const std::string& warning : workload->warnings) LogWarning("tier: %s", warning);
+    warnings = workload->warnings;
     if (workload->overrides.tier) {
       if (absl::StatusOr<TierOverride> tier = ParseTierOverride(*workload->overrides.tier); tier.ok()) {
         record.override_tier = *tier;
       }
     }
+    record.tiered_paths = workload->overrides.tiered_paths;
+    record.gpu_data_paths = workload->overrides.gpu_data_paths;
   } else {
     LogWarning("tier: container %s: its OCI config is not read (%s); it is named by its short id, the config applies",
                name, workload.status().message());
   }
   if (absl::Status s = Save(record); !s.ok()) return s;
+  for (const std::string& warning : warnings) LogWarning("tier: %s", warning);
+  std::string annotated;
+  if (record.override_tier != TierOverride::kAuto) {
+    absl::StrAppend(&annotated, ", annotation ", kTierAnnotation, "=", TierOverrideName(record.override_tier));
+  }
+  if (record.tiered_paths) {
+    absl::StrAppend(&annotated, ", annotation ", kTieredPathsAnnotation, "=", absl::StrJoin(*record.tiered_paths, ","));
+  }
+  if (record.gpu_data_paths) {
+    absl::StrAppend(&annotated, ", annotation ", kGpuDataPathsAnnotation, "=",
+                    absl::StrJoin(*record.gpu_data_paths, ","));
+  }
   LogInfo("tier: adopted container %s (id %s, cgroup %s, confirmed by %s in %s%s)", name, id, cgroup,
-          confirmed->runtime, confirmed->state_dir,
-          record.override_tier == TierOverride::kAuto
-              ? ""
-              : absl::StrCat(", annotation gputier.io/tier=", TierOverrideName(record.override_tier)));
+          confirmed->runtime, confirmed->state_dir, annotated);
   live_[id].name = name;
   records_[id] = std::move(record);
   live_[id].cgroup = cgroup;
@@ -293,7 +311,8 @@ void TierManager::ConvergeAll(const absl::StatusOr<SpaceUsage>& fs) {
 std::map<std::string, Tier> TierManager::DesiredNow(const TierRecord& record, Live& live,
                                                     const absl::StatusOr<SpaceUsage>& fs) {
   const TierConfig& config = options_.config;
-  std::map<std::string, Tier> desired = DesiredTiers(config, live.verdict, record.override_tier);
+  std::map<std::string, Tier> desired =
+      DesiredTiers(PathsFor(config, record.tiered_paths, record.gpu_data_paths), live.verdict, record.override_tier);
   if (live.pressure_demoted) {
     // Held on the slow tier until a partition fits below the low watermark.
     TierConfig below_low = config;

@@ -330,12 +330,14 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
   // The oldest process of the container (its init, normally), not the
   // lowest pid: once pids wrap, the lowest is often a short-lived child that
   // is gone before the step uses it.
-  // Before adoption (no recorded namespace) only a process that has left
-  // the host's mount namespace and root counts: a runtime's process in the
-  // cgroup before pivot_root (runc init, podman's conmon) or a cgroup made in
-  // the host namespace is never taken for the container.
-  const bool adopting = record.mnt_ns == 0;
-  const HostView host = adopting ? HostViewNow() : HostView{};
+  // Only a process that has left the host's mount namespace and root
+  // counts: a runtime's process in the cgroup before pivot_root (runc init,
+  // podman's conmon) or a cgroup made in the host namespace is never taken
+  // for the container. That holds after adoption too: a container adopted
+  // by its OCI createRuntime hook (adopt_at_create.cc) has its namespace
+  // recorded before its process switches to its own root, and until then
+  // it is "still starting", never resolved against the host's root.
+  const HostView host = HostViewNow();
   pid_t oldest = 0;
   uint64_t oldest_start = 0;
   bool in_host = false;
@@ -343,7 +345,7 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
     struct stat st;
     if (stat(absl::StrCat("/proc/", pid, "/ns/mnt").c_str(), &st) != 0) continue;
     if (record.mnt_ns != 0 && st.st_ino != record.mnt_ns) continue;
-    if (adopting && SharesHostView(pid, st, host)) {
+    if (SharesHostView(pid, st, host)) {
       in_host = true;
       continue;
     }

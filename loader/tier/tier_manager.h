@@ -105,6 +105,19 @@ class TierManager {
   // {"tiers": {...}, "containers": [...]} for `gputierctl status`.
   nlohmann::json StatusJson();
 
+  // What an OCI createRuntime hook (gputier-oci-hook) says of a container
+  // being created: its id, its process (runc init, host pid namespace) and
+  // its bundle.
+  struct CreatingContainer {
+    std::string id;
+    pid_t pid = 0;
+    std::string bundle;
+  };
+  // Adopts it at once, on the worker thread, before its program runs
+  // (adopt_at_create.cc, docs/RUNTIMES.md). Waits at most `wait` for the
+  // worker; returns one sentence of what was done.
+  absl::StatusOr<std::string> AdoptCreating(const CreatingContainer& container, absl::Duration wait);
+
  private:
   explicit TierManager(Options options);
 
@@ -176,6 +189,15 @@ class TierManager {
   void RecoverPending();
   void AdoptNew(const CycleInput& in, const ViewById& by_id);
   absl::Status Adopt(const std::string& container_id, const std::string& cgroup);
+
+  // adopt_at_create.cc: containers announced by their createRuntime hook.
+  struct CreatingRequest {
+    CreatingContainer container;
+    bool done = false;
+    absl::StatusOr<std::string> outcome = std::string();
+  };
+  void AdoptAnnounced();
+  absl::StatusOr<std::string> AdoptAtCreate(const CreatingContainer& container);
   void ApplyOverrides(const CycleInput& in);
   void NoteVerdicts(const ViewById& by_id);
   // statvfs of the fast root, less the partitions set aside and being freed.
@@ -354,6 +376,8 @@ class TierManager {
   std::vector<ContainerVerdictView> view_;
   std::map<std::string, std::pair<std::string, TierOverride>> overrides_;  // id -> (cgroup, choice)
   std::set<std::string> prompt_;  // ids with an operator request since the last cycle
+  std::list<std::shared_ptr<CreatingRequest>> announced_;  // from createRuntime hooks
+  std::condition_variable announced_done_;
   nlohmann::json status_ = nlohmann::json::object();
   std::thread thread_;
 

@@ -35,17 +35,53 @@ absl::StatusOr<TierOverride> ParseTierOverride(absl::string_view name) {
       "'", name, "' is not a tier choice; write fast, slow, or auto (follow the verdict again)"));
 }
 
-std::vector<std::string> ManagedPaths(const TierConfig& config) {
-  std::vector<std::string> paths = config.tiered_paths;
-  paths.insert(paths.end(), config.gpu_data_paths.begin(), config.gpu_data_paths.end());
+namespace {
+
+bool Nested(const std::string& a, const std::string& b) {
+  auto inside = [](const std::string& in, const std::string& out) {
+    return in.size() > out.size() && in.compare(0, out.size(), out) == 0 && (out == "/" || in[out.size()] == '/');
+  };
+  return a == b || inside(a, b) || inside(b, a);
+}
+
+// `from` without the entries nested with any of `annotated`.
+std::vector<std::string> Without(const std::vector<std::string>& from, const std::vector<std::string>& annotated) {
+  std::vector<std::string> out;
+  for (const std::string& p : from) {
+    if (std::none_of(annotated.begin(), annotated.end(), [&](const std::string& a) { return Nested(p, a); })) {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ContainerPaths PathsFor(const TierConfig& config, const std::optional<std::vector<std::string>>& tiered,
+                        const std::optional<std::vector<std::string>>& gpu_data) {
+  ContainerPaths out;
+  out.tiered_paths = tiered ? *tiered : config.tiered_paths;
+  out.gpu_data_paths = gpu_data ? *gpu_data : config.gpu_data_paths;
+  if (tiered && !gpu_data) out.gpu_data_paths = Without(out.gpu_data_paths, *tiered);
+  if (gpu_data && !tiered) out.tiered_paths = Without(out.tiered_paths, *gpu_data);
+  return out;
+}
+
+std::vector<std::string> ManagedPaths(const ContainerPaths& c) {
+  std::vector<std::string> paths = c.tiered_paths;
+  paths.insert(paths.end(), c.gpu_data_paths.begin(), c.gpu_data_paths.end());
   return paths;
 }
 
-std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdict,
+std::vector<std::string> ManagedPaths(const TierConfig& config) {
+  return ManagedPaths(PathsFor(config, std::nullopt, std::nullopt));
+}
+
+std::map<std::string, Tier> DesiredTiers(const ContainerPaths& paths, Verdict verdict,
                                          TierOverride override_tier) {
   std::map<std::string, Tier> out;
   auto all = [&](Tier t) {
-    for (const std::string& p : ManagedPaths(config)) out[p] = t;
+    for (const std::string& p : ManagedPaths(paths)) out[p] = t;
   };
   switch (override_tier) {
     case TierOverride::kFast: all(Tier::kFast); return out;
@@ -57,8 +93,8 @@ std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdi
       all(Tier::kFast);
       break;
     case Verdict::kMixed:
-      for (const std::string& p : config.tiered_paths) out[p] = Tier::kSlow;
-      for (const std::string& p : config.gpu_data_paths) out[p] = Tier::kFast;
+      for (const std::string& p : paths.tiered_paths) out[p] = Tier::kSlow;
+      for (const std::string& p : paths.gpu_data_paths) out[p] = Tier::kFast;
       break;
     case Verdict::kCpu:
     case Verdict::kUnknown:
@@ -66,6 +102,11 @@ std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdi
       break;
   }
   return out;
+}
+
+std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdict,
+                                         TierOverride override_tier) {
+  return DesiredTiers(PathsFor(config, std::nullopt, std::nullopt), verdict, override_tier);
 }
 
 namespace {

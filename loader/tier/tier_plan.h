@@ -5,11 +5,15 @@
 //   verdict MIXED        gpu_data_paths fast, tiered_paths slow (claim 7)
 //   CPU / UNKNOWN        every managed path slow
 //   override fast|slow   every managed path on that tier, whatever the verdict
+//
+// The paths are the config's, or, for a container whose OCI annotations name
+// them (gputier.io/tiered-paths, gputier.io/gpu-data-paths), those (PathsFor).
 #ifndef GPUTIER_LOADER_TIER_TIER_PLAN_H_
 #define GPUTIER_LOADER_TIER_TIER_PLAN_H_
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,12 +34,32 @@ enum class TierOverride { kAuto, kFast, kSlow };
 absl::string_view TierOverrideName(TierOverride o);
 absl::StatusOr<TierOverride> ParseTierOverride(absl::string_view name);
 
-// Every directory tiered in each container: tiered_paths, then gpu_data_paths.
-std::vector<std::string> ManagedPaths(const TierConfig& config);
+// The directories tiered in one container, in two kinds.
+struct ContainerPaths {
+  std::vector<std::string> tiered_paths;
+  std::vector<std::string> gpu_data_paths;  // fast for MIXED too
+  bool operator==(const ContainerPaths& o) const {
+    return tiered_paths == o.tiered_paths && gpu_data_paths == o.gpu_data_paths;
+  }
+};
+
+// A container's paths: each list from its annotation where it has one (as
+// parsed and validated by OverridesFromAnnotations), the config's
+// otherwise. A config directory of the other kind that is, holds or lies
+// inside an annotated one is dropped: the container's annotation describes
+// its own layout, and one directory cannot carry two overlays.
+ContainerPaths PathsFor(const TierConfig& config, const std::optional<std::vector<std::string>>& tiered,
+                        const std::optional<std::vector<std::string>>& gpu_data);
+
+// Every directory tiered: tiered_paths, then gpu_data_paths.
+std::vector<std::string> ManagedPaths(const ContainerPaths& paths);
+std::vector<std::string> ManagedPaths(const TierConfig& config);  // the config's
 
 // The tier each managed path should be on (see the table above).
-std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdict,
+std::map<std::string, Tier> DesiredTiers(const ContainerPaths& paths, Verdict verdict,
                                          TierOverride override_tier);
+std::map<std::string, Tier> DesiredTiers(const TierConfig& config, Verdict verdict,
+                                         TierOverride override_tier);  // the config's paths
 
 // Whether a new fast partition keeps the fast filesystem at or below the
 // high watermark (`used` counts bytes in use on it now).

@@ -17,6 +17,7 @@
 #include "loader/base/json_text.h"
 #include "loader/config/container_path.h"
 #include "loader/base/utf8.h"
+#include "loader/runtime/oci_config.h"
 
 namespace gputier {
 
@@ -56,6 +57,9 @@ std::string TierRecordToJson(const TierRecord& r) {
   // for people, its bad bytes replaced). Paths are printable UTF-8
   // (ParseContainerPath) and container ids ASCII (ValidateContainerId).
   if (!IsValidUtf8(r.cgroup)) j["cgroup_hex"] = HexBytes(r.cgroup);
+  // Only where the container's annotations named them: absent, the config's.
+  if (r.tiered_paths) j["tiered_paths"] = *r.tiered_paths;
+  if (r.gpu_data_paths) j["gpu_data_paths"] = *r.gpu_data_paths;
   return JsonText(j, 1) + "\n";
 }
 
@@ -125,6 +129,20 @@ absl::StatusOr<TierRecord> TierRecordFromJson(absl::string_view json, absl::stri
     if (r.op != TierOp::kNone && !r.paths.count(r.op_path)) return bad("op_path is not one of its paths");
     r.froze = j.at("froze").get<bool>();
     r.partition = j.at("partition").get<bool>();
+    for (auto [key, out] : {std::pair{"tiered_paths", &r.tiered_paths}, std::pair{"gpu_data_paths", &r.gpu_data_paths}}) {
+      if (!j.contains(key)) continue;
+      const nlohmann::json& list = j.at(key);
+      if (!list.is_array() || list.size() > kMaxAnnotatedPaths) {
+        return bad(absl::StrCat(key, " is not a list of at most ", kMaxAnnotatedPaths, " paths"));
+      }
+      std::vector<std::string> paths;
+      for (const nlohmann::json& e : list) {
+        absl::StatusOr<ContainerPath> p = ParseContainerPath(e.get<std::string>());
+        if (!p.ok() || p->path != e.get<std::string>()) return bad(absl::StrCat("bad ", key, " entry ", e.dump()));
+        paths.push_back(p->path);
+      }
+      *out = std::move(paths);
+    }
     return r;
   } catch (const nlohmann::json::exception& e) {
     return bad(absl::StrCat("a field is missing or has the wrong type (", e.what(), ")"));

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,11 @@ struct TierRecord {
   std::string op_path;
   bool froze = false;      // gputierd froze the cgroup and has not thawed it
   bool partition = false;  // a fast partition exists (or is being made)
+  // The container's own lists from its OCI annotations gputier.io/tiered-paths
+  // and gputier.io/gpu-data-paths, read once at adoption (unset: the
+  // config's), so that a restarted gputierd tiers it the same (PathsFor).
+  std::optional<std::vector<std::string>> tiered_paths;
+  std::optional<std::vector<std::string>> gpu_data_paths;
 
   bool AnyFast() const;
 };

@@ -63,4 +63,25 @@ void UnmountAllUnder(const std::string& dir) {
   for (const std::string& m : mounts) umount2(m.c_str(), MNT_DETACH);
 }
 
+std::string FindFileUnder(const std::string& root, const std::string& suffix, int depth) {
+  if (absl::EndsWith(root, suffix)) return root;
+  if (depth == 0) return "";
+  DIR* d = opendir(root.c_str());
+  if (d == nullptr) return "";
+  std::string found;
+  while (struct dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == ".." || (e->d_type != DT_DIR && e->d_type != DT_REG)) continue;
+    const std::string path = absl::StrCat(root, "/", name);
+    if (e->d_type == DT_REG) {
+      if (absl::EndsWith(path, suffix)) found = path;
+    } else {
+      found = FindFileUnder(path, suffix, depth - 1);
+    }
+    if (!found.empty()) break;
+  }
+  closedir(d);
+  return found;
+}
+
 }  // namespace gputier::testing

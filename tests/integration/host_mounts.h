@@ -11,6 +11,11 @@ namespace gputier::testing {
 // Whether `path` is `dir` or below it.
 bool Below(const std::string& path, const std::string& dir);
 
+// The regular file whose path ends in `suffix` under `root` (at most
+// `depth` levels down), or "": a tier's layout under its root is the tier
+// manager's, and tests look for what they wrote without assuming it.
+std::string FindFileUnder(const std::string& root, const std::string& suffix, int depth = 4);
+
 // Mount points of /proc/self/mountinfo at or below `dir`.
 std::vector<std::string> HostMountsUnder(const std::string& dir);
 

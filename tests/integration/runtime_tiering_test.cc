@@ -36,6 +36,7 @@
 #include "tests/integration/podman_container.h"
 #include "tests/integration/runtime_container.h"
 #include "tests/integration/tier_dirs.h"
+#include "tests/integration/runtime_under_test.h"
 
 namespace gputier {
 namespace {
@@ -58,65 +59,10 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-// One runtime under test: its store or daemon, and containers started in it.
-class Runtime {
- public:
-  // Skips (empty status message) or fails the caller when the runtime
-  // cannot run here.
-  static absl::StatusOr<std::unique_ptr<Runtime>> Create(const std::string& name) {
-    std::unique_ptr<Runtime> r(new Runtime());
-    r->name_ = name;
-    absl::StatusOr<std::unique_ptr<PodmanStore>> store = PodmanStore::Create({});
-    if (!store.ok()) return store.status();
-    r->podman_ = std::move(*store);
-    if (name == "containerd") {
-      r->archive_dir_ = std::make_unique<TempDir>("gputier-oci");
-      const std::string archive = r->archive_dir_->path() + "/image.tar";
-      if (absl::Status s = r->podman_->SaveOciArchive(archive); !s.ok()) return s;
-      absl::StatusOr<std::unique_ptr<ContainerdDaemon>> d = ContainerdDaemon::Start(archive);
-      if (!d.ok()) return d.status();
-      r->containerd_ = std::move(*d);
-    }
-    return r;
-  }
-
-  absl::StatusOr<std::unique_ptr<RuntimeContainer>> Start(const RuntimeContainerOptions& options) const {
-    if (containerd_ != nullptr) {
-      ContainerdContainer::Options o;
-      o.container = options;
-      absl::StatusOr<std::unique_ptr<ContainerdContainer>> c = ContainerdContainer::Start(*containerd_, o);
-      if (!c.ok()) return c.status();
-      return std::unique_ptr<RuntimeContainer>(std::move(*c));
-    }
-    absl::StatusOr<std::unique_ptr<PodmanContainer>> c = PodmanContainer::Start(*podman_, options);
-    if (!c.ok()) return c.status();
-    return std::unique_ptr<RuntimeContainer>(std::move(*c));
-  }
-
-  std::vector<std::string> StateRoots() const {
-    return containerd_ != nullptr ? containerd_->StateRoots() : podman_->StateRoots();
-  }
-  // The agent's runtime_roots: containerd's runc root holds one directory
-  // per namespace; podman's containers are under runc's own root.
-  std::string RuntimeRootsYaml() const {
-    return containerd_ != nullptr
-               ? absl::StrCat("runtime_roots: {containerd: [", containerd_->runc_root(), "]}\n")
-               : absl::StrCat("runtime_roots: {podman: [", absl::StrJoin(podman_->StateRoots(), ", "), "]}\n");
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  Runtime() = default;
-  std::string name_;
-  std::unique_ptr<PodmanStore> podman_;
-  std::unique_ptr<TempDir> archive_dir_;
-  std::unique_ptr<ContainerdDaemon> containerd_;
-};
+using Runtime = ::gputier::testing::RuntimeUnderTest;
 
 std::string CannotRunBecause(const std::string& runtime) {
-  std::string why = ::gputier::testing::PodmanTestsCannotRunBecause();
-  if (why.empty() && runtime == "containerd") why = ::gputier::testing::ContainerdTestsCannotRunBecause();
-  return why;
+  return ::gputier::testing::RuntimeTestsCannotRunBecause(runtime);
 }
 
 class RuntimeContainerTest : public ::testing::TestWithParam<std::string> {

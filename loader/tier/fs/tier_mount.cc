@@ -259,9 +259,16 @@ struct OpenedPath {
   MountFacts facts;
 };
 
-absl::StatusOr<OpenedPath> OpenWithFacts(pid_t pid, const ContainerPath& path) {
+absl::StatusOr<OpenedPath> OpenWithFacts(pid_t pid, const ContainerPath& path,
+                                         const std::string& root_path = "") {
   absl::StatusOr<Fd> root = OpenContainerRoot(pid);
   if (!root.ok()) return root.status();
+  if (!root_path.empty()) {
+    absl::StatusOr<ContainerPath> in_view = ParseContainerPath(root_path);
+    if (!in_view.ok()) return in_view.status();
+    root = OpenContainerDirectory(root->get(), *in_view);
+    if (!root.ok()) return root.status();
+  }
   absl::StatusOr<Fd> target = OpenContainerDirectory(root->get(), path);
   if (!target.ok()) return target.status();
   absl::StatusOr<MountFacts> facts = FactsOf(target->get(), path.path);
@@ -321,7 +328,7 @@ struct MountTarget {
 
 absl::StatusOr<MountTarget> OpenMountTarget(const TierMountRequest& request) {
   const std::string& cpath = request.path.path;
-  absl::StatusOr<OpenedPath> opened = OpenWithFacts(request.pid, request.path);
+  absl::StatusOr<OpenedPath> opened = OpenWithFacts(request.pid, request.path, request.root_path);
   if (!opened.ok()) return opened.status();
   if (opened->facts.overlay && opened->facts.mount_root) {
     return absl::AlreadyExistsError(absl::StrCat(

@@ -93,6 +93,12 @@ struct TierMountRequest {
   // Host directories stacked above the container's original content, top
   // first: absolute, existing, not symlinks, free of ':', ',' and '\\'.
   std::vector<std::string> extra_lowers;
+  // The container's root as a path in the filesystem view of `pid`
+  // (/proc/<pid>/root), for a container whose process has not yet switched
+  // to its own root (an OCI createRuntime hook: its mount namespace is made,
+  // pivot_root not done). Resolved like `path` (RESOLVE_IN_ROOT, no
+  // symlinks), then `path` inside it. Empty: the process's own root.
+  std::string root_path;
 };
 
 struct TierMount {
