@@ -74,7 +74,7 @@ const std::vector<std::string>& KubepodsParents() {
 
 absl::StatusOr<std::unique_ptr<ContainerdDaemon>> ContainerdDaemon::Start(const std::string& oci_archive) {
   std::unique_ptr<ContainerdDaemon> d(new ContainerdDaemon());
-  d->parents_before_ = ExistingCgroupDirs(KubepodsParents());
+  d->parents_before_ = CgroupDirsNow(KubepodsParents());
   d->dir_ = std::make_unique<TempDir>("gputier-containerd");
   const std::string& dir = d->dir_->path();
   if (dir.empty()) return absl::InternalError("mkdtemp for containerd failed");
@@ -169,7 +169,7 @@ absl::StatusOr<std::unique_ptr<ContainerdContainer>> ContainerdContainer::Start(
     const std::string qos = guaranteed ? "" : absl::StrCat("-", options.qos);
     cgroup_arg = absl::StrCat("kubepods", qos, "-pod", uid, ".slice:cri-containerd:", c->id_);
   }
-  c->cgroups_before_ = ExistingCgroupDirs(c->pod_cgroups_);
+  c->cgroups_before_ = CgroupDirsNow(c->pod_cgroups_);
 
   const std::string pid_file = absl::StrCat(daemon.dir(), "/", c->id_, ".pid");
   std::vector<std::string> args = {"run", "--detach", "--null-io", "--runc-root", daemon.runc_root(),

@@ -52,7 +52,7 @@ std::string PodmanTestsCannotRunBecause() {
 absl::StatusOr<std::unique_ptr<PodmanStore>> PodmanStore::Create(const Options& options) {
   static std::atomic<int> counter{0};
   std::unique_ptr<PodmanStore> s(new PodmanStore());
-  s->cgroups_before_ = ExistingCgroupDirs(PodmanParentCgroups());
+  s->cgroups_before_ = CgroupDirsNow(PodmanParentCgroups());
   s->dir_ = std::make_unique<TempDir>("gputier-podman");
   const std::string& dir = s->dir_->path();
   if (dir.empty()) return absl::InternalError("mkdtemp for the podman store failed");

@@ -80,12 +80,19 @@ std::vector<std::string> ExistingCgroupDirs(const std::vector<std::string>& rela
   return out;
 }
 
-void RemoveCgroupDirs(const std::vector<std::string>& relative, const std::vector<std::string>& existed_before) {
-  std::vector<std::string> ours;
-  for (const std::string& r : relative) {
-    if (std::find(existed_before.begin(), existed_before.end(), r) == existed_before.end()) ours.push_back(r);
+std::vector<std::string> CgroupDirsNow(const std::vector<std::string>& relative) {
+  std::vector<std::string> out;
+  for (const std::string& m : CgroupMounts()) {
+    for (const std::string& r : relative) {
+      if (PathExists(m + r)) out.push_back(m + r);
+    }
   }
+  return out;
+}
+
+void RemoveCgroupDirs(const std::vector<std::string>& relative, const std::vector<std::string>& existed_before) {
   // Longest first: a child before its parent.
+  std::vector<std::string> ours = relative;
   std::sort(ours.begin(), ours.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   // A runtime's last process (a shim, conmon, the exit cleanup conmon runs)
   // may still be leaving its cgroup when the container is gone: EBUSY is
@@ -93,6 +100,8 @@ void RemoveCgroupDirs(const std::vector<std::string>& relative, const std::vecto
   // stays.
   for (const std::string& m : CgroupMounts()) {
     for (const std::string& r : ours) {
+      // Only what was not there before, hierarchy by hierarchy.
+      if (std::find(existed_before.begin(), existed_before.end(), m + r) != existed_before.end()) continue;
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
       while (rmdir((m + r).c_str()) != 0 && errno == EBUSY && std::chrono::steady_clock::now() < deadline) {
         usleep(50 * 1000);

@@ -72,9 +72,15 @@ std::string CgroupOfPid(pid_t pid);
 
 // Removes the cgroup directory `relative` (from each hierarchy's root: v1
 // controllers and cgroup2) in every cgroup hierarchy where it is empty and
-// was not present in `existed_before`; deepest first. Runtimes make parent
-// cgroups (/libpod_parent, /kubepods/burstable/pod<uid>) and leave them.
+// was not present in `existed_before` (CgroupDirsNow's full paths, so one
+// hierarchy's old directory never keeps another's new one); deepest first.
+// Runtimes make parent cgroups (/libpod_parent, /kubepods/burstable/pod<uid>)
+// and leave them.
 void RemoveCgroupDirs(const std::vector<std::string>& relative, const std::vector<std::string>& existed_before);
+
+// The full paths (<hierarchy root><relative>) of those of `relative` that
+// exist now, in every hierarchy.
+std::vector<std::string> CgroupDirsNow(const std::vector<std::string>& relative);
 
 // The pids in cgroup `relative` (the union over every hierarchy).
 std::vector<pid_t> CgroupPids(const std::string& relative);
