@@ -149,6 +149,11 @@ TEST(PodmanNames, TheNamesFileSitsBesideTheBundleOfItsStorage) {
   EXPECT_EQ(PodmanNamesFile(absl::StrCat("/run/containerd/io.containerd.runtime.v2.task/k8s.io/", kId), kId),
             std::nullopt);
   EXPECT_EQ(PodmanNamesFile("/overlay-containers/x/userdata", "y"), std::nullopt);
+  // Any storage driver's store (the demo's is vfs).
+  EXPECT_EQ(PodmanNamesFile(absl::StrCat("/tmp/store/vfs-containers/", kId, "/userdata"), kId),
+            "/tmp/store/vfs-containers/containers.json");
+  EXPECT_EQ(PodmanNamesFile(absl::StrCat("/tmp/store/Bad.Driver-containers/", kId, "/userdata"), kId), std::nullopt);
+  EXPECT_EQ(PodmanNamesFile(absl::StrCat("/vfs-containers/", kId, "/userdata"), kId), std::nullopt);
 }
 
 TEST(PodmanNames, TheContainersFirstUsableNameIsItsName) {

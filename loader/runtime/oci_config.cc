@@ -164,11 +164,18 @@ absl::StatusOr<OciWorkload> ParseOciConfig(absl::string_view json, absl::string_
 std::optional<std::string> PodmanNamesFile(absl::string_view bundle, absl::string_view container_id) {
   absl::string_view rest = bundle;
   while (rest.size() > 1 && rest.back() == '/') rest.remove_suffix(1);
-  const std::string tail = absl::StrCat("/overlay-containers/", container_id, "/userdata");
-  if (container_id.empty() || !absl::ConsumeSuffix(&rest, tail) || rest.empty() || rest[0] != '/') {
-    return std::nullopt;
+  // <store>/<driver>-containers/<id>/userdata, for any storage driver
+  // (overlay, vfs, btrfs, ...).
+  const std::string tail = absl::StrCat("-containers/", container_id, "/userdata");
+  if (container_id.empty() || !absl::ConsumeSuffix(&rest, tail)) return std::nullopt;
+  const size_t slash = rest.rfind('/');
+  if (slash == absl::string_view::npos || slash == 0 || rest[0] != '/') return std::nullopt;
+  const absl::string_view driver = rest.substr(slash + 1);
+  if (driver.empty() || driver.size() > 32) return std::nullopt;
+  for (char ch : driver) {
+    if (!absl::ascii_islower(ch) && !absl::ascii_isdigit(ch)) return std::nullopt;
   }
-  return absl::StrCat(rest, "/overlay-containers/containers.json");
+  return absl::StrCat(rest, "-containers/containers.json");
 }
 
 std::string PodmanNameOf(absl::string_view containers_json, absl::string_view container_id) {
