@@ -120,7 +120,10 @@ TEST(DrmDevice, VgemClientFdinfoParsesAndItsHeldRenderNodeIsSeen) {
   const bool seen = WaitFor(
       [&] {
         absl::StatusOr<nlohmann::json> row = agent.StatusOf(cg.id());
-        return row.ok() && !row->is_null() && row->at("features").value("gpu_contexts_held", 0.0) >= 1.0;
+        if (!row.ok() || row->is_null()) return false;
+        // null until the context scan has looked at the cgroup.
+        const nlohmann::json& held = (*row)["features"]["gpu_contexts_held"];
+        return held.is_number() && held.get<double>() >= 1.0;
       },
       std::chrono::seconds(3));
   holder.join();
