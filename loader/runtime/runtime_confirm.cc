@@ -68,6 +68,13 @@ absl::StatusOr<RuntimeState> ReadState(const std::string& root, const std::strin
   return absl::NotFoundError(absl::StrCat(shown, " holds no ", kRuncStateFile, " or ", kCrunStateFile));
 }
 
+bool Within(absl::string_view inner, absl::string_view outer) {
+  return inner == outer || (absl::StartsWith(inner, outer) && inner.size() > outer.size() &&
+                            (outer == "/" || inner[outer.size()] == '/'));
+}
+
+}  // namespace
+
 // The cgroup v2 path of `pid`, or "" when it is gone.
 std::string CgroupOfPid(pid_t pid) {
   absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", pid, "/cgroup"), 0, 64 << 10);
@@ -77,13 +84,6 @@ std::string CgroupOfPid(pid_t pid) {
   }
   return "";
 }
-
-bool Within(absl::string_view inner, absl::string_view outer) {
-  return inner == outer || (absl::StartsWith(inner, outer) && inner.size() > outer.size() &&
-                            (outer == "/" || inner[outer.size()] == '/'));
-}
-
-}  // namespace
 
 absl::StatusOr<std::string> ReadBeneath(int dir_fd, const std::string& name, const std::string& shown,
                                         size_t max_bytes) {

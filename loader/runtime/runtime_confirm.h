@@ -10,6 +10,8 @@
 #ifndef GPUTIER_LOADER_RUNTIME_RUNTIME_CONFIRM_H_
 #define GPUTIER_LOADER_RUNTIME_RUNTIME_CONFIRM_H_
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -48,6 +50,10 @@ absl::StatusOr<OciWorkload> ReadWorkload(const ConfirmedContainer& container);
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS and O_NOFOLLOW, a regular file of at
 // most kMaxRuntimeFileBytes.
 absl::StatusOr<std::string> ReadBundleConfig(const std::string& bundle);
+
+// The cgroup v2 path of `pid` (its "0::" line of /proc/<pid>/cgroup), or ""
+// when it is gone.
+std::string CgroupOfPid(pid_t pid);
 
 // Reads a runtime-written file `name` under directory fd `dir_fd` the same
 // way, refusing one larger than `max_bytes`.

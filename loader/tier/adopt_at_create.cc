@@ -29,9 +29,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "loader/base/log.h"
-#include "loader/base/read_file.h"
 #include "loader/cgroup/cgroup_path.h"
 #include "loader/config/config_tiers.h"
 #include "loader/config/container_path.h"
@@ -39,33 +37,9 @@
 #include "loader/runtime/runtime_confirm.h"
 #include "loader/tier/fs/tier_mount.h"
 #include "loader/tier/tier_manager.h"
+#include "loader/tier/tier_manager_internal.h"
 
 namespace gputier {
-namespace {
-
-// The cgroup v2 path of `pid`, or "" when it is gone.
-std::string CgroupV2Of(pid_t pid) {
-  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", pid, "/cgroup"), 0, 64 << 10);
-  if (!text.ok()) return "";
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    if (absl::ConsumePrefix(&line, "0::")) return std::string(line);
-  }
-  return "";
-}
-
-// Whether `pid`'s root directory is the one of pid 1 or of gputierd.
-bool HasHostRoot(pid_t pid) {
-  struct stat root;
-  if (stat(absl::StrCat("/proc/", pid, "/root").c_str(), &root) != 0) return false;
-  for (const char* who : {"/proc/1/root", "/proc/self/root"}) {
-    struct stat host;
-    if (stat(who, &host) == 0 && host.st_dev == root.st_dev && host.st_ino == root.st_ino) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 absl::StatusOr<std::string> TierManager::AdoptCreating(const CreatingContainer& container, absl::Duration wait) {
   auto request = std::make_shared<CreatingRequest>();
   request->container = container;
@@ -115,7 +89,7 @@ absl::StatusOr<std::string> TierManager::AdoptAtCreate(const CreatingContainer& 
   }
   // The process must be the container's: in the cgroup its runtime named
   // with this id, in a mount namespace of its own, not yet in its root.
-  const std::string cgroup = CgroupV2Of(c.pid);
+  const std::string cgroup = CgroupOfPid(c.pid);
   const std::optional<ContainerIdentity> named = IdentifyContainer(cgroup);
   if (cgroup.empty() || !named || named->container_id != id) {
     return absl::FailedPreconditionError(absl::StrCat("process ", c.pid, " is in cgroup '", cgroup,
@@ -129,17 +103,14 @@ absl::StatusOr<std::string> TierManager::AdoptAtCreate(const CreatingContainer& 
   if (stat(absl::StrCat("/proc/", c.pid, "/ns/mnt").c_str(), &ns) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("reading the mount namespace of process ", c.pid));
   }
-  // (pid 1's may be unreadable, as in HostViewNow: gputierd's own must not.)
-  for (const char* host : {"/proc/1/ns/mnt", "/proc/self/ns/mnt"}) {
-    struct stat st;
-    const bool seen = stat(host, &st) == 0;
-    if ((!seen && absl::StrContains(host, "self")) || (seen && st.st_ino == ns.st_ino)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "process ", c.pid, " shares the host's mount namespace (that of ", host,
-          "); the hook must run at createRuntime"));
-    }
+  // (pid 1's may be unreadable: gputierd's own must not.)
+  const tier_internal::HostView host = tier_internal::HostViewNow();
+  if (!host.own_mnt_ns_seen || tier_internal::InHostMountNs(ns.st_ino, host)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "process ", c.pid, " shares the host's mount namespace (pid 1's or gputierd's, or gputierd's own is "
+        "unreadable); the hook must run at createRuntime"));
   }
-  if (!HasHostRoot(c.pid)) {
+  if (!tier_internal::SameRootAsHost(c.pid, host).value_or(false)) {
     return absl::StrCat("container ", id, " has switched to its own root already; it is adopted when first seen");
   }
   // Its root, from the bundle's config.json (read beneath the bundle, no

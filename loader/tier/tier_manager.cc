@@ -30,6 +30,7 @@
 #include "loader/config/container_path.h"
 #include "loader/tier/fs/tier_partition.h"
 #include "loader/tier/tier_device.h"
+#include "loader/tier/tier_manager_internal.h"
 
 namespace gputier {
 namespace {
@@ -112,35 +113,6 @@ nlohmann::json DescribeTiers(const TierConfig& t) {
   return out;
 }
 
-// The host's view a container's process must have left: the mount
-// namespace and root of pid 1 and of gputierd itself.
-struct HostView {
-  std::vector<uint64_t> mnt_ns;
-  std::vector<std::pair<dev_t, ino_t>> roots;
-};
-
-HostView HostViewNow() {
-  HostView host;
-  for (const char* who : {"/proc/1", "/proc/self"}) {
-    struct stat st;
-    if (stat(absl::StrCat(who, "/ns/mnt").c_str(), &st) == 0) host.mnt_ns.push_back(st.st_ino);
-    if (stat(absl::StrCat(who, "/root").c_str(), &st) == 0) host.roots.emplace_back(st.st_dev, st.st_ino);
-  }
-  return host;
-}
-
-bool SharesHostView(pid_t pid, const struct stat& mnt_ns, const HostView& host) {
-  for (uint64_t ns : host.mnt_ns) {
-    if (mnt_ns.st_ino == ns) return true;
-  }
-  struct stat root;
-  if (stat(absl::StrCat("/proc/", pid, "/root").c_str(), &root) != 0) return true;  // gone or hidden: not this one
-  for (const auto& [dev, ino] : host.roots) {
-    if (root.st_dev == dev && root.st_ino == ino) return true;
-  }
-  return false;
-}
-
 // When `pid` started (clock ticks after boot, field 22 of /proc/<pid>/stat);
 // 0 when it is gone.
 uint64_t ProcessStartTime(pid_t pid) {
@@ -159,6 +131,43 @@ uint64_t ProcessStartTime(pid_t pid) {
 }
 
 }  // namespace
+
+namespace tier_internal {
+
+HostView HostViewNow() {
+  HostView host;
+  for (const char* who : {"/proc/1", "/proc/self"}) {
+    struct stat st;
+    if (stat(absl::StrCat(who, "/ns/mnt").c_str(), &st) == 0) {
+      host.mnt_ns.push_back(st.st_ino);
+      if (absl::string_view(who) == "/proc/self") host.own_mnt_ns_seen = true;
+    }
+    if (stat(absl::StrCat(who, "/root").c_str(), &st) == 0) host.roots.emplace_back(st.st_dev, st.st_ino);
+  }
+  return host;
+}
+
+bool InHostMountNs(uint64_t mnt_ns_ino, const HostView& host) {
+  for (uint64_t ns : host.mnt_ns) {
+    if (mnt_ns_ino == ns) return true;
+  }
+  return false;
+}
+
+std::optional<bool> SameRootAsHost(pid_t pid, const HostView& host) {
+  struct stat root;
+  if (stat(absl::StrCat("/proc/", pid, "/root").c_str(), &root) != 0) return std::nullopt;
+  for (const auto& [dev, ino] : host.roots) {
+    if (root.st_dev == dev && root.st_ino == ino) return true;
+  }
+  return false;
+}
+
+bool SharesHostView(pid_t pid, const struct stat& mnt_ns, const HostView& host) {
+  return InHostMountNs(mnt_ns.st_ino, host) || SameRootAsHost(pid, host).value_or(true);
+}
+
+}  // namespace tier_internal
 
 TierManager::TierManager(Options options)
     : options_(std::move(options)), store_(absl::StrCat(options_.state_dir, "/tier")) {}
@@ -337,7 +346,7 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
   // by its OCI createRuntime hook (adopt_at_create.cc) has its namespace
   // recorded before its process switches to its own root, and until then
   // it is "still starting", never resolved against the host's root.
-  const HostView host = HostViewNow();
+  const tier_internal::HostView host = tier_internal::HostViewNow();
   pid_t oldest = 0;
   uint64_t oldest_start = 0;
   bool in_host = false;
@@ -345,7 +354,7 @@ absl::StatusOr<pid_t> TierManager::PidOf(const TierRecord& record) {
     struct stat st;
     if (stat(absl::StrCat("/proc/", pid, "/ns/mnt").c_str(), &st) != 0) continue;
     if (record.mnt_ns != 0 && st.st_ino != record.mnt_ns) continue;
-    if (SharesHostView(pid, st, host)) {
+    if (tier_internal::SharesHostView(pid, st, host)) {
       in_host = true;
       continue;
     }
