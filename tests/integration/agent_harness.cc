@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -30,8 +31,22 @@
 namespace gputier::testing {
 namespace {
 
+// A child forked without exec (RunInCgroup) keeps every fd the test process
+// had at that instant. popen() holds its pipe's write end for a moment; a
+// cgroup child forked by another thread in that moment would keep it, and
+// the reader here would wait for EOF until that child exits (seen as a
+// `status` that took 60 s while a holder thread ran). Both take this lock.
+std::mutex& ForkLock() {
+  static std::mutex* mu = new std::mutex;
+  return *mu;
+}
+
 absl::StatusOr<std::string> RunCapture(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
+  FILE* p = nullptr;
+  {
+    std::lock_guard<std::mutex> hold(ForkLock());
+    p = popen(cmd.c_str(), "re");
+  }
   if (p == nullptr) return absl::ErrnoToStatus(errno, cmd);
   std::string out;
   char buf[4096];
@@ -102,8 +117,17 @@ bool TestCgroup::Remove() {
 
 int RunInCgroup(const std::string& cgroup_dir, const std::function<int()>& body) {
   int go[2];
-  if (pipe(go) != 0) return -1;
-  pid_t pid = fork();
+  pid_t pid = -1;
+  {
+    std::lock_guard<std::mutex> hold(ForkLock());
+    if (pipe2(go, O_CLOEXEC) != 0) return -1;
+    pid = fork();
+  }
+  if (pid < 0) {
+    close(go[0]);
+    close(go[1]);
+    return -1;
+  }
   if (pid == 0) {
     close(go[1]);
     char c;

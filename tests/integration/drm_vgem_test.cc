@@ -3,6 +3,7 @@
 // configuration) its opens and real DRM ioctls must count as GPU accesses.
 // Hosts without DRM (this project's CI host kernel) skip it; the VM cells run it.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -105,14 +106,23 @@ TEST(DrmDevice, VgemClientFdinfoParsesAndItsHeldRenderNodeIsSeen) {
   AgentProcess agent;
   ASSERT_TRUE(agent.Start({RequestedMode(), "policy: {tick: 200ms}\n"}).ok());
   TestCgroup cg("vgem-held");
+  // The holder keeps the render node open until this test has looked (it
+  // closes `release`), not for a fixed time: under TCG the agent's first
+  // scan of the cgroup can come seconds after the open.
+  int release[2];
+  ASSERT_EQ(pipe2(release, O_CLOEXEC), 0) << strerror(errno);
+  int holder_rc = -1;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   std::thread holder([&] {
-    cg.RunInside([] {
+    holder_rc = cg.RunInside([&] {
+      close(release[1]);
       int held = open(kRenderNode, O_RDWR);
       if (held < 0) return 10;
       DrmVersion v = {};
       if (ioctl(held, kDrmIoctlVersion, &v) != 0) return 11;
-      const timespec hold = {4, 0};
-      nanosleep(&hold, nullptr);  // holds the render node, no ioctl
+      pollfd p = {release[0], POLLIN, 0};
+      poll(&p, 1, 60'000);  // holds the render node, no ioctl, until released
       close(held);
       return 0;
     });
@@ -125,8 +135,12 @@ TEST(DrmDevice, VgemClientFdinfoParsesAndItsHeldRenderNodeIsSeen) {
         const nlohmann::json& held = (*row)["features"]["gpu_contexts_held"];
         return held.is_number() && held.get<double>() >= 1.0;
       },
-      std::chrono::seconds(3));
+      std::chrono::seconds(20));
+  printf("held render node %s after %.1f s\n", seen ? "seen" : "not seen", since());
+  close(release[1]);
   holder.join();
+  close(release[0]);
+  EXPECT_EQ(holder_rc, 0) << "the holder failed (10 open, 11 ioctl)";
   EXPECT_TRUE(seen) << agent.LogTail();
 }
 
