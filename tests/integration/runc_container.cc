@@ -1,8 +1,11 @@
 #include "tests/integration/runc_container.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,12 +63,32 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// No runtime command a test makes (runc, podman, ctr, tar) takes this long;
+// one that does is hung, and the test says which instead of running into
+// ctest's timeout with nothing to show.
+constexpr int kCommandTimeoutMs = 120'000;
+
 // Runs argv with stdout+stderr written to `log` (a file, never a pipe: a
 // detached container inherits runc's stdio and would hold a pipe open).
 absl::StatusOr<int> Spawn(const std::vector<std::string>& argv, const std::string& log) {
   absl::StatusOr<pid_t> started = StartCommand(argv, log);
   if (!started.ok()) return started.status();
   const pid_t child = *started;
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  if (pidfd >= 0) {
+    pollfd p = {pidfd, POLLIN, 0};
+    int ready;
+    while ((ready = poll(&p, 1, kCommandTimeoutMs)) < 0 && errno == EINTR) {
+    }
+    close(pidfd);
+    if (ready == 0) {
+      kill(child, SIGKILL);
+      waitpid(child, nullptr, 0);
+      return absl::DeadlineExceededError(absl::StrCat("`", absl::StrJoin(argv, " "), "` ran for more than ",
+                                                      kCommandTimeoutMs / 1000, " s and was killed; its output: ",
+                                                      SlurpFile(log)));
+    }
+  }
   int status = 0;
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) return absl::InternalError("waitpid");

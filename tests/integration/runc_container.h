@@ -38,7 +38,8 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs argv[0] (searched in PATH) with stdin from /dev/null; waits.
+// Runs argv[0] (searched in PATH) with stdin from /dev/null; waits, at most
+// 2 minutes (then kills it and returns DeadlineExceeded with its output).
 absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv);
 
 // Starts argv[0] (searched in PATH) with stdin from /dev/null and stdout and
