@@ -474,6 +474,18 @@ void PrintGpuUse(const nlohmann::json& a) {
   }
 }
 
+// " (container NAME, id ID)" from a reply's container_id and name, " (container
+// ID)" without a name, "" for a cgroup that is no container's.
+std::string ContainerPhrase(const nlohmann::json& reply) {
+  if (!reply.contains("container_id") || !reply["container_id"].is_string()) return "";
+  const std::string id = reply["container_id"].get<std::string>();
+  if (id.empty()) return "";
+  const std::string name = reply.contains("name") && reply["name"].is_string() ? reply["name"].get<std::string>() : "";
+  return name.empty() || name == id.substr(0, 12)
+             ? absl::StrCat(" (container ", EscapeControlAndInvalid(id), ")")
+             : absl::StrCat(" (container ", EscapeControlAndInvalid(name), ", id ", EscapeControlAndInvalid(id), ")");
+}
+
 int ExplainCommand(const std::string& target) {
   std::optional<nlohmann::json> a = Ask("explain", {{"cmd", "explain"}, {"target", target}});
   if (!a) return 1;
@@ -481,14 +493,7 @@ int ExplainCommand(const std::string& target) {
     printf("%s\n", JsonText(*a, 2).c_str());
     return 0;
   }
-  std::string container;
-  if ((*a)["container_id"].is_string()) {
-    const std::string id = (*a)["container_id"].get<std::string>();
-    const std::string name = a->contains("name") && (*a)["name"].is_string() ? (*a)["name"].get<std::string>() : "";
-    container = name.empty() || name == id.substr(0, 12)
-                    ? absl::StrCat(" (container ", id, ")")
-                    : absl::StrCat(" (container ", EscapeControlAndInvalid(name), ", id ", id, ")");
-  }
+  const std::string container = ContainerPhrase(*a);
   printf("cgroup %llu %s%s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
          EscapeControlAndInvalid((*a)["cgroup_path"].get<std::string>()).c_str(), container.c_str());
   printf("\nrule: %s\n", (*a)["rule"]["verdict"].get<std::string>().c_str());
@@ -521,8 +526,8 @@ int TrainCommand() {
 int LabelCommand(const std::string& target, const std::string& verdict) {
   std::optional<nlohmann::json> a = Ask("label", {{"cmd", "label"}, {"target", target}, {"verdict", verdict}});
   if (!a) return 1;
-  printf("labelled cgroup %llu as %s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
-         verdict.c_str());
+  printf("labelled cgroup %llu%s as %s\n", static_cast<unsigned long long>((*a)["cgroup_id"].get<uint64_t>()),
+         ContainerPhrase(*a).c_str(), verdict.c_str());
   return 0;
 }
 

@@ -446,9 +446,14 @@ nlohmann::json VerdictService::Label(const std::string& target, const std::strin
   if (!id.ok()) return Error(id.status().message());
   std::optional<CgroupVerdict> v = engine_.Lookup(*id, MonotonicNs());
   if (!v) return Error(absl::StrCat("cgroup ", *id, " has no features yet"));
-  const ClassificationRow row = LabelRow(SubjectOf(*id, UnixNs()), v->features, *label);
+  const RowSubject subject = SubjectOf(*id, UnixNs());
+  const ClassificationRow row = LabelRow(subject, v->features, *label);
   if (absl::Status s = table_.Record(row); !s.ok()) return Error(s.message());
-  return {{"ok", true}, {"cgroup_id", *id}, {"label", verdict}};
+  return {{"ok", true},
+          {"cgroup_id", *id},
+          {"container_id", subject.container_id},
+          {"name", subject.container_name},
+          {"label", verdict}};
 }
 
 nlohmann::json VerdictService::Handle(const ControlRequest& request) {

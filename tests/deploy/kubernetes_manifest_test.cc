@@ -88,7 +88,9 @@ TEST_F(KubernetesManifests, EveryObjectIsNamedAndLivesInTheOneNamespace) {
     for (const YAML::Node& o : list) {
       EXPECT_TRUE(o["apiVersion"].IsScalar()) << kind;
       EXPECT_FALSE(o["metadata"]["name"].as<std::string>("").empty()) << kind;
-      if (kind != "Namespace") EXPECT_EQ(o["metadata"]["namespace"].as<std::string>(""), kNamespace) << kind;
+      if (kind != "Namespace") {
+        EXPECT_EQ(o["metadata"]["namespace"].as<std::string>(""), kNamespace) << kind;
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 // Containers by name, end to end: the real gputierd, podman containers run
 // with --name and containerd containers with the kubelet's annotations
 // (io.kubernetes.cri.*). gputierd reads each confirmed container's name from
-// its runtime, shows it in status, explain and audit --json, and takes it
+// its runtime, shows it in status, explain, label and audit --json, and takes it
 // wherever gputierctl takes a CONTAINER; a name two containers share is
 // refused with both listed.
 #include <algorithm>
@@ -70,7 +70,9 @@ class ContainerNamesTest : public ::testing::TestWithParam<std::string> {
 
   void TearDown() override {
     containers_.clear();
-    if (agent_ != nullptr) EXPECT_TRUE(agent_->Stop().ok());
+    if (agent_ != nullptr) {
+      EXPECT_TRUE(agent_->Stop().ok());
+    }
     agent_.reset();
     containerd_.reset();
     archive_dir_.reset();
@@ -231,6 +233,12 @@ TEST_P(ContainerNamesTest, StatusExplainAndAuditNameTheContainerAndCtlTakesTheNa
       },
       seconds(10), milliseconds(200)))
       << "latest row's container_name: '" << recorded << "'";
+
+  // label takes the name and says which container it labelled.
+  absl::StatusOr<std::string> labelled = agent_->Ctl(absl::StrCat("label ", solo, " cpu"));
+  ASSERT_TRUE(labelled.ok()) << labelled.status();
+  EXPECT_TRUE(absl::StrContains(*labelled, absl::StrCat("(container ", solo, ", id ", (*a)->id(), ") as cpu")))
+      << *labelled;
 }
 
 INSTANTIATE_TEST_SUITE_P(Runtimes, ContainerNamesTest, ::testing::Values("podman", "containerd"),
